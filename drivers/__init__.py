@@ -1,0 +1,1 @@
+"""Badge readers behind one small interface (see drivers.base)."""

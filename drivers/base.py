@@ -1,0 +1,54 @@
+"""The reader interface: every driver turns its hardware into BadgeRead values.
+
+A driver knows nothing of workers, journals or the ONSS. It is started with a callback
+that it calls once per card presentation, from any thread; the daemon hands the read on
+to its event loop.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class BadgeRead:
+    """One presentation of one card to one reader."""
+
+    uid: str
+    reader: str
+    technology: str
+    monotonic_ns: int
+    direction: Literal["IN", "OUT"] | None = None  # set by readers with IN/OUT keys
+
+
+class ReaderState(enum.StrEnum):
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderHealth:
+    state: ReaderState
+    error: str | None = None
+    reads: int = 0
+    bad_frames: int = 0
+
+
+OnRead = Callable[[BadgeRead], None]
+
+
+class Reader(Protocol):
+    name: str
+
+    def start(self, on_read: OnRead) -> None:
+        """Begin reading; call on_read for every card presentation, from any thread."""
+
+    def stop(self) -> None:
+        """Stop promptly and leave no thread behind."""
+
+    def health(self) -> ReaderHealth: ...

@@ -1,0 +1,150 @@
+"""The typed values that flow along the tap path (DESIGN.md, "The path of one tap").
+
+Plain frozen dataclasses: every stage receives one of these and hands the next one on.
+The place of work is a pydantic model because it is read from the configuration and
+sent to the ONSS as it is.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Direction(enum.StrEnum):
+    IN = "IN"
+    OUT = "OUT"
+
+    def opposite(self) -> Direction:
+        return Direction.OUT if self is Direction.IN else Direction.IN
+
+
+class Language(enum.StrEnum):
+    FR = "fr"
+    NL = "nl"
+    DE = "de"
+    EN = "en"
+
+
+class Capacity(enum.StrEnum):
+    """The capacity in which a person is on site (DOMAIN.md, "What a registration carries")."""
+
+    EMPLOYEE = "employee"
+    SELF_EMPLOYED = "self-employed"
+    EMPLOYER = "employer"
+    TEMP = "temp"
+    TRAINEE = "trainee"
+    STUDENT = "student"
+    POSTED_WORKER = "posted-worker"
+    HELPER = "helper"
+
+
+class DeliveryState(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Employer:
+    """Exactly one of a Belgian enterprise number (10 digits) or a foreign VAT id."""
+
+    enterprise_number: str | None = None
+    foreign_vat: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.enterprise_number is None) == (self.foreign_vat is None):
+            raise ValueError("an employer has exactly one of enterprise_number or foreign_vat")
+
+    @property
+    def ident(self) -> str:
+        return self.enterprise_number or self.foreign_vat or ""
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    """One line of the employer's badge register."""
+
+    badge_uid: str
+    niss: str
+    employer: Employer
+    name: str
+    language: Language
+    capacity: Capacity
+    valid_from: date | None = None
+    valid_until: date | None = None
+
+    def is_valid_on(self, day: date) -> bool:
+        if self.valid_from is not None and day < self.valid_from:
+            return False
+        return self.valid_until is None or day <= self.valid_until
+
+
+class Coordinates(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+
+
+class Address(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    post_code: str = Field(min_length=1, max_length=12)
+    municipality: str = Field(min_length=1)
+    street: str = Field(min_length=1)
+    house_number: str = Field(min_length=1)
+    box: str | None = None
+
+
+class PlaceOfWork(BaseModel):
+    """GPS coordinates (preferred by the ONSS) or a postal address, never both."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    coordinates: Coordinates | None = None
+    address: Address | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.coordinates is None) == (self.address is None):
+            raise ValueError("give exactly one of coordinates or address")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class ClockSample:
+    """The time of one event, as evidence (DESIGN.md principle 4).
+
+    monotonic_ns is CLOCK_BOOTTIME: it keeps counting through suspend, so a wall time can
+    be re-derived later from any other sample of the same boot.
+    """
+
+    wall_ns: int
+    monotonic_ns: int
+    boot_id: str
+    synced: bool
+
+    @property
+    def wall_time(self) -> datetime:
+        return datetime.fromtimestamp(self.wall_ns / 1e9, tz=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """One IN or OUT, as stored in the journal and later sent to the ONSS."""
+
+    id: uuid.UUID
+    badge_uid: str
+    reader: str
+    worker: Worker
+    declaration: str
+    place: PlaceOfWork
+    direction: Direction
+    clock: ClockSample
+    delivery: DeliveryState = DeliveryState.PENDING

@@ -20,7 +20,7 @@ class BadgeRead:
     uid: str
     reader: str
     technology: str
-    monotonic_ns: int
+    monotonic_ns: int  # CLOCK_BOOTTIME when the card was read
     direction: Literal["IN", "OUT"] | None = None  # set by readers with IN/OUT keys
 
 

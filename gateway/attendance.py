@@ -1,0 +1,125 @@
+"""Attendance rules: from a read, its worker and their last registration, decide what to do.
+
+Pure: no I/O, no clock reads. The tap pipeline gathers the inputs and stores the result.
+- Toggle mode: the next type is the opposite of the worker's last stored registration at
+  this site (IN, OUT, IN, ... across midnight and restarts); the first ever is IN. A
+  reader key that says IN or OUT wins over the toggle.
+- Explicit mode: the reader or a key must say IN or OUT.
+- Debounce: a second tap of the same worker within the window, asking for the same type,
+  is the same tap: nothing new is registered, the worker is told what was.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from drivers.base import BadgeRead
+from gateway.models import ClockSample, Direction, PlaceOfWork, Registration, Worker
+from gateway.uuid7 import uuid7
+
+
+class Refusal(enum.StrEnum):
+    UNKNOWN_BADGE = "unknown-badge"
+    NOT_YET_VALID = "not-yet-valid"
+    EXPIRED = "expired"
+    DIRECTION_REQUIRED = "direction-required"
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    registration: Registration
+
+
+@dataclass(frozen=True, slots=True)
+class Repeat:
+    """The same tap again: `previous` is the registration it already made."""
+
+    previous: Registration
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    reason: Refusal
+    worker: Worker | None
+
+
+Decision = Register | Repeat | Refuse
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    declaration: str
+    place: PlaceOfWork
+    tz: ZoneInfo
+
+
+@dataclass(frozen=True, slots=True)
+class AttendanceRules:
+    site: Site
+    mode: Literal["toggle", "explicit"] = "toggle"
+    debounce_ns: int = 10_000_000_000
+
+    def decide(
+        self,
+        read: BadgeRead,
+        worker: Worker | None,
+        last: Registration | None,
+        clock: ClockSample,
+    ) -> Decision:
+        if worker is None:
+            return Refuse(Refusal.UNKNOWN_BADGE, None)
+        refusal = _validity(worker, self._local_date(clock))
+        if refusal is not None:
+            return Refuse(refusal, worker)
+        direction = self._direction(read, last)
+        if direction is None:
+            return Refuse(Refusal.DIRECTION_REQUIRED, worker)
+        if last is not None and last.direction is direction and self._within_debounce(last, clock):
+            return Repeat(last)
+        return Register(self._registration(read, worker, direction, clock))
+
+    def _direction(self, read: BadgeRead, last: Registration | None) -> Direction | None:
+        if read.direction is not None:
+            return Direction(read.direction)
+        if self.mode == "explicit":
+            return None
+        return Direction.IN if last is None else last.direction.opposite()
+
+    def _within_debounce(self, last: Registration, clock: ClockSample) -> bool:
+        if last.clock.boot_id == clock.boot_id:
+            elapsed = clock.monotonic_ns - last.clock.monotonic_ns
+        else:  # another boot: the wall clocks are all there is to compare
+            elapsed = abs(clock.wall_ns - last.clock.wall_ns)
+        return elapsed < self.debounce_ns
+
+    def _local_date(self, clock: ClockSample) -> date:
+        return clock.wall_time.astimezone(self.site.tz).date()
+
+    def local_time(self, clock: ClockSample) -> datetime:
+        return clock.wall_time.astimezone(self.site.tz)
+
+    def _registration(
+        self, read: BadgeRead, worker: Worker, direction: Direction, clock: ClockSample
+    ) -> Registration:
+        return Registration(
+            id=uuid7(),
+            badge_uid=worker.badge_uid,
+            reader=read.reader,
+            worker=worker,
+            declaration=self.site.declaration,
+            place=self.site.place,
+            direction=direction,
+            clock=clock,
+        )
+
+
+def _validity(worker: Worker, today: date) -> Refusal | None:
+    if worker.valid_from is not None and today < worker.valid_from:
+        return Refusal.NOT_YET_VALID
+    if worker.valid_until is not None and today > worker.valid_until:
+        return Refusal.EXPIRED
+    return None

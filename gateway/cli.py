@@ -1,0 +1,232 @@
+"""`badge-gateway`: the daemon and the tools around it, one sub-command each."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from gateway import control
+from gateway.config import ConfigError, GatewayConfig, load_config
+
+DEFAULT_CONFIG = Path("/etc/badge-gateway/gateway.toml")
+DEFAULT_SOCKET = Path("/run/badge-gateway/control.sock")
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command: Command = args.command
+    try:
+        return command(args)
+    except control.ControlError as error:
+        print(f"badge-gateway: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="badge-gateway",
+        description="Badge taps to ONSS attendance registrations (Check In and Out at Work).",
+    )
+    parser.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help=f"TOML file (default {DEFAULT_CONFIG})"
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the daemon (what systemd starts)")
+    run.set_defaults(command=_run)
+
+    config = commands.add_parser("config", help="configuration tools")
+    config_commands = config.add_subparsers(required=True, metavar="ACTION")
+    check = config_commands.add_parser("check", help="validate the configuration file")
+    check.add_argument("file", nargs="?", type=Path, help="file to check (default: --config)")
+    check.set_defaults(command=_config_check)
+
+    badges = commands.add_parser("badges", help="badge register tools")
+    badges_commands = badges.add_subparsers(required=True, metavar="ACTION")
+    check = badges_commands.add_parser("check", help="validate a badge register (CSV)")
+    check.add_argument("file", type=Path)
+    check.set_defaults(command=_badges_check)
+
+    tap = commands.add_parser("tap", help="inject a tap into the running daemon")
+    tap.add_argument("uid", help="badge uid, hex")
+    tap.add_argument("--direction", choices=["IN", "OUT"], help="as if an IN or OUT key was pressed")
+    tap.add_argument("--reader", default="control", help="reader name to record (default control)")
+    _add_socket(tap)
+    tap.set_defaults(command=_tap)
+
+    status = commands.add_parser("status", help="readers, last taps, queue depth, clock")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_socket(status)
+    status.set_defaults(command=_status)
+
+    since = commands.add_parser("registrations", help="list registrations since a moment")
+    since.add_argument(
+        "--since",
+        default="today",
+        help="'today', a duration back ('2h', '30m', '7d'), a date or an ISO time",
+    )
+    since.add_argument("--limit", type=int, default=1000)
+    since.add_argument("--json", action="store_true", help="JSON lines")
+    _add_socket(since)
+    since.set_defaults(command=_registrations)
+
+    demo = commands.add_parser("demo", help="run a self-contained demonstration")
+    demo.set_defaults(command=_demo)
+    return parser
+
+
+def _add_socket(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--socket", type=Path, help="control socket (default: from the config)")
+
+
+def _load(path: Path) -> GatewayConfig | None:
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gateway.daemon import run_daemon
+
+    config = _load(args.config)
+    if config is None:
+        print("badge-gateway: refusing to start on an invalid configuration", file=sys.stderr)
+        return 1
+    return run_daemon(config)
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    path = args.file or args.config
+    config = _load(path)
+    if config is None:
+        return 1
+    print(f"{path}: valid (site {config.site.name!r}, {len(config.readers)} reader(s))")
+    return 0
+
+
+def _badges_check(args: argparse.Namespace) -> int:
+    from gateway.identity import BadgeFileError, load_badge_register
+
+    try:
+        register = load_badge_register(args.file)
+    except BadgeFileError as error:
+        print(error, file=sys.stderr)
+        return 1
+    for error in register.errors:
+        print(error, file=sys.stderr)
+    print(f"{args.file}: {len(register.workers)} badge(s) loaded, {len(register.errors)} refused")
+    return 1 if register.errors else 0
+
+
+def _socket(args: argparse.Namespace) -> Path:
+    if args.socket:
+        return Path(args.socket)
+    try:
+        return load_config(args.config).control.socket
+    except ConfigError:
+        return DEFAULT_SOCKET
+
+
+def _tap(args: argparse.Namespace) -> int:
+    message = {"cmd": "tap", "uid": args.uid, "direction": args.direction, "reader": args.reader}
+    outcome = control.request(_socket(args), message)["outcome"]
+    print(f"{outcome['kind']}: {outcome['message']}")
+    return 0 if outcome["positive"] else 2
+
+
+def _status(args: argparse.Namespace) -> int:
+    status = control.request(_socket(args), {"cmd": "status"})["status"]
+    print(json.dumps(status, indent=2) if args.json else render_status(status))
+    return 0
+
+
+def render_status(status: dict[str, Any]) -> str:
+    journal, clock, badges = status["journal"], status["clock"], status["badges"]
+    lines = [
+        f"site        {status['site']['name']} (declaration {status['site']['declaration']})",
+        f"clock       {'synchronised' if clock['synced'] else 'NOT synchronised'}, {clock['now']}",
+        f"badges      {badges['workers']} worker(s), {badges['refused_lines']} refused line(s)"
+        + (f", ERROR {badges['last_error']}" if badges["last_error"] else ""),
+        f"journal     {journal['registrations']} registration(s), queue depth"
+        f" {journal['queue_depth']}, oldest pending {journal['oldest_pending'] or '-'}",
+    ]
+    if journal["storage_error"]:
+        lines.append(f"STORAGE     cannot store: {journal['storage_error']}")
+    lines.append(f"uplink      {'enabled' if status['uplink']['enabled'] else 'disabled'}")
+    for reader in status["readers"]:
+        error = f" ({reader['error']})" if reader["error"] else ""
+        lines.append(f"reader      {reader['name']}: {reader['state']}{error}, {reader['reads']} read(s)")
+    lines.append("last taps")
+    for reg in status["recent_registrations"]:
+        lines.append(f"  {_registration_line(reg)}")
+    for attempt in status["recent_refused_or_repeated"]:
+        lines.append(f"  {attempt['wall_ns']}  {attempt['outcome']:<14} badge {attempt['badge_uid']}")
+    return "\n".join(lines)
+
+
+def _registration_line(reg: dict[str, Any]) -> str:
+    synced = "" if reg["clock_synced"] else "  (clock not synced)"
+    return (
+        f"{reg['time_utc']}  {reg['type']:<3}  {reg['name']:<20} {reg['niss']}"
+        f"  {reg['delivery']}  {reg['id']}{synced}"
+    )
+
+
+_DURATION = re.compile(r"^(\d+)\s*([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_since(text: str, tz: ZoneInfo, now: datetime | None = None) -> datetime:
+    """'today', '2h', '2026-11-22', '2026-11-22T07:00' -> an aware datetime."""
+    now = now or datetime.now(tz)
+    text = text.strip()
+    if text == "today":
+        return now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    match = _DURATION.match(text)
+    if match:
+        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as error:
+        raise ValueError(f"--since: cannot read {text!r}: {error}") from error
+    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
+
+
+def _registrations(args: argparse.Namespace) -> int:
+    try:
+        tz = load_config(args.config).site.tz
+    except ConfigError:
+        tz = ZoneInfo("Europe/Brussels")
+    try:
+        since = parse_since(args.since, tz)
+    except ValueError as error:
+        print(f"badge-gateway: {error}", file=sys.stderr)
+        return 1
+    message = {"cmd": "registrations", "since_ns": int(since.timestamp() * 1e9), "limit": args.limit}
+    for reg in control.request(_socket(args), message)["registrations"]:
+        print(json.dumps(reg) if args.json else _registration_line(reg))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    return asyncio.run(run_demo())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Time as evidence: wall time, CLOCK_BOOTTIME, boot id and whether the clock was synced.
+
+"Synchronised" is read from the system, never guessed (DESIGN.md principle 4):
+- systemd-timesyncd creates /run/systemd/timesync/synchronized once it has synced;
+- the kernel's NTP state (adjtimex) says TIME_ERROR / STA_UNSYNC until some NTP daemon
+  has disciplined the clock.
+The clock counts as synchronised when any configured source says so.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import time
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from gateway.models import ClockSample
+
+SyncSource = Literal["timesyncd", "kernel"]
+
+BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+_TIME_ERROR = 5
+_STA_UNSYNC = 0x0040
+
+
+class _Timex(ctypes.Structure):
+    """struct timex from <sys/timex.h> (Linux, glibc), used read-only (modes = 0)."""
+
+    _fields_ = [  # noqa: RUF012 - ctypes needs a class attribute
+        ("modes", ctypes.c_uint),
+        ("offset", ctypes.c_long),
+        ("freq", ctypes.c_long),
+        ("maxerror", ctypes.c_long),
+        ("esterror", ctypes.c_long),
+        ("status", ctypes.c_int),
+        ("constant", ctypes.c_long),
+        ("precision", ctypes.c_long),
+        ("tolerance", ctypes.c_long),
+        ("time_sec", ctypes.c_long),
+        ("time_usec", ctypes.c_long),
+        ("tick", ctypes.c_long),
+        ("ppsfreq", ctypes.c_long),
+        ("jitter", ctypes.c_long),
+        ("shift", ctypes.c_int),
+        ("stabil", ctypes.c_long),
+        ("jitcnt", ctypes.c_long),
+        ("calcnt", ctypes.c_long),
+        ("errcnt", ctypes.c_long),
+        ("stbcnt", ctypes.c_long),
+        ("tai", ctypes.c_int),
+        ("_reserved", ctypes.c_int * 11),
+    ]
+
+
+@cache
+def _adjtimex() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    return ctypes.CDLL(name, use_errno=True).adjtimex  # type: ignore[no-any-return]
+
+
+def kernel_synced() -> bool:
+    """True when the kernel's NTP state says the clock is disciplined."""
+    adjtimex = _adjtimex()
+    if adjtimex is None:
+        return False
+    timex = _Timex()
+    state = adjtimex(ctypes.byref(timex))
+    return bool(state >= 0 and state != _TIME_ERROR and not timex.status & _STA_UNSYNC)
+
+
+@cache
+def boot_id() -> str:
+    return BOOT_ID_PATH.read_text().strip()
+
+
+def boottime_ns() -> int:
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+
+class Clock:
+    def __init__(self, sources: Sequence[SyncSource], timesyncd_flag: Path) -> None:
+        self._sources = tuple(sources)
+        self._timesyncd_flag = timesyncd_flag
+
+    def synced(self) -> bool:
+        for source in self._sources:
+            if source == "timesyncd" and self._timesyncd_flag.exists():
+                return True
+            if source == "kernel" and kernel_synced():
+                return True
+        return False
+
+    def sample(self) -> ClockSample:
+        return ClockSample(
+            wall_ns=time.time_ns(),
+            monotonic_ns=boottime_ns(),
+            boot_id=boot_id(),
+            synced=self.synced(),
+        )

@@ -1,0 +1,241 @@
+"""The daemon: readers feed one queue, one task runs each tap down the pipeline.
+
+Start: open the journal (one writer), load the badge register, open the control socket,
+start the readers, tell systemd READY=1. Stop (SIGTERM/SIGINT): stop the readers, finish
+every tap already read, close the socket and the journal. SIGHUP reloads the badge
+register; the register is also polled for changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from drivers.base import BadgeRead, Reader
+from gateway import logs, status
+from gateway.attendance import AttendanceRules, Site
+from gateway.clock import Clock, boottime_ns
+from gateway.config import GatewayConfig
+from gateway.control import AlreadyRunning, ControlError, ControlServer
+from gateway.feedback import Feedback, LogFeedback, TapOutcome
+from gateway.identifiers import InvalidIdentifier, normalise_uid
+from gateway.identity import BadgeFileError, BadgeRegisterWatcher
+from gateway.journal import AsyncJournal, Journal, JournalLocked, JournalVersionError
+from gateway.readers import build_readers
+from gateway.sdnotify import notify
+from gateway.tap import TapPipeline
+
+log = structlog.get_logger("daemon")
+
+DRAIN_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class _QueuedRead:
+    read: BadgeRead
+    reply: asyncio.Future[TapOutcome] | None
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        outputs: Sequence[Feedback] | None = None,
+        readers: Sequence[Reader] | None = None,
+    ) -> None:
+        self.config = config
+        self._outputs = list(outputs) if outputs is not None else [LogFeedback()]
+        self.readers = list(readers) if readers is not None else build_readers(config.readers)
+        self._queue: asyncio.Queue[_QueuedRead] = asyncio.Queue()
+        self._stopping = asyncio.Event()
+        self._accepting = False
+        self.started_at = time.time()
+        self.journal: AsyncJournal | None = None
+        self.badges: BadgeRegisterWatcher | None = None
+        self.pipeline: TapPipeline | None = None
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.badges = BadgeRegisterWatcher(self.config.badges.file)
+        self._log_register_errors()
+        storage = self.config.storage
+        self.journal = await asyncio.to_thread(
+            AsyncJournal, lambda: Journal(storage.journal, max_size_mb=storage.max_size_mb)
+        )
+        self.pipeline = self._pipeline(self.journal, self.badges)
+        control = ControlServer(
+            self.config.control.socket,
+            {"tap": self._cmd_tap, "status": self._cmd_status, "registrations": self._cmd_since},
+        )
+        try:
+            await control.start()
+            tasks = [
+                asyncio.create_task(self._consume(self.pipeline), name="taps"),
+                asyncio.create_task(self._poll_badges(), name="badges"),
+            ]
+            self._install_signals(loop)
+            self._start_readers(loop)
+            self._accepting = True
+            notify("READY=1")
+            log.info(
+                "daemon started",
+                site=self.config.site.name,
+                declaration=self.config.site.declaration,
+                journal=str(storage.journal),
+                workers=len(self.badges.current.workers),
+                readers=[reader.name for reader in self.readers],
+            )
+            await self._stopping.wait()
+            notify("STOPPING=1")
+            await self._shut_down(tasks)
+        finally:
+            await control.close()
+            await asyncio.to_thread(self.journal.close)
+            self._remove_signals(loop)
+            log.info("daemon stopped cleanly")
+
+    def _pipeline(self, journal: AsyncJournal, badges: BadgeRegisterWatcher) -> TapPipeline:
+        site = self.config.site
+        attendance = self.config.attendance
+        return TapPipeline(
+            clock=Clock(self.config.clock.sources, self.config.clock.timesyncd_flag),
+            badges=lambda: badges.current,
+            rules=AttendanceRules(
+                site=Site(site.declaration, site.place_of_work, site.tz),
+                mode=attendance.mode,
+                debounce_ns=int(attendance.debounce_seconds * 1e9),
+            ),
+            journal=journal,
+            outputs=self._outputs,
+            site_language=site.language,
+        )
+
+    def _start_readers(self, loop: asyncio.AbstractEventLoop) -> None:
+        def on_read(read: BadgeRead) -> None:  # called from reader threads
+            loop.call_soon_threadsafe(self._queue.put_nowait, _QueuedRead(read, None))
+
+        for reader in self.readers:
+            reader.start(on_read)
+
+    async def _consume(self, pipeline: TapPipeline) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                outcome = await pipeline.handle(item.read)
+                if item.reply is not None and not item.reply.done():
+                    item.reply.set_result(outcome)
+            finally:
+                self._queue.task_done()
+
+    async def _shut_down(self, tasks: list[asyncio.Task[None]]) -> None:
+        self._accepting = False
+        log.info("stopping: finishing the taps already read", queued=self._queue.qsize())
+        await asyncio.gather(*(asyncio.to_thread(reader.stop) for reader in self.readers))
+        try:
+            await asyncio.wait_for(self._queue.join(), DRAIN_TIMEOUT)
+        except TimeoutError:
+            log.error("stopping with taps unprocessed", queued=self._queue.qsize())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _poll_badges(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.badges.poll_seconds)
+            await self._reload_badges(force=False)
+
+    async def _reload_badges(self, *, force: bool) -> None:
+        assert self.badges is not None
+        before = self.badges.last_error
+        changed = await asyncio.to_thread(self.badges.refresh, force)
+        if changed is not None:
+            log.info(
+                "badge register reloaded",
+                file=str(changed.path),
+                workers=len(changed.workers),
+                errors=len(changed.errors),
+                sha256=changed.sha256,
+            )
+            self._log_register_errors()
+        elif self.badges.last_error and self.badges.last_error != before:
+            log.error("badge register unusable, keeping the previous one",
+                      error=self.badges.last_error)
+
+    def _log_register_errors(self) -> None:
+        assert self.badges is not None
+        for error in self.badges.current.errors:
+            log.warning("badge register line refused", error=str(error))
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGINT, self.stop)
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: loop.create_task(self._reload_badges(force=True))
+        )
+
+    @staticmethod
+    def _remove_signals(loop: asyncio.AbstractEventLoop) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(signum)
+
+    async def tap(self, read: BadgeRead) -> TapOutcome:
+        """Inject a read as if a reader had produced it; returns once feedback was given."""
+        if not self._accepting:
+            raise ControlError("the daemon is not accepting taps (starting or stopping)")
+        reply: asyncio.Future[TapOutcome] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_QueuedRead(read, reply))
+        return await reply
+
+    async def _cmd_tap(self, request: dict[str, Any]) -> dict[str, Any]:
+        uid = request.get("uid")
+        direction = request.get("direction")
+        reader = request.get("reader", "control")
+        if not isinstance(uid, str):
+            raise ControlError('"uid" must be a string')
+        try:
+            uid = normalise_uid(uid)
+        except InvalidIdentifier as error:
+            raise ControlError(f"uid: {error}") from error
+        if direction not in (None, "IN", "OUT"):
+            raise ControlError('"direction" must be "IN", "OUT" or null')
+        if not isinstance(reader, str) or not reader:
+            raise ControlError('"reader" must be a non-empty string')
+        read = BadgeRead(uid, reader, "control", boottime_ns(), direction)
+        return {"outcome": status.outcome_json(await self.tap(read))}
+
+    async def _cmd_status(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"status": await status.collect(self)}
+
+    async def _cmd_since(self, request: dict[str, Any]) -> dict[str, Any]:
+        since_ns = request.get("since_ns", 0)
+        limit = request.get("limit", 1000)
+        if not isinstance(since_ns, int) or not isinstance(limit, int) or not 0 < limit <= 10_000:
+            raise ControlError('"since_ns" must be an integer, "limit" 1..10000')
+        assert self.journal is not None
+        journal = self.journal.journal
+        stored = await self.journal.call(journal.registrations_since, since_ns, limit)
+        return {"registrations": [status.registration_json(item) for item in stored]}
+
+
+
+def run_daemon(config: GatewayConfig) -> int:
+    """The `run` command: configure logging, run until SIGTERM; 0 on a clean stop."""
+    logs.configure(fmt=config.logging.format, level=config.logging.level)
+    try:
+        asyncio.run(Daemon(config).run())
+    except (BadgeFileError, JournalLocked, JournalVersionError, AlreadyRunning, OSError) as error:
+        log.error("cannot start", error=str(error))
+        return 1
+    return 0

@@ -1,0 +1,390 @@
+"""The journal: one SQLite file, the single source of truth (DESIGN.md).
+
+WAL mode with synchronous=FULL: a commit returns only after the WAL is fsync'd, so a
+registration the worker heard a beep for survives a power cut. One process writes,
+through one connection used from one thread (AsyncJournal); CLI readers open the file
+read-only.
+
+Write cost per registration is kept to three b-tree pages (the row, the per-worker index
+entry, the outbox row): the SD card sees about 12 KiB per tap. For that reason the
+registration id (a UUIDv7 made by this process, see gateway.uuid7) carries no UNIQUE
+index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway.models import (
+    Capacity,
+    ClockSample,
+    DeliveryState,
+    Direction,
+    Employer,
+    Language,
+    PlaceOfWork,
+    Registration,
+    Worker,
+)
+
+T = TypeVar("T")
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: registrations, their outbox, and the taps that registered nothing.
+    """
+    CREATE TABLE registrations (
+        seq               INTEGER PRIMARY KEY,
+        id                TEXT    NOT NULL,
+        badge_uid         TEXT    NOT NULL,
+        reader            TEXT    NOT NULL,
+        niss              TEXT    NOT NULL,
+        enterprise_number TEXT,
+        foreign_vat       TEXT,
+        worker_name       TEXT    NOT NULL,
+        language          TEXT    NOT NULL,
+        capacity          TEXT    NOT NULL,
+        declaration       TEXT    NOT NULL,
+        place             TEXT    NOT NULL,
+        direction         TEXT    NOT NULL CHECK (direction IN ('IN', 'OUT')),
+        wall_ns           INTEGER NOT NULL,
+        monotonic_ns      INTEGER NOT NULL,
+        boot_id           TEXT    NOT NULL,
+        clock_synced      INTEGER NOT NULL CHECK (clock_synced IN (0, 1)),
+        delivery          TEXT    NOT NULL DEFAULT 'pending'
+                          CHECK (delivery IN ('pending', 'delivered', 'rejected'))
+    );
+    CREATE INDEX registrations_by_worker ON registrations (niss, declaration, seq);
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY REFERENCES registrations (seq)
+    );
+    CREATE TABLE tap_attempts (
+        seq          INTEGER PRIMARY KEY,
+        outcome      TEXT    NOT NULL,
+        badge_uid    TEXT    NOT NULL,
+        reader       TEXT    NOT NULL,
+        niss         TEXT,
+        detail       TEXT,
+        wall_ns      INTEGER NOT NULL,
+        monotonic_ns INTEGER NOT NULL,
+        boot_id      TEXT    NOT NULL,
+        clock_synced INTEGER NOT NULL CHECK (clock_synced IN (0, 1))
+    );
+    """,
+)
+
+_REGISTRATION_COLUMNS = (
+    "id, badge_uid, reader, niss, enterprise_number, foreign_vat, worker_name, language,"
+    " capacity, declaration, place, direction, wall_ns, monotonic_ns, boot_id, clock_synced,"
+    " delivery"
+)
+
+
+class StorageError(Exception):
+    """The journal could not store a write: disk full, read-only, I/O error."""
+
+
+class JournalVersionError(Exception):
+    """The journal was written by a newer release than this one."""
+
+
+class JournalLocked(Exception):
+    """Another process holds the journal: there is one writer, ever."""
+
+
+@dataclass(frozen=True, slots=True)
+class TapAttempt:
+    """A tap that registered nothing: unknown or expired badge, repeat, no direction."""
+
+    outcome: str
+    badge_uid: str
+    reader: str
+    clock: ClockSample
+    niss: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRegistration:
+    seq: int
+    registration: Registration
+
+
+@dataclass(frozen=True, slots=True)
+class JournalStats:
+    registrations: int
+    pending: int
+    oldest_pending_wall_ns: int | None
+    tap_attempts: int
+
+
+def _connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
+    if read_only:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    else:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+def _create_private_file(path: Path) -> None:
+    """Personal data: the journal (and SQLite's -wal/-shm, which copy its mode) is 0600."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+
+
+def _lock_exclusively(lock_path: Path) -> int:
+    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as error:
+        os.close(fd)
+        raise JournalLocked(f"{lock_path}: the journal is in use by another process") from error
+    return fd
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to the latest version; returns the version found before."""
+    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if found > len(MIGRATIONS):
+        raise JournalVersionError(
+            f"journal schema version {found} is newer than this release knows"
+            f" ({len(MIGRATIONS)}); upgrade badge-gateway"
+        )
+    for version in range(found + 1, len(MIGRATIONS) + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(MIGRATIONS[version - 1]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return found
+
+
+def _statements(script: str) -> Iterator[str]:
+    for part in script.split(";"):
+        if part.strip():
+            yield part
+
+
+def _registration_row(reg: Registration) -> tuple[Any, ...]:
+    worker = reg.worker
+    return (
+        str(reg.id),
+        reg.badge_uid,
+        reg.reader,
+        worker.niss,
+        worker.employer.enterprise_number,
+        worker.employer.foreign_vat,
+        worker.name,
+        worker.language.value,
+        worker.capacity.value,
+        reg.declaration,
+        reg.place.model_dump_json(exclude_none=True),
+        reg.direction.value,
+        reg.clock.wall_ns,
+        reg.clock.monotonic_ns,
+        reg.clock.boot_id,
+        int(reg.clock.synced),
+        reg.delivery.value,
+    )
+
+
+def _registration_from_row(row: sqlite3.Row) -> StoredRegistration:
+    worker = Worker(
+        badge_uid=row["badge_uid"],
+        niss=row["niss"],
+        employer=Employer(row["enterprise_number"], row["foreign_vat"]),
+        name=row["worker_name"],
+        language=Language(row["language"]),
+        capacity=Capacity(row["capacity"]),
+    )
+    registration = Registration(
+        id=uuid.UUID(row["id"]),
+        badge_uid=row["badge_uid"],
+        reader=row["reader"],
+        worker=worker,
+        declaration=row["declaration"],
+        place=PlaceOfWork.model_validate(json.loads(row["place"])),
+        direction=Direction(row["direction"]),
+        clock=ClockSample(
+            wall_ns=row["wall_ns"],
+            monotonic_ns=row["monotonic_ns"],
+            boot_id=row["boot_id"],
+            synced=bool(row["clock_synced"]),
+        ),
+        delivery=DeliveryState(row["delivery"]),
+    )
+    return StoredRegistration(seq=row["seq"], registration=registration)
+
+
+class _Queries:
+    """Reads shared by the writer and by read-only CLI connections."""
+
+    _conn: sqlite3.Connection
+
+    def last_registration(self, niss: str, declaration: str) -> StoredRegistration | None:
+        row = self._conn.execute(
+            f"SELECT seq, {_REGISTRATION_COLUMNS} FROM registrations"
+            " WHERE niss = ? AND declaration = ? ORDER BY seq DESC LIMIT 1",
+            (niss, declaration),
+        ).fetchone()
+        return _registration_from_row(row) if row else None
+
+    def registrations_since(self, wall_ns: int, limit: int = 10_000) -> list[StoredRegistration]:
+        rows = self._conn.execute(
+            f"SELECT seq, {_REGISTRATION_COLUMNS} FROM registrations"
+            " WHERE wall_ns >= ? ORDER BY seq LIMIT ?",
+            (wall_ns, limit),
+        )
+        return [_registration_from_row(row) for row in rows]
+
+    def recent_registrations(self, count: int) -> list[StoredRegistration]:
+        rows = self._conn.execute(
+            f"SELECT seq, {_REGISTRATION_COLUMNS} FROM registrations ORDER BY seq DESC LIMIT ?",
+            (count,),
+        )
+        return [_registration_from_row(row) for row in rows]
+
+    def recent_attempts(self, count: int) -> list[dict[str, Any]]:
+        rows = self._conn.execute(
+            "SELECT seq, outcome, badge_uid, reader, detail, wall_ns, clock_synced"
+            " FROM tap_attempts ORDER BY seq DESC LIMIT ?",
+            (count,),
+        )
+        return [dict(row) for row in rows]
+
+    def stats(self) -> JournalStats:
+        registrations, attempts = self._conn.execute(
+            "SELECT (SELECT count(*) FROM registrations), (SELECT count(*) FROM tap_attempts)"
+        ).fetchone()
+        pending, oldest = self._conn.execute(
+            "SELECT count(*), min(r.wall_ns) FROM outbox o JOIN registrations r USING (seq)"
+        ).fetchone()
+        return JournalStats(registrations, pending, oldest, attempts)
+
+
+class Journal(_Queries):
+    """The writing connection. Use it from one thread only (see AsyncJournal)."""
+
+    def __init__(self, path: Path, *, max_size_mb: int | None = None) -> None:
+        self.path = path
+        self._max_size_mb = max_size_mb
+        _create_private_file(path)
+        self._lock_fd = _lock_exclusively(path.with_name(path.name + ".lock"))
+        self._conn = self._open()
+        migrate(self._conn)
+
+    def _open(self) -> sqlite3.Connection:
+        conn = _connect(self.path, read_only=False)
+        conn.row_factory = sqlite3.Row
+        if self._max_size_mb is not None:
+            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+            self._set_max_pages(conn, self._max_size_mb * 1024 * 1024 // page_size)
+        return conn
+
+    @staticmethod
+    def _set_max_pages(conn: sqlite3.Connection, pages: int) -> None:
+        conn.execute(f"PRAGMA max_page_count={int(pages)}")
+
+    def limit_pages(self, pages: int) -> None:
+        """Cap the file at `pages` pages (the disk budget; tests use it to fill the disk)."""
+        self._set_max_pages(self._conn, pages)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as error:
+            raise StorageError(f"{self.path}: {error}") from error
+
+    def append_registration(self, reg: Registration) -> int:
+        """Store a registration and queue it for the uplink, in one durable transaction."""
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                f"INSERT INTO registrations ({_REGISTRATION_COLUMNS})"
+                f" VALUES ({', '.join('?' * 17)})",
+                _registration_row(reg),
+            )
+            seq = int(cursor.lastrowid or 0)
+            conn.execute("INSERT INTO outbox (seq) VALUES (?)", (seq,))
+        return seq
+
+    def append_attempt(self, attempt: TapAttempt) -> int:
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO tap_attempts (outcome, badge_uid, reader, niss, detail, wall_ns,"
+                " monotonic_ns, boot_id, clock_synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    attempt.outcome,
+                    attempt.badge_uid,
+                    attempt.reader,
+                    attempt.niss,
+                    attempt.detail,
+                    attempt.clock.wall_ns,
+                    attempt.clock.monotonic_ns,
+                    attempt.clock.boot_id,
+                    int(attempt.clock.synced),
+                ),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def close(self) -> None:
+        self._conn.close()
+        os.close(self._lock_fd)
+
+
+class JournalReader(_Queries):
+    """A read-only view for the CLI; it never blocks or changes the daemon's writes."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.exists():
+            raise FileNotFoundError(f"no journal at {path}")
+        self._conn = _connect(path, read_only=True)
+        self._conn.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class AsyncJournal:
+    """Runs every journal call on one dedicated thread, so fsyncs never block the loop."""
+
+    def __init__(self, open_journal: Callable[[], Journal]) -> None:
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._journal = self._thread.submit(open_journal).result()
+
+    async def call(self, method: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, method, *args)
+
+    @property
+    def journal(self) -> Journal:
+        return self._journal
+
+    def close(self) -> None:
+        self._thread.submit(self._journal.close).result()
+        self._thread.shutdown(wait=True)

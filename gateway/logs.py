@@ -1,0 +1,85 @@
+"""Logging: structlog, JSON lines for journald, key=value on a terminal, NISS masked.
+
+The masking processor runs last before rendering, on every value of every event, so a
+NISS cannot reach a log line however it got into the event (DESIGN.md principle 6).
+Standard-library loggers (third-party packages) go through the same pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any, Literal, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor
+
+# An 11-digit national number, bare or written 85.07.30-033.28 / 850730 033 28.
+_NISS = re.compile(r"(?<!\d)(\d{2})[.\s]?(\d{2})[.\s]?(\d{2})[-.\s]?(\d{3})[.\s]?(\d{2})(?!\d)")
+
+
+def mask_text(text: str) -> str:
+    return _NISS.sub(lambda m: "********" + "".join(m.groups())[-3:], text)
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, Mapping):
+        return {key: _mask(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask(item) for item in value]
+    return value
+
+
+def mask_niss(_: Any, __: str, event_dict: EventDict) -> EventDict:
+    for key, value in event_dict.items():
+        event_dict[key] = _mask(value)
+    return event_dict
+
+
+def _drop_none(_: Any, __: str, event_dict: EventDict) -> EventDict:
+    return {key: value for key, value in event_dict.items() if value is not None}
+
+
+def configure(
+    *,
+    fmt: Literal["auto", "json", "console"] = "auto",
+    level: str = "info",
+    stream: TextIO | None = None,
+) -> None:
+    stream = stream or sys.stderr
+    json_output = fmt == "json" or (fmt == "auto" and not stream.isatty())
+    renderer: Processor = (
+        structlog.processors.JSONRenderer()
+        if json_output
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        _drop_none,
+        mask_niss,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=shared,
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+

@@ -1,0 +1,18 @@
+"""systemd's notify protocol (sd_notify(3)): a datagram to $NOTIFY_SOCKET, nothing more."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+
+def notify(state: str) -> bool:
+    """Send e.g. "READY=1" or "STOPPING=1"; False when not run by systemd with Type=notify."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):  # abstract namespace
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        sock.sendto(state.encode(), address)
+    return True

@@ -1,0 +1,110 @@
+"""What `badge-gateway status` shows: a plain JSON-able snapshot of the running daemon.
+
+NISS numbers are masked here too: status output ends up in tickets and screenshots.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from drivers.base import ReaderHealth
+from gateway.identifiers import mask_niss
+from gateway.journal import StoredRegistration
+
+if TYPE_CHECKING:
+    from gateway.daemon import Daemon
+    from gateway.feedback import TapOutcome
+
+RECENT = 10
+
+
+def _iso(wall_ns: int | None) -> str | None:
+    if wall_ns is None:
+        return None
+    return datetime.fromtimestamp(wall_ns / 1e9, tz=UTC).isoformat(timespec="seconds")
+
+
+def outcome_json(outcome: TapOutcome) -> dict[str, Any]:
+    return {
+        "kind": outcome.kind.value,
+        "positive": outcome.kind.positive,
+        "message": outcome.message(),
+        "direction": outcome.direction.value if outcome.direction else None,
+        "registration_id": str(outcome.registration_id) if outcome.registration_id else None,
+        "local_time": outcome.local_time.isoformat(timespec="seconds"),
+    }
+
+
+def registration_json(stored: StoredRegistration, *, full_niss: bool = False) -> dict[str, Any]:
+    reg = stored.registration
+    return {
+        "seq": stored.seq,
+        "id": str(reg.id),
+        "type": reg.direction.value,
+        "time_utc": _iso(reg.clock.wall_ns),
+        "clock_synced": reg.clock.synced,
+        "boot_id": reg.clock.boot_id,
+        "monotonic_ns": reg.clock.monotonic_ns,
+        "badge_uid": reg.badge_uid,
+        "reader": reg.reader,
+        "name": reg.worker.name,
+        "niss": reg.worker.niss if full_niss else mask_niss(reg.worker.niss),
+        "employer": reg.worker.employer.ident,
+        "capacity": reg.worker.capacity.value,
+        "declaration": reg.declaration,
+        "delivery": reg.delivery.value,
+    }
+
+
+async def collect(daemon: Daemon) -> dict[str, Any]:
+    assert daemon.journal is not None and daemon.badges is not None
+    assert daemon.pipeline is not None
+    journal = daemon.journal.journal
+    stats = await daemon.journal.call(journal.stats)
+    recent = await daemon.journal.call(journal.recent_registrations, RECENT)
+    attempts = await daemon.journal.call(journal.recent_attempts, RECENT)
+    register = daemon.badges.current
+    counters = daemon.pipeline.counters
+    clock = daemon.pipeline.clock.sample()
+    return {
+        "pid": os.getpid(),
+        "uptime_seconds": round(time.time() - daemon.started_at, 1),
+        "site": {"name": daemon.config.site.name, "declaration": daemon.config.site.declaration},
+        "clock": {"synced": clock.synced, "boot_id": clock.boot_id, "now": _iso(clock.wall_ns)},
+        "readers": [
+            {"name": reader.name, **_health(reader.health())} for reader in daemon.readers
+        ],
+        "badges": {
+            "file": str(register.path),
+            "workers": len(register.workers),
+            "refused_lines": len(register.errors),
+            "sha256": register.sha256,
+            "last_error": daemon.badges.last_error,
+        },
+        "journal": {
+            "path": str(journal.path),
+            "registrations": stats.registrations,
+            "queue_depth": stats.pending,
+            "oldest_pending": _iso(stats.oldest_pending_wall_ns),
+            "tap_attempts": stats.tap_attempts,
+            "storage_error": counters.last_storage_error,
+        },
+        "taps": dict(counters.outcomes),
+        "recent_registrations": [registration_json(item) for item in recent],
+        "recent_refused_or_repeated": [
+            {**attempt, "wall_ns": _iso(attempt["wall_ns"])} for attempt in attempts
+        ],
+        "uplink": {"enabled": daemon.config.uplink.enabled},
+    }
+
+
+def _health(health: ReaderHealth) -> dict[str, Any]:
+    return {
+        "state": health.state.value,
+        "error": health.error,
+        "reads": health.reads,
+        "bad_frames": health.bad_frames,
+    }

@@ -5,8 +5,8 @@ Pure: no I/O, no clock reads. The tap pipeline gathers the inputs and stores the
   this site (IN, OUT, IN, ... across midnight and restarts); the first ever is IN. A
   reader key that says IN or OUT wins over the toggle.
 - Explicit mode: the reader or a key must say IN or OUT.
-- Debounce: a second tap of the same worker within the window, asking for the same type,
-  is the same tap: nothing new is registered, the worker is told what was.
+- Debounce: a second tap of the same worker within the window is the same tap (unless a
+  key asks for the other type): nothing new is registered, the worker is told what was.
 """
 
 from __future__ import annotations
@@ -75,12 +75,17 @@ class AttendanceRules:
         refusal = _validity(worker, self._local_date(clock))
         if refusal is not None:
             return Refuse(refusal, worker)
+        if last is not None and self._is_repeat(read, last, clock):
+            return Repeat(last)
         direction = self._direction(read, last)
         if direction is None:
             return Refuse(Refusal.DIRECTION_REQUIRED, worker)
-        if last is not None and last.direction is direction and self._within_debounce(last, clock):
-            return Repeat(last)
         return Register(self._registration(read, worker, direction, clock))
+
+    def _is_repeat(self, read: BadgeRead, last: Registration, clock: ClockSample) -> bool:
+        """Within the window the same tap again, unless a key now asks for the other type."""
+        asks_other = read.direction is not None and read.direction != last.direction
+        return not asks_other and self._within_debounce(last, clock)
 
     def _direction(self, read: BadgeRead, last: Registration | None) -> Direction | None:
         if read.direction is not None:

@@ -56,7 +56,7 @@ class Daemon:
         self.readers = list(readers) if readers is not None else build_readers(config.readers)
         self._queue: asyncio.Queue[_QueuedRead] = asyncio.Queue()
         self._stopping = asyncio.Event()
-        self._accepting = False
+        self.accepting = False
         self.started_at = time.time()
         self.journal: AsyncJournal | None = None
         self.badges: BadgeRegisterWatcher | None = None
@@ -86,7 +86,7 @@ class Daemon:
             ]
             self._install_signals(loop)
             self._start_readers(loop)
-            self._accepting = True
+            self.accepting = True
             notify("READY=1")
             log.info(
                 "daemon started",
@@ -139,7 +139,7 @@ class Daemon:
                 self._queue.task_done()
 
     async def _shut_down(self, tasks: list[asyncio.Task[None]]) -> None:
-        self._accepting = False
+        self.accepting = False
         log.info("stopping: finishing the taps already read", queued=self._queue.qsize())
         await asyncio.gather(*(asyncio.to_thread(reader.stop) for reader in self.readers))
         try:
@@ -192,7 +192,7 @@ class Daemon:
 
     async def tap(self, read: BadgeRead) -> TapOutcome:
         """Inject a read as if a reader had produced it; returns once feedback was given."""
-        if not self._accepting:
+        if not self.accepting:
             raise ControlError("the daemon is not accepting taps (starting or stopping)")
         reply: asyncio.Future[TapOutcome] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_QueuedRead(read, reply))

@@ -1,0 +1,444 @@
+"""The daemon's configuration: one TOML file, overridden by BADGE_GATEWAY_* variables.
+
+`load_config` reads the file given at load time (DEFAULT_CONFIG_PATH for the daemon) and
+lays the environment over it: `BADGE_GATEWAY_ATTENDANCE__DEBOUNCE_SECONDS=5` sets
+`[attendance] debounce_seconds`. Every section refuses unknown keys, and a bad file is
+refused whole with every problem named by its dotted path (DESIGN.md, principle 7).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
+
+from gateway.identifiers import normalise_declaration
+from gateway.models import Language, PlaceOfWork
+
+DEFAULT_CONFIG_PATH = Path("/etc/badge-gateway/gateway.toml")
+ENV_PREFIX = "BADGE_GATEWAY_"
+ENV_NESTED_DELIMITER = "__"
+
+NonEmptyStr = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used, with every problem found in it."""
+
+    def __init__(self, path: Path | str, errors: Sequence[str]) -> None:
+        super().__init__(path, list(errors))
+        self.path = path
+        self.errors = list(errors)
+
+    def __str__(self) -> str:
+        return "\n".join([f"invalid configuration {self.path}:", *(f"  {e}" for e in self.errors)])
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class SiteConfig(_Section):
+    """The building this box stands in, as declared to the ONSS."""
+
+    name: NonEmptyStr
+    declaration: str
+    place_of_work: PlaceOfWork
+    timezone: str = "Europe/Brussels"
+    language: Language = Language.FR
+
+    @field_validator("declaration")
+    @classmethod
+    def _valid_declaration(cls, value: str) -> str:
+        return normalise_declaration(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        # A missing zone is a KeyError, which pydantic would not turn into a field error.
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+            raise ValueError("unknown time zone (expected a name like 'Europe/Brussels')") from exc
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class BadgesConfig(_Section):
+    file: Path
+    poll_seconds: float = Field(default=2.0, gt=0)
+
+
+class AttendanceConfig(_Section):
+    mode: Literal["toggle", "explicit"] = "toggle"
+    debounce_seconds: float = Field(default=10.0, ge=0, le=3600)
+
+
+class StorageConfig(_Section):
+    journal: Path = Path("/var/lib/badge-gateway/journal.db")
+    max_size_mb: int | None = Field(default=None, ge=1)
+
+
+class ControlConfig(_Section):
+    socket: Path = Path("/run/badge-gateway/control.sock")
+
+
+class ClockConfig(_Section):
+    """How the box tells whether its wall clock is synchronised; no source means never."""
+
+    sources: list[Literal["timesyncd", "kernel"]] = ["timesyncd", "kernel"]
+    timesyncd_flag: Path = Path("/run/systemd/timesync/synchronized")
+
+
+class LoggingConfig(_Section):
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class SimulatedTap(_Section):
+    uid: NonEmptyStr
+    after_seconds: float = Field(default=1.0, ge=0)
+    direction: Literal["IN", "OUT"] | None = None
+
+
+class _ReaderBase(_Section):
+    name: NonEmptyStr
+
+
+class SimulatedReaderConfig(_ReaderBase):
+    """Replays a fixed list of taps, each after_seconds after the previous one."""
+
+    driver: Literal["simulated"]
+    taps: list[SimulatedTap] = []
+    start_delay_seconds: float = Field(default=1.0, ge=0)
+
+
+# A driver adds its `_ReaderBase` subclass, with its own `driver` literal, to this union:
+# Annotated[SimulatedReaderConfig | NfcReaderConfig, Field(discriminator="driver")].
+ReaderConfig = Annotated[SimulatedReaderConfig, Field(discriminator="driver")]
+
+
+class UplinkConfig(_Section):
+    """Delivery to the ONSS web service; only the switch for now, the uplink issue fills it."""
+
+    enabled: bool = False
+
+
+# The file (or dict) being loaded by the current load_config/config_from_dict call. A
+# context variable rather than class state: it is reset when the call returns, so nothing
+# carries over from one load to the next, and concurrent loads do not see each other's.
+_layer: ContextVar[Path | Mapping[str, Any] | None] = ContextVar("_layer", default=None)
+
+
+class GatewayConfig(BaseSettings):
+    """The whole configuration; build it with load_config or config_from_dict."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+    )
+
+    site: SiteConfig
+    badges: BadgesConfig
+    attendance: AttendanceConfig = AttendanceConfig()
+    storage: StorageConfig = StorageConfig()
+    control: ControlConfig = ControlConfig()
+    clock: ClockConfig = ClockConfig()
+    logging: LoggingConfig = LoggingConfig()
+    readers: list[ReaderConfig] = []
+    uplink: UplinkConfig = UplinkConfig()
+
+    @field_validator("readers", mode="wrap")
+    @classmethod
+    def _unique_reader_names(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler
+    ) -> list[ReaderConfig]:
+        # Checked on the raw entries, so that a duplicate is reported even when some reader
+        # has another error: a ValidationError raised here joins the others.
+        duplicates = _duplicate_names(value)
+        try:
+            readers: list[ReaderConfig] = handler(value)
+        except ValidationError as exc:
+            if not duplicates:
+                raise
+            raise ValidationError.from_exception_data(
+                exc.title, [*_as_init_errors(exc), *duplicates]
+            ) from None
+        if duplicates:
+            raise ValidationError.from_exception_data("readers", duplicates)
+        return readers
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Highest priority first: the environment wins over the file.
+        layer = _layer.get()
+        if layer is None:  # built directly, as GatewayConfig(**values)
+            return init_settings, env_settings
+        if isinstance(layer, Path):
+            return env_settings, _TomlFile(settings_cls, layer)
+        return env_settings, InitSettingsSource(settings_cls, init_kwargs=dict(layer))
+
+
+def _duplicate_names(entries: Any) -> list[InitErrorDetails]:
+    first_index: dict[str, int] = {}
+    errors: list[InitErrorDetails] = []
+    for index, entry in enumerate(entries if isinstance(entries, list) else []):
+        name = entry.get("name") if isinstance(entry, Mapping) else getattr(entry, "name", None)
+        if not isinstance(name, str):
+            continue
+        first = first_index.setdefault(name.strip(), index)
+        if first != index:
+            message = "duplicate reader name, already used by readers[{first}]"
+            error = PydanticCustomError("duplicate_reader_name", message, {"first": first})
+            errors.append(InitErrorDetails(type=error, loc=(index, "name"), input=name))
+    return errors
+
+
+def _as_init_errors(exc: ValidationError) -> list[InitErrorDetails]:
+    return [
+        InitErrorDetails(
+            type=PydanticCustomError(e["type"], e["msg"], e.get("ctx")),
+            loc=e["loc"],
+            input=e["input"],
+        )
+        for e in exc.errors(include_url=False)
+    ]
+
+
+class _TomlFile(TomlConfigSettingsSource):
+    """The TOML source, turning an unreadable file or a syntax error into a ConfigError."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        self._path = path  # before super().__init__, which reads the file
+        super().__init__(settings_cls, toml_file=path)
+
+    def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
+        try:
+            return super()._read_file(file_path)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(self._path, [f"TOML syntax error: {exc}"]) from exc
+        except OSError as exc:
+            raise ConfigError(self._path, [f"cannot read the file: {exc.strerror}"]) from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(self._path, [f"the file is not UTF-8 text: {exc}"]) from exc
+
+
+def load_config(path: Path = DEFAULT_CONFIG_PATH) -> GatewayConfig:
+    """The configuration in the TOML file at `path`, with the environment laid over it."""
+    path = Path(path)
+    _check_is_file(path)
+    with _loading(path):
+        return _build(path)
+
+
+def _check_is_file(path: Path) -> None:
+    # The TOML source silently skips a missing file; the daemon must not.
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError(path, ["no such file"]) from None
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read the file: {exc.strerror}"]) from None
+    if not stat.S_ISREG(mode):
+        raise ConfigError(path, ["not a regular file"])
+
+
+def config_from_dict(data: Mapping[str, Any], source: str) -> GatewayConfig:
+    """The configuration in `data` (shaped like the TOML file), with the environment over it.
+
+    `source` names where `data` comes from, for error messages.
+    """
+    with _loading(data):
+        return _build(source)
+
+
+@contextmanager
+def _loading(layer: Path | Mapping[str, Any]) -> Iterator[None]:
+    token = _layer.set(layer)
+    try:
+        yield
+    finally:
+        _layer.reset(token)
+
+
+def _build(origin: Path | str) -> GatewayConfig:
+    try:
+        return GatewayConfig()
+    except ValidationError as exc:
+        overrides = _env_overrides()
+        errors = [_describe(error, overrides) for error in exc.errors(include_url=False)]
+        # Not chained: pydantic's own message shows every value, secrets included.
+        raise ConfigError(origin, errors) from None
+    except SettingsError as exc:
+        raise ConfigError(origin, [_describe_env_parse_error(exc)]) from None
+
+
+# --- error messages --------------------------------------------------------------------
+
+Loc = tuple[str | int, ...]
+
+_SECRET_WORDS = ("key", "secret", "password", "token")
+
+
+_TOML_TYPES = {
+    "model_type": "input should be a table",
+    "model_attributes_type": "input should be a table",
+    "dict_type": "input should be a table",
+    "list_type": "input should be an array",
+}
+
+
+def _driver_tags() -> frozenset[str]:
+    union = get_args(ReaderConfig)[0]
+    members = get_args(union) or (union,)
+    return frozenset(t for m in members for t in get_args(m.model_fields["driver"].annotation))
+
+
+# pydantic puts the chosen `driver` into the path of errors inside a reader; we drop it.
+_READER_TAGS = _driver_tags()
+
+
+def _describe(error: ErrorDetails, overrides: Mapping[tuple[str, ...], str]) -> str:
+    loc, message, value = _explain(error)
+    line = f"{_dotted(loc)}: {message}"
+    if not _is_secret(loc):
+        line += _got(error["type"], value)
+    env_var = _env_source(loc, overrides)
+    return f"{line} (from {env_var})" if env_var else line
+
+
+def _explain(error: ErrorDetails) -> tuple[Loc, str, Any]:
+    loc = _without_tags(error["loc"])
+    ctx = error.get("ctx", {})
+    kind = error["type"]
+    if kind == "missing":
+        return loc, "required, but missing", None
+    if kind == "extra_forbidden":
+        return loc, "unknown key", None
+    if kind == "union_tag_not_found":
+        return (*loc, "driver"), "required, but missing", None
+    if kind == "union_tag_invalid":
+        return (*loc, "driver"), f"unknown driver (expected {ctx['expected_tags']})", ctx["tag"]
+    message = _TOML_TYPES.get(kind) or _reason(error["msg"])
+    return loc, message, error["input"]
+
+
+def _without_tags(loc: Loc) -> Loc:
+    kept: list[str | int] = []
+    for part in loc:
+        in_reader = len(kept) == 2 and kept[0] == "readers" and isinstance(kept[1], int)
+        if not (in_reader and part in _READER_TAGS):
+            kept.append(part)
+    return tuple(kept)
+
+
+def _reason(msg: str) -> str:
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    return msg[:1].lower() + msg[1:] if msg[1:2].islower() else msg
+
+
+def _got(kind: str, value: Any) -> str:
+    if isinstance(value, dict):
+        return " (got a table)" if kind.endswith("_type") else ""
+    if isinstance(value, list | tuple):
+        return " (got an array)" if kind.endswith("_type") else ""
+    if value is None:
+        return ""
+    shown = repr(value)
+    return f" (got {shown[:60]}…)" if len(shown) > 60 else f" (got {shown})"
+
+
+def _dotted(loc: Loc) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text.removeprefix(".") or "(top level)"
+
+
+def _is_secret(loc: Loc) -> bool:
+    return any(w in str(part).lower() for part in loc for w in _SECRET_WORDS)
+
+
+def _env_overrides() -> dict[tuple[str, ...], str]:
+    """The configuration paths set by environment variables, each with its variable."""
+    prefix = ENV_PREFIX.lower()
+    found: dict[tuple[str, ...], str] = {}
+    for name in os.environ:
+        if name.lower().startswith(prefix):
+            path = name[len(prefix) :].lower().split(ENV_NESTED_DELIMITER)
+            found[tuple(path)] = name
+    return found
+
+
+def _env_source(loc: Loc, overrides: Mapping[tuple[str, ...], str]) -> str | None:
+    """The variable that gave the value at `loc`, if the environment gave it."""
+    for size in range(len(loc), 0, -1):
+        name = overrides.get(tuple(str(part) for part in loc[:size]))
+        if name is not None:
+            return name if _json_holds(os.environ[name], loc[size:]) else None
+    return None
+
+
+def _json_holds(raw: str, rest: Loc) -> bool:
+    """Whether a JSON variable has a value at `rest`; parts it lacks came from the file."""
+    if not rest:
+        return True
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return False
+    for part in rest:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    return True
+
+
+def _describe_env_parse_error(exc: SettingsError) -> str:
+    match = re.search(r'field "([^"]+)"', str(exc))
+    field = match.group(1) if match else "(top level)"
+    names = sorted(name for path, name in _env_overrides().items() if path[0] == field)
+    where = f" (from {', '.join(names)})" if names else ""
+    return f"{field}: the environment value is not valid JSON: {exc.__cause__ or exc}{where}"

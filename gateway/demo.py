@@ -1,0 +1,106 @@
+"""`badge-gateway demo`: the whole tap path on an embedded configuration, no set-up needed.
+
+A temporary state directory, a sample badge register with valid test NISS numbers, and a
+simulated reader that presents: Marie (IN), Marie again at once (a double tap: the same
+tap), an unknown badge, Jan (IN), an expired badge, Jan (OUT: a break), Marie (OUT).
+Afterwards the demo asks the running daemon for its status and registrations over the
+real control socket, exactly as `badge-gateway status` would, then stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from gateway import control, logs
+from gateway.cli import render_status
+from gateway.config import config_from_dict
+from gateway.daemon import Daemon
+from gateway.identifiers import make_niss
+
+MARIE, JAN, OLGA, UNKNOWN = "04A23B9C", "04:5E:11:7F", "04C0FFEE", "DEADBEEF"
+
+
+def sample_badges() -> str:
+    return "\n".join(
+        [
+            "badge_uid,niss,employer,name,language,capacity,valid_from,valid_until",
+            f"{MARIE},{make_niss('850730', 33)},0450.905.686,Marie Dubois,fr,employee,,",
+            f"{JAN},{make_niss('010215', 127, born_2000=True)},0450905686,Jan Peeters,nl,"
+            "student,,",
+            f"{OLGA},{make_niss('920411', 8)},PL5260001246,Olga Nowak,en,posted-worker,"
+            "2024-01-01,2024-12-31",
+        ]
+    )
+
+
+def demo_config(state: Path) -> dict[str, Any]:
+    taps = [
+        (MARIE, 0.5),
+        (MARIE, 1.0),
+        (UNKNOWN, 1.0),
+        (JAN, 1.0),
+        (OLGA, 1.0),
+        (JAN, 3.5),
+        (MARIE, 0.5),
+    ]
+    return {
+        "site": {
+            "name": "Demo office building, Wavre",
+            "declaration": "1Y1002V9KLZ6Z",
+            "place_of_work": {"coordinates": {"latitude": 50.681805, "longitude": 4.834123}},
+        },
+        "badges": {"file": str(state / "badges.csv"), "poll_seconds": 1.0},
+        "attendance": {"debounce_seconds": 3.0},
+        "storage": {"journal": str(state / "journal.db")},
+        "control": {"socket": str(state / "control.sock")},
+        "logging": {"format": "console"},
+        "readers": [
+            {
+                "driver": "simulated",
+                "name": "entrance",
+                "start_delay_seconds": 0.5,
+                "taps": [{"uid": uid, "after_seconds": after} for uid, after in taps],
+            }
+        ],
+    }
+
+
+async def run_demo() -> int:
+    with tempfile.TemporaryDirectory(prefix="badge-gateway-demo-") as tmp:
+        state = Path(tmp)
+        (state / "badges.csv").write_text(sample_badges() + "\n", encoding="utf-8")
+        (state / "badges.csv").chmod(0o600)
+        config = config_from_dict(demo_config(state), source="embedded demo configuration")
+        logs.configure(fmt="console", level="info")
+        print(f"demo: state directory {state}; the simulated reader starts tapping\n")
+        daemon = Daemon(config)
+        runner = asyncio.create_task(daemon.run())
+        await _wait_for_reads(daemon, expected=len(config.readers[0].taps), timeout=30)
+        socket = config.control.socket
+        status = await asyncio.to_thread(control.request, socket, {"cmd": "status"})
+        print("\n$ badge-gateway status\n" + render_status(status["status"]))
+        since = await asyncio.to_thread(
+            control.request, socket, {"cmd": "registrations", "since_ns": 0}
+        )
+        print("\n$ badge-gateway registrations --json")
+        for reg in since["registrations"]:
+            print(json.dumps(reg))
+        daemon.stop()
+        await runner
+    return 0
+
+
+async def _wait_for_reads(daemon: Daemon, expected: int, timeout: float) -> None:
+    """Until the simulated reader has tapped every card and each tap got its feedback."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        pipeline = daemon.pipeline
+        if pipeline is not None and sum(pipeline.counters.outcomes.values()) >= expected:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError("the simulated reader did not finish in time")

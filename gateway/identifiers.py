@@ -1,0 +1,164 @@
+"""Check and normalise the identifiers a registration carries (DOMAIN.md, "Identifier checks").
+
+Pure functions: each takes the text as a person typed it and returns the canonical form, or
+raises InvalidIdentifier whose message is a short reason fit to show that person.
+"""
+
+from __future__ import annotations
+
+import re
+
+from gateway.models import Employer
+
+
+class InvalidIdentifier(ValueError):  # noqa: N818 (the name reads as "raise InvalidIdentifier")
+    """The text is not a valid identifier; str(error) is a short human reason."""
+
+
+_NUMBER_SEPARATORS = re.compile(r"[\s.\-]")
+_UID_SEPARATORS = re.compile(r"[\s:.\-]")
+_DIGITS = re.compile(r"[0-9]+")
+_HEX = re.compile(r"[0-9A-F]+")
+_FOREIGN_VAT = re.compile(r"([A-Z]{2})([A-Z0-9]{2,13})")
+_DECLARATION_CHARS = re.compile(r"[A-HJ-NP-Z0-9]+")
+
+NISS_LENGTH = 11
+ENTERPRISE_NUMBER_LENGTH = 10
+DECLARATION_LENGTH = 13
+UID_MIN_HEX_DIGITS = 2
+UID_MAX_HEX_DIGITS = 64
+
+
+def _compact(text: str, separators: re.Pattern[str] = _NUMBER_SEPARATORS) -> str:
+    return separators.sub("", text)
+
+
+def _mod97_check(number: str) -> int:
+    return 97 - int(number) % 97
+
+
+# --- NISS / INSZ and BIS -------------------------------------------------------------------
+
+
+def normalise_niss(text: str) -> str:
+    """The 11 digits of a NISS/INSZ or BIS number written with or without separators."""
+    digits = _compact(text)
+    if not _DIGITS.fullmatch(digits):
+        raise InvalidIdentifier("must contain only digits")
+    if len(digits) != NISS_LENGTH:
+        raise InvalidIdentifier(f"must be {NISS_LENGTH} digits")
+    _check_birth_date_fields(digits)
+    if not _niss_check_digits_match(digits):
+        raise InvalidIdentifier("bad checksum")
+    return digits
+
+
+def _check_birth_date_fields(digits: str) -> None:
+    month, day = int(digits[2:4]), int(digits[4:6])
+    # A BIS number adds 20 or 40 to the month; 0 means "unknown" for both month and day.
+    birth_month = month - 40 if month >= 40 else month - 20 if month >= 20 else month
+    if birth_month > 12:
+        raise InvalidIdentifier("month must be 00-12 (or +20/+40 for a BIS number)")
+    if day > 31:
+        raise InvalidIdentifier("day must be 00-31")
+
+
+def _niss_check_digits_match(digits: str) -> bool:
+    first9, check = digits[:9], int(digits[9:])
+    # We cannot tell the century from the number itself, so either form is accepted.
+    return check in (_niss_check_digits(first9, False), _niss_check_digits(first9, True))
+
+
+def _niss_check_digits(first9: str, born_2000: bool) -> int:
+    return _mod97_check(("2" if born_2000 else "") + first9)
+
+
+def make_niss(yymmdd: str, serial: int, born_2000: bool = False) -> str:
+    """A valid NISS (or BIS, with month +20/+40) for tests and demos."""
+    if not (len(yymmdd) == 6 and _DIGITS.fullmatch(yymmdd)):
+        raise ValueError("yymmdd must be 6 digits")
+    if not 0 <= serial <= 999:
+        raise ValueError("serial must be 0-999")
+    first9 = f"{yymmdd}{serial:03d}"
+    return normalise_niss(f"{first9}{_niss_check_digits(first9, born_2000):02d}")
+
+
+def mask_niss(niss: str) -> str:
+    """All but the last 3 characters replaced by '*', for logs and error messages."""
+    return "*" * max(len(niss) - 3, 0) + niss[-3:]
+
+
+# --- Employers --------------------------------------------------------------------------
+
+
+def normalise_enterprise_number(text: str) -> str:
+    """The 10 digits of a Belgian KBO/BCE number: dotted, spaced, 9-digit or BE-prefixed."""
+    digits = _without_be_prefix(_compact(text).upper())
+    if not _DIGITS.fullmatch(digits):
+        raise InvalidIdentifier("must contain only digits (after an optional BE)")
+    if len(digits) == ENTERPRISE_NUMBER_LENGTH - 1:
+        digits = "0" + digits  # the old nine-digit form drops the leading 0
+    if len(digits) != ENTERPRISE_NUMBER_LENGTH:
+        raise InvalidIdentifier(f"must be {ENTERPRISE_NUMBER_LENGTH} digits")
+    if digits[0] not in "01":
+        raise InvalidIdentifier("must start with 0 or 1")
+    if _mod97_check(digits[:8]) != int(digits[8:]):
+        raise InvalidIdentifier("bad checksum")
+    return digits
+
+
+def _without_be_prefix(compact: str) -> str:
+    return compact[2:] if compact.startswith("BE") else compact
+
+
+def normalise_foreign_vat(text: str) -> str:
+    """An intra-EU VAT id of a non-Belgian employer, upper-case, without separators."""
+    compact = _compact(text).upper()
+    match = _FOREIGN_VAT.fullmatch(compact)
+    if match is None:
+        raise InvalidIdentifier("must be a 2-letter country code and 2 to 13 letters or digits")
+    if match.group(1) == "BE":
+        raise InvalidIdentifier("BE is Belgian: give the enterprise number")
+    return compact
+
+
+def parse_employer(text: str) -> Employer:
+    """A Belgian enterprise number (digits, optionally BE-prefixed), else a foreign VAT id."""
+    compact = _compact(text).upper()
+    if not compact:
+        raise InvalidIdentifier("expected an enterprise number or a foreign VAT number")
+    # A foreign VAT id starts with two letters, so a leading digit or BE means Belgian.
+    if compact.startswith("BE") or compact[0].isdigit():
+        try:
+            return Employer(enterprise_number=normalise_enterprise_number(compact))
+        except InvalidIdentifier as error:
+            raise InvalidIdentifier(f"expected a Belgian enterprise number: {error}") from None
+    try:
+        return Employer(foreign_vat=normalise_foreign_vat(compact))
+    except InvalidIdentifier as error:
+        raise InvalidIdentifier(f"expected a foreign VAT number: {error}") from None
+
+
+# --- Declaration of works and badges -----------------------------------------------------
+
+
+def normalise_declaration(text: str) -> str:
+    """A declaration of works number: 13 characters, letters without I and O, and digits."""
+    value = text.strip().upper()
+    if len(value) != DECLARATION_LENGTH:
+        raise InvalidIdentifier(f"must be {DECLARATION_LENGTH} characters")
+    if not _DECLARATION_CHARS.fullmatch(value):
+        if "I" in value or "O" in value:
+            raise InvalidIdentifier("the letters I and O are never used")
+        raise InvalidIdentifier("only letters and digits")
+    return value
+
+
+def normalise_uid(text: str) -> str:
+    """A badge uid as upper-case hex, whatever the case and separators (':', '-', '.', space)."""
+    compact = _compact(text, _UID_SEPARATORS).upper()
+    if not UID_MIN_HEX_DIGITS <= len(compact) <= UID_MAX_HEX_DIGITS:
+        raise InvalidIdentifier(f"must be {UID_MIN_HEX_DIGITS} to {UID_MAX_HEX_DIGITS} hex digits")
+    if not _HEX.fullmatch(compact):
+        raise InvalidIdentifier("must be hexadecimal")
+    return compact

@@ -1,0 +1,242 @@
+"""Test support: real badge files, real configurations, real daemons (in or out of process)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo
+
+from drivers.base import BadgeRead
+from gateway import control
+from gateway.attendance import AttendanceRules, Register, Site
+from gateway.clock import boottime_ns
+from gateway.config import GatewayConfig, config_from_dict
+from gateway.daemon import Daemon
+from gateway.identifiers import make_niss
+from gateway.models import (
+    Capacity,
+    ClockSample,
+    Coordinates,
+    Employer,
+    Language,
+    PlaceOfWork,
+    Registration,
+    Worker,
+)
+
+T = TypeVar("T")
+DECLARATION = "1Y1002V9KLZ6Z"
+EMPLOYER = "0450905686"
+
+
+@dataclass(frozen=True)
+class Badge:
+    uid: str
+    niss: str
+    name: str
+    language: str = "fr"
+    capacity: str = "employee"
+    valid_from: str = ""
+    valid_until: str = ""
+
+
+def badges(count: int) -> list[Badge]:
+    """`count` workers with valid, distinct test NISS numbers."""
+    return [
+        Badge(uid=f"04{index:06X}", niss=make_niss("850730", 100 + index), name=f"Worker {index}")
+        for index in range(count)
+    ]
+
+
+def write_badge_file(path: Path, rows: Sequence[Badge]) -> Path:
+    lines = ["badge_uid,niss,employer,name,language,capacity,valid_from,valid_until"]
+    lines += [
+        f"{b.uid},{b.niss},{EMPLOYER},{b.name},{b.language},{b.capacity},{b.valid_from},"
+        f"{b.valid_until}"
+        for b in rows
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def config_data(state: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "site": {
+            "name": "Test site",
+            "declaration": DECLARATION,
+            "place_of_work": {"coordinates": {"latitude": 50.68, "longitude": 4.83}},
+        },
+        "badges": {"file": str(state / "badges.csv"), "poll_seconds": 0.2},
+        "storage": {"journal": str(state / "journal.db")},
+        "control": {"socket": str(state / "control.sock")},
+        "clock": {"sources": ["timesyncd"], "timesyncd_flag": str(state / "synchronized")},
+        "logging": {"format": "json"},
+    }
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    return data
+
+
+def write_config(state: Path, **sections: dict[str, Any]) -> Path:
+    """The same configuration as a TOML file, for daemons run as real processes."""
+    path = state / "gateway.toml"
+    path.write_text(_toml(config_data(state, **sections)), encoding="utf-8")
+    return path
+
+
+def _toml(data: dict[str, Any], prefix: str = "") -> str:
+    scalars = [f"{key} = {_toml_value(value)}" for key, value in data.items() if not isinstance(value, dict)]
+    tables = [
+        f"\n[{prefix}{key}]\n{_toml(value, f'{prefix}{key}.')}"
+        for key, value in data.items()
+        if isinstance(value, dict)
+    ]
+    return "\n".join(scalars) + "".join(tables)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    return str(value)
+
+
+def make_config(state: Path, workers: Sequence[Badge], **sections: dict[str, Any]) -> GatewayConfig:
+    write_badge_file(state / "badges.csv", workers)
+    return config_from_dict(config_data(state, **sections), source="test")
+
+
+class DaemonProcess:
+    """`badge-gateway run` as a real process, talked to over its real control socket."""
+
+    def __init__(self, config_path: Path, socket: Path, log_path: Path) -> None:
+        self.config_path = config_path
+        self.socket = socket
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gateway", "--config", str(self.config_path), "run"],
+                stdout=log,
+                stderr=log,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"daemon exited {self.process.returncode}: {self.log()}")
+            try:
+                self.request({"cmd": "status"}, timeout=2)
+                return
+            except (control.ControlError, OSError):
+                time.sleep(0.02)
+        raise AssertionError(f"daemon not ready after {timeout} s: {self.log()}")
+
+    def request(self, message: dict[str, Any], timeout: float = 10) -> dict[str, Any]:
+        return control.request(self.socket, message, timeout=timeout)
+
+    def tap(self, uid: str, **extra: Any) -> dict[str, Any]:
+        outcome: dict[str, Any] = self.request({"cmd": "tap", "uid": uid, **extra})["outcome"]
+        return outcome
+
+    def signal(self, signum: signal.Signals) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.terminate()
+        return self.process.wait(timeout=timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def daemon_process(state: Path, config_path: Path) -> Iterator[DaemonProcess]:
+    daemon = DaemonProcess(config_path, state / "control.sock", state / "daemon.log")
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        if daemon.process is not None and daemon.process.poll() is None:
+            daemon.kill()
+
+
+def run(coro: Any, timeout: float = 60) -> Any:
+    """Run a coroutine to completion, bounded in time."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+BRUSSELS = ZoneInfo("Europe/Brussels")
+SITE = Site("1Y1002V9KLZ6Z", PlaceOfWork(coordinates=Coordinates(latitude=50.7, longitude=4.8)), BRUSSELS)
+WORKER = Worker(
+    badge_uid="04A23B9C",
+    niss="85073003328",
+    employer=Employer(enterprise_number="0450905686"),
+    name="Marie",
+    language=Language.FR,
+    capacity=Capacity.EMPLOYEE,
+)
+SECOND = 1_000_000_000
+
+
+def clock_at(local: str, monotonic_s: float = 1000.0, boot: str = "boot-a") -> ClockSample:
+    wall = datetime.fromisoformat(local).replace(tzinfo=BRUSSELS)
+    return ClockSample(int(wall.timestamp() * 1e9), int(monotonic_s * SECOND), boot, True)
+
+
+def read(direction: Literal["IN", "OUT"] | None = None) -> BadgeRead:
+    return BadgeRead("04A23B9C", "entrance", "simulated", 0, direction)
+
+
+def registered(decision: object) -> Registration:
+    assert isinstance(decision, Register), decision
+    return decision.registration
+
+
+def a_registration(local: str = "2026-11-22T07:02", monotonic_s: float = 100.0) -> Registration:
+    return registered(AttendanceRules(SITE).decide(read(), WORKER, None, clock_at(local, monotonic_s)))
+
+
+async def with_daemon(
+    config: GatewayConfig, body: Callable[[Daemon], Awaitable[T]], **options: Any
+) -> T:
+    """Run `body` against a daemon running in this event loop, then stop it cleanly."""
+    daemon = Daemon(config, **options)
+    runner = asyncio.create_task(daemon.run())
+    for _ in range(500):
+        if daemon.accepting or runner.done():
+            break
+        await asyncio.sleep(0.01)
+    try:
+        assert daemon.accepting, "daemon did not start"
+        return await body(daemon)
+    finally:
+        daemon.stop()
+        await runner
+
+
+def tap_read(uid: str, direction: Literal["IN", "OUT"] | None = None) -> BadgeRead:
+    return BadgeRead(uid, "test", "test", boottime_ns(), direction)

@@ -1,0 +1,117 @@
+"""The journal on a real SQLite file: schema, durability settings, privacy, one writer, full disk."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from gateway.journal import (
+    MIGRATIONS,
+    Journal,
+    JournalLocked,
+    JournalReader,
+    JournalVersionError,
+    StorageError,
+    TapAttempt,
+)
+from gateway.models import ClockSample, Direction
+from gateway.attendance import AttendanceRules
+from tests.support import SITE, WORKER, a_registration, clock_at, read, registered
+
+
+def test_fresh_journal_is_wal_full_and_at_the_latest_schema(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.db")
+    conn = journal._conn
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    journal.close()
+
+
+def test_registration_round_trips_and_is_queued(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.db")
+    reg = a_registration()
+    seq = journal.append_registration(reg)
+    stored = journal.last_registration(WORKER.niss, SITE.declaration)
+    assert stored is not None and stored.seq == seq
+    assert stored.registration == reg
+    assert journal.stats().pending == 1
+    assert journal.last_registration("00000000000", SITE.declaration) is None
+    journal.close()
+
+
+def test_last_registration_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    journal = Journal(path)
+    first = a_registration("2026-11-22T07:00", 100)
+    journal.append_registration(first)
+    second = registered(
+        AttendanceRules(SITE).decide(read(), WORKER, first, clock_at("2026-11-22T12:00", 18100))
+    )
+    journal.append_registration(second)
+    journal.close()
+    reopened = Journal(path)
+    last = reopened.last_registration(WORKER.niss, SITE.declaration)
+    assert last is not None and last.registration.direction is Direction.OUT
+    assert last.registration.id == second.id
+    reopened.close()
+
+
+def test_personal_data_files_are_private(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "j.db"
+    journal = Journal(path)
+    journal.append_registration(a_registration())
+    for name in ("j.db", "j.db-wal", "j.db-shm"):
+        assert stat.S_IMODE((path.parent / name).stat().st_mode) == 0o600, name
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    journal.close()
+
+
+def test_only_one_writer(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.db")
+    with pytest.raises(JournalLocked, match="in use"):
+        Journal(tmp_path / "j.db")
+    journal.close()
+    Journal(tmp_path / "j.db").close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    Journal(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    with pytest.raises(JournalVersionError, match="upgrade"):
+        Journal(path)
+
+
+def test_full_disk_fails_the_write_then_recovers(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.db")
+    journal.append_registration(a_registration())
+    pages = journal._conn.execute("PRAGMA page_count").fetchone()[0]
+    journal.limit_pages(pages)
+    attempt = TapAttempt("unknown-badge", "DEADBEEF", "entrance", ClockSample(1, 1, "b", True), detail="x" * 20_000)
+    with pytest.raises(StorageError, match="full"):
+        journal.append_attempt(attempt)
+    assert journal.stats().tap_attempts == 0
+    journal.limit_pages(pages + 100)
+    journal.append_attempt(attempt)
+    assert journal.stats().tap_attempts == 1
+    journal.close()
+
+
+def test_read_only_reader_sees_commits_and_cannot_write(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    journal = Journal(path)
+    reg = a_registration()
+    journal.append_registration(reg)
+    reader = JournalReader(path)
+    assert [s.registration.id for s in reader.registrations_since(0)] == [reg.id]
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reader._conn.execute("DELETE FROM outbox")
+    reader.close()
+    journal.close()
+    with pytest.raises(FileNotFoundError):
+        JournalReader(tmp_path / "missing.db")

@@ -61,7 +61,9 @@ def _parser() -> argparse.ArgumentParser:
 
     tap = commands.add_parser("tap", help="inject a tap into the running daemon")
     tap.add_argument("uid", help="badge uid, hex")
-    tap.add_argument("--direction", choices=["IN", "OUT"], help="as if an IN or OUT key was pressed")
+    tap.add_argument(
+        "--direction", choices=["IN", "OUT"], help="as if an IN or OUT key was pressed"
+    )
     tap.add_argument("--reader", default="control", help="reader name to record (default control)")
     _add_socket(tap)
     tap.set_defaults(command=_tap)
@@ -126,8 +128,8 @@ def _badges_check(args: argparse.Namespace) -> int:
     except BadgeFileError as error:
         print(error, file=sys.stderr)
         return 1
-    for error in register.errors:
-        print(error, file=sys.stderr)
+    for line_error in register.errors:
+        print(line_error, file=sys.stderr)
     print(f"{args.file}: {len(register.workers)} badge(s) loaded, {len(register.errors)} refused")
     return 1 if register.errors else 0
 
@@ -169,12 +171,16 @@ def render_status(status: dict[str, Any]) -> str:
     lines.append(f"uplink      {'enabled' if status['uplink']['enabled'] else 'disabled'}")
     for reader in status["readers"]:
         error = f" ({reader['error']})" if reader["error"] else ""
-        lines.append(f"reader      {reader['name']}: {reader['state']}{error}, {reader['reads']} read(s)")
+        lines.append(
+            f"reader      {reader['name']}: {reader['state']}{error}, {reader['reads']} read(s)"
+        )
     lines.append("last taps")
     for reg in status["recent_registrations"]:
         lines.append(f"  {_registration_line(reg)}")
     for attempt in status["recent_refused_or_repeated"]:
-        lines.append(f"  {attempt['wall_ns']}  {attempt['outcome']:<14} badge {attempt['badge_uid']}")
+        lines.append(
+            f"  {attempt['wall_ns']}  {attempt['outcome']:<14} badge {attempt['badge_uid']}"
+        )
     return "\n".join(lines)
 
 
@@ -216,7 +222,11 @@ def _registrations(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"badge-gateway: {error}", file=sys.stderr)
         return 1
-    message = {"cmd": "registrations", "since_ns": int(since.timestamp() * 1e9), "limit": args.limit}
+    message = {
+        "cmd": "registrations",
+        "since_ns": int(since.timestamp() * 1e9),
+        "limit": args.limit,
+    }
     for reg in control.request(_socket(args), message)["registrations"]:
         print(json.dumps(reg) if args.json else _registration_line(reg))
     return 0

@@ -12,10 +12,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from gateway.models import ClockSample
 
@@ -29,7 +29,7 @@ _STA_UNSYNC = 0x0040
 class _Timex(ctypes.Structure):
     """struct timex from <sys/timex.h> (Linux, glibc), used read-only (modes = 0)."""
 
-    _fields_ = [  # noqa: RUF012 - ctypes needs a class attribute
+    _fields_ = [
         ("modes", ctypes.c_uint),
         ("offset", ctypes.c_long),
         ("freq", ctypes.c_long),
@@ -56,11 +56,12 @@ class _Timex(ctypes.Structure):
 
 
 @cache
-def _adjtimex() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+def _adjtimex() -> Callable[[Any], int] | None:
     name = ctypes.util.find_library("c")
     if name is None:
         return None
-    return ctypes.CDLL(name, use_errno=True).adjtimex  # type: ignore[no-any-return]
+    adjtimex: Callable[[Any], int] = ctypes.CDLL(name, use_errno=True).adjtimex
+    return adjtimex
 
 
 def kernel_synced() -> bool:

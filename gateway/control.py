@@ -30,8 +30,8 @@ class ControlError(Exception):
     """The daemon could not be reached or refused a request."""
 
 
-class AlreadyRunning(Exception):
-    pass
+class AlreadyRunningError(Exception):
+    """Another daemon already answers on the control socket."""
 
 
 class ControlServer:
@@ -44,7 +44,7 @@ class ControlServer:
         self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
         if self.path.exists():
             if _answers(self.path):
-                raise AlreadyRunning(f"another daemon answers on {self.path}")
+                raise AlreadyRunningError(f"another daemon answers on {self.path}")
             self.path.unlink()
         old_umask = os.umask(0o117)  # the socket is born 0660, never wider
         try:

@@ -23,11 +23,11 @@ from gateway import logs, status
 from gateway.attendance import AttendanceRules, Site
 from gateway.clock import Clock, boottime_ns
 from gateway.config import GatewayConfig
-from gateway.control import AlreadyRunning, ControlError, ControlServer
+from gateway.control import AlreadyRunningError, ControlError, ControlServer
 from gateway.feedback import Feedback, LogFeedback, TapOutcome
 from gateway.identifiers import InvalidIdentifier, normalise_uid
 from gateway.identity import BadgeFileError, BadgeRegisterWatcher
-from gateway.journal import AsyncJournal, Journal, JournalLocked, JournalVersionError
+from gateway.journal import AsyncJournal, Journal, JournalLockedError, JournalVersionError
 from gateway.readers import build_readers
 from gateway.sdnotify import notify
 from gateway.tap import TapPipeline
@@ -169,8 +169,9 @@ class Daemon:
             )
             self._log_register_errors()
         elif self.badges.last_error and self.badges.last_error != before:
-            log.error("badge register unusable, keeping the previous one",
-                      error=self.badges.last_error)
+            log.error(
+                "badge register unusable, keeping the previous one", error=self.badges.last_error
+            )
 
     def _log_register_errors(self) -> None:
         assert self.badges is not None
@@ -229,13 +230,18 @@ class Daemon:
         return {"registrations": [status.registration_json(item) for item in stored]}
 
 
-
 def run_daemon(config: GatewayConfig) -> int:
     """The `run` command: configure logging, run until SIGTERM; 0 on a clean stop."""
     logs.configure(fmt=config.logging.format, level=config.logging.level)
     try:
         asyncio.run(Daemon(config).run())
-    except (BadgeFileError, JournalLocked, JournalVersionError, AlreadyRunning, OSError) as error:
+    except (
+        BadgeFileError,
+        JournalLockedError,
+        JournalVersionError,
+        AlreadyRunningError,
+        OSError,
+    ) as error:
         log.error("cannot start", error=str(error))
         return 1
     return 0

@@ -29,8 +29,7 @@ def sample_badges() -> str:
         [
             "badge_uid,niss,employer,name,language,capacity,valid_from,valid_until",
             f"{MARIE},{make_niss('850730', 33)},0450.905.686,Marie Dubois,fr,employee,,",
-            f"{JAN},{make_niss('010215', 127, born_2000=True)},0450905686,Jan Peeters,nl,"
-            "student,,",
+            f"{JAN},{make_niss('010215', 127, born_2000=True)},0450905686,Jan Peeters,nl,student,,",
             f"{OLGA},{make_niss('920411', 8)},PL5260001246,Olga Nowak,en,posted-worker,"
             "2024-01-01,2024-12-31",
         ]

@@ -94,15 +94,15 @@ _TEMPLATES: dict[Language, dict[OutcomeKind, str]] = {
         OutcomeKind.NOT_YET_VALID: "Ausweis noch nicht gültig: nichts registriert",
         OutcomeKind.EXPIRED: "Ausweis abgelaufen: nichts registriert",
         OutcomeKind.DIRECTION_REQUIRED: "EIN oder AUS drücken, dann erneut badgen",
-        OutcomeKind.CANNOT_STORE: "FEHLER: nicht gespeichert. App benutzen, Arbeitgeber informieren",
+        OutcomeKind.CANNOT_STORE: (
+            "FEHLER: nicht gespeichert. App benutzen, Arbeitgeber informieren"
+        ),
     },
 }
 
 
 def render(outcome: TapOutcome) -> str:
-    direction = (
-        _DIRECTION_WORDS[outcome.language][outcome.direction] if outcome.direction else ""
-    )
+    direction = _DIRECTION_WORDS[outcome.language][outcome.direction] if outcome.direction else ""
     return (
         _TEMPLATES[outcome.language][outcome.kind]
         .format(

@@ -98,7 +98,7 @@ class JournalVersionError(Exception):
     """The journal was written by a newer release than this one."""
 
 
-class JournalLocked(Exception):
+class JournalLockedError(Exception):
     """Another process holds the journal: there is one writer, ever."""
 
 
@@ -153,7 +153,9 @@ def _lock_exclusively(lock_path: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as error:
         os.close(fd)
-        raise JournalLocked(f"{lock_path}: the journal is in use by another process") from error
+        raise JournalLockedError(
+            f"{lock_path}: the journal is in use by another process"
+        ) from error
     return fd
 
 

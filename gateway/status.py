@@ -74,9 +74,7 @@ async def collect(daemon: Daemon) -> dict[str, Any]:
         "uptime_seconds": round(time.time() - daemon.started_at, 1),
         "site": {"name": daemon.config.site.name, "declaration": daemon.config.site.declaration},
         "clock": {"synced": clock.synced, "boot_id": clock.boot_id, "now": _iso(clock.wall_ns)},
-        "readers": [
-            {"name": reader.name, **_health(reader.health())} for reader in daemon.readers
-        ],
+        "readers": [{"name": reader.name, **_health(reader.health())} for reader in daemon.readers],
         "badges": {
             "file": str(register.path),
             "workers": len(register.workers),

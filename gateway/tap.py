@@ -83,15 +83,19 @@ class TapPipeline:
         match decision:
             case Register(registration):
                 await self._journal.call(journal.append_registration, registration)
-                return self._outcome(OutcomeKind.REGISTERED, read, registration.worker, clock,
-                                     registration)
+                return self._outcome(
+                    OutcomeKind.REGISTERED, read, registration.worker, clock, registration
+                )
             case Repeat(previous):
                 await self._journal.call(
                     journal.append_attempt,
-                    self._attempt(OutcomeKind.REPEAT, read, previous.worker, clock, str(previous.id)),
+                    self._attempt(
+                        OutcomeKind.REPEAT, read, previous.worker, clock, str(previous.id)
+                    ),
                 )
-                return self._outcome(OutcomeKind.REPEAT, read, previous.worker, previous.clock,
-                                     previous)
+                return self._outcome(
+                    OutcomeKind.REPEAT, read, previous.worker, previous.clock, previous
+                )
             case Refuse(reason, worker):
                 kind = OutcomeKind(reason.value)
                 await self._journal.call(

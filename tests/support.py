@@ -95,7 +95,11 @@ def write_config(state: Path, **sections: dict[str, Any]) -> Path:
 
 
 def _toml(data: dict[str, Any], prefix: str = "") -> str:
-    scalars = [f"{key} = {_toml_value(value)}" for key, value in data.items() if not isinstance(value, dict)]
+    scalars = [
+        f"{key} = {_toml_value(value)}"
+        for key, value in data.items()
+        if not isinstance(value, dict)
+    ]
     tables = [
         f"\n[{prefix}{key}]\n{_toml(value, f'{prefix}{key}.')}"
         for key, value in data.items()
@@ -195,7 +199,9 @@ def run(coro: Any, timeout: float = 60) -> Any:
 
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
-SITE = Site("1Y1002V9KLZ6Z", PlaceOfWork(coordinates=Coordinates(latitude=50.7, longitude=4.8)), BRUSSELS)
+SITE = Site(
+    "1Y1002V9KLZ6Z", PlaceOfWork(coordinates=Coordinates(latitude=50.7, longitude=4.8)), BRUSSELS
+)
 WORKER = Worker(
     badge_uid="04A23B9C",
     niss="85073003328",
@@ -222,7 +228,9 @@ def registered(decision: object) -> Registration:
 
 
 def a_registration(local: str = "2026-11-22T07:02", monotonic_s: float = 100.0) -> Registration:
-    return registered(AttendanceRules(SITE).decide(read(), WORKER, None, clock_at(local, monotonic_s)))
+    return registered(
+        AttendanceRules(SITE).decide(read(), WORKER, None, clock_at(local, monotonic_s))
+    )
 
 
 async def with_daemon(

@@ -9,6 +9,7 @@ from gateway.attendance import AttendanceRules, Refusal, Refuse, Register, Repea
 from gateway.models import Direction
 from tests.support import SECOND, SITE, WORKER, clock_at, read, registered
 
+
 def test_first_tap_is_in_then_toggles_across_midnight() -> None:
     rules = AttendanceRules(SITE)
     first = registered(rules.decide(read(), WORKER, None, clock_at("2026-11-22T22:00", 100)))
@@ -23,7 +24,12 @@ def test_first_tap_is_in_then_toggles_across_midnight() -> None:
 def test_registration_carries_site_worker_and_clock() -> None:
     clock = clock_at("2026-11-22T07:02")
     reg = registered(AttendanceRules(SITE).decide(read(), WORKER, None, clock))
-    assert (reg.declaration, reg.place, reg.worker, reg.clock) == (SITE.declaration, SITE.place, WORKER, clock)
+    assert (reg.declaration, reg.place, reg.worker, reg.clock) == (
+        SITE.declaration,
+        SITE.place,
+        WORKER,
+        clock,
+    )
     assert reg.id.version == 7
 
 
@@ -56,8 +62,12 @@ def test_debounce_across_a_reboot_compares_wall_times() -> None:
 def test_a_key_for_the_other_type_is_not_a_repeat() -> None:
     rules = AttendanceRules(SITE, debounce_ns=10 * SECOND)
     first = registered(rules.decide(read("IN"), WORKER, None, clock_at("2026-11-22T07:02", 100)))
-    assert rules.decide(read("IN"), WORKER, first, clock_at("2026-11-22T07:02:03", 103)) == Repeat(first)
-    fixed = registered(rules.decide(read("OUT"), WORKER, first, clock_at("2026-11-22T07:02:04", 104)))
+    assert rules.decide(read("IN"), WORKER, first, clock_at("2026-11-22T07:02:03", 103)) == Repeat(
+        first
+    )
+    fixed = registered(
+        rules.decide(read("OUT"), WORKER, first, clock_at("2026-11-22T07:02:04", 104))
+    )
     assert fixed.direction is Direction.OUT
 
 

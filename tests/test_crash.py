@@ -24,8 +24,9 @@ TIME_BUDGET_SECONDS = 900
 TAPPERS = 3
 
 
-def tap_until_refused(daemon: DaemonProcess, workers: list[Badge], rng: random.Random,
-                      acked: list[str]) -> None:
+def tap_until_refused(
+    daemon: DaemonProcess, workers: list[Badge], rng: random.Random, acked: list[str]
+) -> None:
     for _ in range(10_000):
         try:
             outcome = daemon.tap(rng.choice(workers).uid)
@@ -35,10 +36,13 @@ def tap_until_refused(daemon: DaemonProcess, workers: list[Badge], rng: random.R
         acked.append(outcome["registration_id"])
 
 
-def burst_then_kill(daemon: DaemonProcess, workers: list[Badge], rng: random.Random,
-                    acked: list[str]) -> None:
+def burst_then_kill(
+    daemon: DaemonProcess, workers: list[Badge], rng: random.Random, acked: list[str]
+) -> None:
     threads = [
-        threading.Thread(target=tap_until_refused, args=(daemon, workers, random.Random(rng.random()), acked))
+        threading.Thread(
+            target=tap_until_refused, args=(daemon, workers, random.Random(rng.random()), acked)
+        )
         for _ in range(TAPPERS)
     ]
     for thread in threads:

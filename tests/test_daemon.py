@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from gateway import control
 from gateway.daemon import Daemon
@@ -27,9 +28,13 @@ class CommittedCheck:
                 count = conn.execute("SELECT count(*) FROM tap_attempts").fetchone()[0]
                 found = count == self.attempts
             else:
-                found = conn.execute(
-                    "SELECT count(*) FROM registrations WHERE id = ?", (str(outcome.registration_id),)
-                ).fetchone()[0] == 1
+                found = (
+                    conn.execute(
+                        "SELECT count(*) FROM registrations WHERE id = ?",
+                        (str(outcome.registration_id),),
+                    ).fetchone()[0]
+                    == 1
+                )
         self.seen.append((outcome, found))
 
 
@@ -83,7 +88,10 @@ def test_disk_full_refuses_the_tap_loudly_and_recovers(state: Path) -> None:
         assert refused is not None, "the journal never filled up"
         status = await asyncio.to_thread(control.request, config.control.socket, {"cmd": "status"})
         assert "full" in status["status"]["journal"]["storage_error"]
-        assert await daemon.journal.call(journal.last_registration, refused.niss, "1Y1002V9KLZ6Z") is None
+        assert (
+            await daemon.journal.call(journal.last_registration, refused.niss, "1Y1002V9KLZ6Z")
+            is None
+        )
         await daemon.journal.call(journal.limit_pages, pages + 1000)  # space comes back
         again = await daemon.tap(tap_read(refused.uid))
         assert again.kind is OutcomeKind.REGISTERED
@@ -101,20 +109,20 @@ def test_status_reports_readers_queue_clock_and_last_taps(state: Path) -> None:
     config = make_config(state, workers)
     (state / "synchronized").touch()
 
-    async def status_after_taps(daemon: Daemon) -> dict[str, object]:
+    async def status_after_taps(daemon: Daemon) -> Any:
         await daemon.tap(tap_read(workers[0].uid))
         await daemon.tap(tap_read("DEADBEEF"))
         reply = await asyncio.to_thread(control.request, config.control.socket, {"cmd": "status"})
-        return reply["status"]  # type: ignore[no-any-return]
+        return reply["status"]
 
     status = run(with_daemon(config, status_after_taps))
-    assert status["clock"]["synced"] is True  # type: ignore[index]
-    assert status["journal"]["queue_depth"] == 1  # type: ignore[index]
-    assert status["journal"]["registrations"] == 1  # type: ignore[index]
-    [recent] = status["recent_registrations"]  # type: ignore[misc]
+    assert status["clock"]["synced"] is True
+    assert status["journal"]["queue_depth"] == 1
+    assert status["journal"]["registrations"] == 1
+    [recent] = status["recent_registrations"]
     assert recent["niss"] == "********" + workers[0].niss[-3:]
     assert recent["clock_synced"] is True
-    assert status["recent_refused_or_repeated"][0]["outcome"] == "unknown-badge"  # type: ignore[index]
+    assert status["recent_refused_or_repeated"][0]["outcome"] == "unknown-badge"
     assert status["taps"] == {"registered": 1, "unknown-badge": 1}
 
 

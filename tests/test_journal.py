@@ -1,4 +1,4 @@
-"""The journal on a real SQLite file: schema, durability settings, privacy, one writer, full disk."""
+"""The journal on a real SQLite file: schema, durability, privacy, one writer, full disk."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from gateway.attendance import AttendanceRules
 from gateway.journal import (
     MIGRATIONS,
     Journal,
-    JournalLocked,
+    JournalLockedError,
     JournalReader,
     JournalVersionError,
     StorageError,
     TapAttempt,
 )
 from gateway.models import ClockSample, Direction
-from gateway.attendance import AttendanceRules
 from tests.support import SITE, WORKER, a_registration, clock_at, read, registered
 
 
@@ -72,7 +72,7 @@ def test_personal_data_files_are_private(tmp_path: Path) -> None:
 
 def test_only_one_writer(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.db")
-    with pytest.raises(JournalLocked, match="in use"):
+    with pytest.raises(JournalLockedError, match="in use"):
         Journal(tmp_path / "j.db")
     journal.close()
     Journal(tmp_path / "j.db").close()
@@ -92,7 +92,9 @@ def test_full_disk_fails_the_write_then_recovers(tmp_path: Path) -> None:
     journal.append_registration(a_registration())
     pages = journal._conn.execute("PRAGMA page_count").fetchone()[0]
     journal.limit_pages(pages)
-    attempt = TapAttempt("unknown-badge", "DEADBEEF", "entrance", ClockSample(1, 1, "b", True), detail="x" * 20_000)
+    attempt = TapAttempt(
+        "unknown-badge", "DEADBEEF", "entrance", ClockSample(1, 1, "b", True), detail="x" * 20_000
+    )
     with pytest.raises(StorageError, match="full"):
         journal.append_attempt(attempt)
     assert journal.stats().tap_attempts == 0

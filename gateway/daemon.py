@@ -29,7 +29,7 @@ from gateway.identifiers import InvalidIdentifier, normalise_uid
 from gateway.identity import BadgeFileError, BadgeRegisterWatcher
 from gateway.journal import AsyncJournal, Journal, JournalLockedError, JournalVersionError
 from gateway.readers import build_readers
-from gateway.sdnotify import notify
+from gateway.sdnotify import notify, watchdog_interval
 from gateway.tap import TapPipeline
 
 log = structlog.get_logger("daemon")
@@ -57,6 +57,7 @@ class Daemon:
         self._queue: asyncio.Queue[_QueuedRead] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self.accepting = False
+        self._busy_since: float | None = None
         self.started_at = time.time()
         self.journal: AsyncJournal | None = None
         self.badges: BadgeRegisterWatcher | None = None
@@ -84,6 +85,11 @@ class Daemon:
                 asyncio.create_task(self._consume(self.pipeline), name="taps"),
                 asyncio.create_task(self._poll_badges(), name="badges"),
             ]
+            interval = watchdog_interval()
+            if interval is not None:
+                tasks.append(
+                    asyncio.create_task(self._watchdog(interval, tasks[:]), name="watchdog")
+                )
             self._install_signals(loop)
             self._start_readers(loop)
             self.accepting = True
@@ -129,13 +135,16 @@ class Daemon:
             reader.start(on_read)
 
     async def _consume(self, pipeline: TapPipeline) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             item = await self._queue.get()
+            self._busy_since = loop.time()
             try:
                 outcome = await pipeline.handle(item.read)
                 if item.reply is not None and not item.reply.done():
                     item.reply.set_result(outcome)
             finally:
+                self._busy_since = None
                 self._queue.task_done()
 
     async def _shut_down(self, tasks: list[asyncio.Task[None]]) -> None:
@@ -149,6 +158,19 @@ class Daemon:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _watchdog(self, interval: float, vital: list[asyncio.Task[None]]) -> None:
+        """Ping systemd while taps flow; a dead task or a tap stuck (say, in an fsync that
+        never returns) for longer than the watchdog period stops the pings: systemd restarts."""
+        loop = asyncio.get_running_loop()
+        while not any(task.done() for task in vital):
+            busy_since = self._busy_since
+            if busy_since is not None and loop.time() - busy_since > 2 * interval:
+                log.error("a tap has been stuck for too long: no more watchdog pings")
+            else:
+                notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+        log.error("a vital task ended: no more watchdog pings", tasks=[t.get_name() for t in vital])
 
     async def _poll_badges(self) -> None:
         while True:

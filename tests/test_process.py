@@ -223,3 +223,31 @@ def test_a_second_daemon_on_the_same_journal_is_refused(state: Path) -> None:
         second = cli("run", config=config)
         assert second.returncode == 1
         assert "in use" in second.stderr or "another daemon" in second.stderr
+
+
+def test_example_files_are_valid() -> None:
+    examples = Path(__file__).parent.parent / "config"
+    config = cli("config", "check", str(examples / "gateway.example.toml"))
+    assert config.returncode == 0, config.stderr
+    register = cli("badges", "check", str(examples / "badges.example.csv"))
+    assert register.returncode == 0, register.stderr
+    assert "3 badge(s) loaded, 0 refused" in register.stdout
+
+
+def test_badges_check_names_each_bad_line(tmp_path: Path) -> None:
+    path = write_badge_file(tmp_path / "badges.csv", badges(2))
+    with path.open("a") as badge_file:
+        badge_file.write("04BEEF,85073003329,0450905686,Bad Checksum,fr,employee,,\n")
+    checked = cli("badges", "check", str(path))
+    assert checked.returncode == 1
+    assert "badges.csv:4: niss" in checked.stderr
+    assert "85073003329" not in checked.stderr
+    assert "2 badge(s) loaded, 1 refused" in checked.stdout
+
+
+def test_demo_runs_without_arguments() -> None:
+    demo = cli("demo")
+    assert demo.returncode == 0, demo.stderr
+    for expected in ("ENTRÉE", "Déjà enregistré", "Badge inconnu", "Badge expired", "UIT"):
+        assert expected in demo.stderr + demo.stdout, expected
+    assert "queue depth 4" in demo.stdout

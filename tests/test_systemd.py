@@ -1,0 +1,86 @@
+"""The systemd side: the unit file is valid and hardened, the notify protocol is spoken."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.support import DaemonProcess, badges, write_badge_file, write_config
+
+UNIT = Path(__file__).parent.parent / "systemd" / "badge-gateway.service"
+
+
+def installed_unit(tmp_path: Path) -> Path:
+    """The unit as installed, pointing at the badge-gateway of this environment."""
+    entry_point = Path(sys.executable).with_name("badge-gateway")
+    assert entry_point.exists(), entry_point
+    unit = tmp_path / "badge-gateway.service"
+    unit.write_text(
+        UNIT.read_text().replace("/opt/badge-gateway/venv/bin/badge-gateway", str(entry_point))
+    )
+    return unit
+
+
+def test_unit_file_verifies(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is installed by ./dev test"
+    result = subprocess.run(
+        [analyze, "verify", str(installed_unit(tmp_path))],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "badge-gateway.service" not in result.stderr, result.stderr
+
+
+def test_unit_is_hardened(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            "systemd-analyze",
+            "security",
+            "--offline=yes",
+            "--threshold=30",
+            str(installed_unit(tmp_path)),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert "Overall exposure level" in result.stdout
+
+
+def test_daemon_speaks_the_notify_protocol(state: Path, tmp_path: Path) -> None:
+    write_badge_file(state / "badges.csv", badges(1))
+    notify_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(notify_path))
+        notify.settimeout(10)
+        daemon = DaemonProcess(write_config(state), state / "control.sock", state / "daemon.log")
+        os.environ.update(NOTIFY_SOCKET=str(notify_path), WATCHDOG_USEC="200000")
+        try:
+            daemon.start()
+        finally:
+            del os.environ["NOTIFY_SOCKET"], os.environ["WATCHDOG_USEC"]
+        try:
+            messages: list[bytes] = []
+            deadline = time.monotonic() + 10
+            while messages.count(b"WATCHDOG=1") < 3 and time.monotonic() < deadline:
+                messages.append(notify.recv(4096))
+            assert b"READY=1" in messages
+            assert messages.count(b"WATCHDOG=1") >= 3
+            daemon.signal(signal.SIGTERM)
+            while b"STOPPING=1" not in messages and time.monotonic() < deadline:
+                messages.append(notify.recv(4096))
+            assert b"STOPPING=1" in messages
+            assert daemon.stop() == 0
+        finally:
+            if daemon.process is not None and daemon.process.poll() is None:
+                daemon.kill()

@@ -113,7 +113,13 @@ def machine(directory: Path) -> dict[str, str]:
         "file system": f"{fs_type(directory)} (stat -f); mount: {mount_of(directory)}",
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
+        "load at start": load_average(),
     }
+
+
+def load_average() -> str:
+    """1, 5 and 15-minute load: other work on the machine shows in the tails."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 # --- the WAL, read passively (never checkpoints) ------------------------------------------
@@ -194,20 +200,19 @@ class TapRun:
     db_bytes: int = 0
     wal_bytes: int = 0
     wal_end: WalState | None = None
+    feedback_calls: int = 0
     last_direction: dict[str, str] = field(default_factory=dict)
 
 
 async def tap_block(
-    daemon: Daemon, feedback: StampingFeedback, uids: Sequence[str], first: int, count: int
-) -> TapRun:
-    run = TapRun()
-    for index in range(first, first + count):
+    daemon: Daemon, feedback: StampingFeedback, uids: Sequence[str], taps: range, run: TapRun
+) -> None:
+    for index in taps:
         read = tap_read(uids[index % len(uids)])
         sent = time.perf_counter_ns()
         outcome = await daemon.tap(read)
         run.latencies.append(feedback.last_ns - sent)
         _check(run, read.uid, outcome)
-    return run
 
 
 def _check(run: TapRun, uid: str, outcome: TapOutcome) -> None:
@@ -232,16 +237,19 @@ async def measure_in_process(
 ) -> TapRun:
     uids = [badge.uid for badge in badges(plan.workers)]
     wal = daemon.config.storage.journal.with_name(daemon.config.storage.journal.name + "-wal")
-    await tap_block(daemon, feedback, uids, 0, plan.warmup)
-    baseline.run(20, keep=False)
     total = TapRun()
+    await tap_block(daemon, feedback, uids, range(plan.warmup), total)
+    total.latencies.clear()
+    total.outcomes.clear()
+    baseline.run(20, keep=False)
     first = plan.warmup
     for block in range(plan.blocks):
         baseline.run(_share(plan.fsyncs, plan.blocks, block))
         count = _share(plan.taps, plan.blocks, block)
-        await _measured_block(daemon, feedback, uids, first, count, wal, total)
+        await _measured_block(daemon, feedback, uids, range(first, first + count), wal, total)
         first += count
     _final_sizes(daemon.config.storage.journal, wal, total)
+    total.feedback_calls = feedback.calls - plan.warmup
     return total
 
 
@@ -253,21 +261,17 @@ async def _measured_block(
     daemon: Daemon,
     feedback: StampingFeedback,
     uids: Sequence[str],
-    first: int,
-    count: int,
+    taps: range,
     wal: Path,
     total: TapRun,
 ) -> None:
     wal_before = read_wal(wal)
     io_before = write_bytes()
-    block = await tap_block(daemon, feedback, uids, first, count)
+    await tap_block(daemon, feedback, uids, taps, total)
     total.write_bytes += write_bytes() - io_before
     wal_after = read_wal(wal)
     if wal_before and wal_after:
         total.checkpoints += wal_after.checkpoint_seq - wal_before.checkpoint_seq
-    total.latencies += block.latencies
-    total.outcomes.update(block.outcomes)
-    total.toggle_errors += block.toggle_errors
 
 
 def _final_sizes(journal: Path, wal: Path, run: TapRun) -> None:
@@ -456,6 +460,12 @@ def memory_rows(sock: SocketRun) -> list[tuple[str, str, str, str]]:
             verdict(growth < RSS_GROWTH_TARGET),
         ),
         (
+            f"VmRSS growth after the first {PROGRESS_EVERY:,} taps",
+            f"{_plateau_growth(sock) / MB:+.1f} MB",
+            "",
+            "",
+        ),
+        (
             "daemon VmRSS / VmHWM at end",
             f"{sock.rss_end_kib * KIB / MB:.1f} / {sock.hwm_end_kib * KIB / MB:.1f} MB",
             "",
@@ -463,6 +473,12 @@ def memory_rows(sock: SocketRun) -> list[tuple[str, str, str, str]]:
         ),
         ("socket taps per second", f"{sock.sent / sock.seconds:,.0f}", "", ""),
     ]
+
+
+def _plateau_growth(sock: SocketRun) -> int:
+    """Growth once caches are warm: what a leak would look like."""
+    first = sock.rss_trail[0][1] if sock.rss_trail else sock.rss_end_kib
+    return (sock.rss_end_kib - first) * KIB
 
 
 def print_table(rows: Sequence[tuple[str, str, str, str]]) -> None:
@@ -476,10 +492,11 @@ def print_report(
 ) -> None:
     print("\n== machine")
     for key, value in info.items():
-        print(f"{key:>12}: {value}")
+        print(f"{key:>13}: {value}")
+    print(f"{'load at end':>13}: {load_average()}")
     print(
         f"\n== tap outcomes (in-process): {dict(taps.outcomes)};"
-        f" IN/OUT toggle errors: {taps.toggle_errors}"
+        f" feedback calls {taps.feedback_calls:,}; IN/OUT toggle errors: {taps.toggle_errors}"
     )
     if sock is not None:
         print(f"== socket outcomes: {dict(sock.outcomes)}; daemon exit code {sock.exit_code}")

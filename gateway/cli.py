@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import re
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -27,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Command = args.command
     try:
         return command(args)
-    except control.ControlError as error:
+    except (control.ControlError, FileNotFoundError, sqlite3.Error) as error:
         print(f"badge-gateway: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -81,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     since.add_argument("--limit", type=int, default=1000)
     since.add_argument("--json", action="store_true", help="JSON lines")
+    since.add_argument(
+        "--journal", type=Path, help="read this journal file directly (read-only, daemon or not)"
+    )
     _add_socket(since)
     since.set_defaults(command=_registrations)
 
@@ -222,14 +226,25 @@ def _registrations(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"badge-gateway: {error}", file=sys.stderr)
         return 1
-    message = {
-        "cmd": "registrations",
-        "since_ns": int(since.timestamp() * 1e9),
-        "limit": args.limit,
-    }
-    for reg in control.request(_socket(args), message)["registrations"]:
+    for reg in _registrations_since(args, int(since.timestamp() * 1e9)):
         print(json.dumps(reg) if args.json else _registration_line(reg))
     return 0
+
+
+def _registrations_since(args: argparse.Namespace, since_ns: int) -> list[dict[str, Any]]:
+    if args.journal is None:
+        message = {"cmd": "registrations", "since_ns": since_ns, "limit": args.limit}
+        reply = control.request(_socket(args), message)
+        registrations: list[dict[str, Any]] = reply["registrations"]
+        return registrations
+    from gateway.journal import JournalReader
+    from gateway.status import registration_json
+
+    reader = JournalReader(args.journal)
+    try:
+        return [registration_json(s) for s in reader.registrations_since(since_ns, args.limit)]
+    finally:
+        reader.close()
 
 
 def _demo(args: argparse.Namespace) -> int:

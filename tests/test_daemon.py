@@ -141,3 +141,22 @@ def test_clock_state_is_stored_with_each_registration(state: Path) -> None:
         return [s.registration.clock.synced for s in stored]
 
     assert run(with_daemon(config, taps)) == [False, True]
+
+
+def test_read_only_journal_refuses_the_tap_and_recovers(state: Path) -> None:
+    # A file system remounted read-only after an SD card error cannot be staged here; SQLite
+    # answers the same way to `query_only`, at the narrowest boundary: its own.
+    worker = badges(1)[0]
+    config = make_config(state, [worker])
+
+    async def read_only_then_writable(daemon: Daemon) -> list[OutcomeKind]:
+        assert daemon.journal is not None
+        conn = daemon.journal.journal._conn
+        await daemon.journal.call(conn.execute, "PRAGMA query_only=1")
+        refused = await daemon.tap(tap_read(worker.uid))
+        await daemon.journal.call(conn.execute, "PRAGMA query_only=0")
+        accepted = await daemon.tap(tap_read(worker.uid))
+        return [refused.kind, accepted.kind]
+
+    kinds = run(with_daemon(config, read_only_then_writable))
+    assert kinds == [OutcomeKind.CANNOT_STORE, OutcomeKind.REGISTERED]

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,9 @@ def test_cli_tap_status_and_registrations(state: Path) -> None:
         assert cli("registrations", "--since", "soon", config=config).returncode == 1
     gone = cli("status", config=config)
     assert gone.returncode == 1 and "not running" in gone.stderr
+    offline = cli("registrations", "--journal", str(state / "journal.db"), "--json")
+    assert offline.returncode == 0, offline.stderr
+    assert [json.loads(line)["id"] for line in offline.stdout.splitlines()] == [reg["id"]]
 
 
 def test_invalid_configuration_refuses_to_start(state: Path) -> None:
@@ -251,3 +255,45 @@ def test_demo_runs_without_arguments() -> None:
     for expected in ("ENTRÉE", "Déjà enregistré", "Badge inconnu", "Badge expired", "UIT"):
         assert expected in demo.stderr + demo.stdout, expected
     assert "queue depth 4" in demo.stdout
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB file system (tmpfs), to fill up for real."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as out:
+        for _ in range(1024):  # at most 4 MiB: the disk is smaller
+            try:
+                out.write(b"\0" * 4096)
+            except OSError:
+                break
+    return filler
+
+
+def test_a_really_full_disk_refuses_taps_and_recovers(state: Path, small_disk: Path) -> None:
+    first, second = badges(2)
+    write_badge_file(state / "badges.csv", [first, second])
+    config = write_config(state, storage={"journal": str(small_disk / "journal.db")})
+    with daemon_process(state, config) as daemon:
+        assert daemon.tap(first.uid)["kind"] == "registered"
+        filler = fill(small_disk)
+        refused = daemon.tap(second.uid)
+        assert refused["kind"] == "cannot-store"
+        assert refused["message"].startswith("ERREUR")
+        assert "full" in daemon.request({"cmd": "status"})["status"]["journal"]["storage_error"]
+        filler.unlink()
+        again = daemon.tap(second.uid)
+        assert again["kind"] == "registered"
+        listed = daemon.request({"cmd": "registrations", "since_ns": 0})["registrations"]
+        assert [reg["badge_uid"] for reg in listed] == [first.uid, second.uid]
+    assert "journal cannot store: tap NOT registered" in daemon.log()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import stat
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,7 +70,7 @@ class Daemon:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self.badges = BadgeRegisterWatcher(self.config.badges.file)
-        self._log_register_errors()
+        self._report_register()
         storage = self.config.storage
         self.journal = await asyncio.to_thread(
             AsyncJournal, lambda: Journal(storage.journal, max_size_mb=storage.max_size_mb)
@@ -189,16 +190,26 @@ class Daemon:
                 errors=len(changed.errors),
                 sha256=changed.sha256,
             )
-            self._log_register_errors()
+            self._report_register()
         elif self.badges.last_error and self.badges.last_error != before:
             log.error(
                 "badge register unusable, keeping the previous one", error=self.badges.last_error
             )
 
-    def _log_register_errors(self) -> None:
+    def _report_register(self) -> None:
         assert self.badges is not None
-        for error in self.badges.current.errors:
+        register = self.badges.current
+        for error in register.errors:
             log.warning("badge register line refused", error=str(error))
+        with contextlib.suppress(OSError):
+            mode = stat.S_IMODE(register.path.stat().st_mode)
+            if mode & 0o077:
+                log.warning(
+                    "badge register is readable by others: it holds national numbers",
+                    file=str(register.path),
+                    mode=f"{mode:04o}",
+                    fix=f"chmod 600 {register.path}",
+                )
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.add_signal_handler(signal.SIGTERM, self.stop)

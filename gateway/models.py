@@ -79,11 +79,6 @@ class Worker:
     valid_from: date | None = None
     valid_until: date | None = None
 
-    def is_valid_on(self, day: date) -> bool:
-        if self.valid_from is not None and day < self.valid_from:
-            return False
-        return self.valid_until is None or day <= self.valid_until
-
 
 class Coordinates(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -166,6 +166,7 @@ def test_no_niss_in_clear_in_the_logs(state: Path) -> None:
         daemon.stop()
     log = daemon.log()
     assert "badge register line refused" in log
+    assert "badge register is readable by others" in log  # written 0644 by the test
     assert "registered" in log
     assert not re.search(r"(?<!\d)\d{11}(?!\d)", log), "a NISS reached the log in clear"
     for line in log.splitlines():

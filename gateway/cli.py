@@ -183,7 +183,7 @@ def render_status(status: dict[str, Any]) -> str:
         lines.append(f"  {_registration_line(reg)}")
     for attempt in status["recent_refused_or_repeated"]:
         lines.append(
-            f"  {attempt['wall_ns']}  {attempt['outcome']:<14} badge {attempt['badge_uid']}"
+            f"  {attempt['time_utc']}  {attempt['outcome']:<14} badge {attempt['badge_uid']}"
         )
     return "\n".join(lines)
 

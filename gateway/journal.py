@@ -36,6 +36,7 @@ from gateway.models import (
     PlaceOfWork,
     Registration,
     Worker,
+    iso_utc,
 )
 
 T = TypeVar("T")
@@ -271,7 +272,7 @@ class _Queries:
             " FROM tap_attempts ORDER BY seq DESC LIMIT ?",
             (count,),
         )
-        return [dict(row) for row in rows]
+        return [{**dict(row), "time_utc": iso_utc(row["wall_ns"])} for row in rows]
 
     def stats(self) -> JournalStats:
         registrations, attempts = self._conn.execute(

@@ -112,6 +112,11 @@ class PlaceOfWork(BaseModel):
         return self
 
 
+def iso_utc(wall_ns: int) -> str:
+    """A wall time in nanoseconds as ISO 8601 UTC, to the second."""
+    return datetime.fromtimestamp(wall_ns / 1e9, tz=UTC).isoformat(timespec="seconds")
+
+
 @dataclass(frozen=True, slots=True)
 class ClockSample:
     """The time of one event, as evidence (DESIGN.md principle 4).

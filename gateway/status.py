@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from drivers.base import ReaderHealth
 from gateway.identifiers import mask_niss
 from gateway.journal import StoredRegistration
+from gateway.models import iso_utc
 
 if TYPE_CHECKING:
     from gateway.daemon import Daemon
@@ -22,9 +22,7 @@ RECENT = 10
 
 
 def _iso(wall_ns: int | None) -> str | None:
-    if wall_ns is None:
-        return None
-    return datetime.fromtimestamp(wall_ns / 1e9, tz=UTC).isoformat(timespec="seconds")
+    return None if wall_ns is None else iso_utc(wall_ns)
 
 
 def outcome_json(outcome: TapOutcome) -> dict[str, Any]:
@@ -92,9 +90,7 @@ async def collect(daemon: Daemon) -> dict[str, Any]:
         },
         "taps": dict(counters.outcomes),
         "recent_registrations": [registration_json(item) for item in recent],
-        "recent_refused_or_repeated": [
-            {**attempt, "wall_ns": _iso(attempt["wall_ns"])} for attempt in attempts
-        ],
+        "recent_refused_or_repeated": attempts,
         "uplink": {"enabled": daemon.config.uplink.enabled},
     }
 

@@ -284,6 +284,7 @@ def _final_sizes(journal: Path, wal: Path, run: TapRun) -> None:
 def run_in_process(state: Path, plan: Plan) -> tuple[FsyncBaseline, TapRun]:
     logs.configure(fmt="console", level="warning")
     config = make_config(state, badges(plan.workers), attendance={"debounce_seconds": 0})
+    config.badges.file.chmod(0o600)  # as deployed: the register holds national numbers
     feedback = StampingFeedback()
     baseline = FsyncBaseline(state / "fsync-baseline.bin")
 
@@ -362,7 +363,7 @@ class SocketTapper:
 
 
 def run_daemon_process(state: Path, taps: int, workers: int, budget: float) -> SocketRun:
-    write_badge_file(state / "badges.csv", badges(workers))
+    write_badge_file(state / "badges.csv", badges(workers)).chmod(0o600)
     config = write_config(state, attendance={"debounce_seconds": 0})
     daemon = DaemonProcess(config, state / "control.sock", state / "daemon.log")
     daemon.start()

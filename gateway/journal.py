@@ -5,10 +5,12 @@ registration the worker heard a beep for survives a power cut. One process write
 through one connection used from one thread (AsyncJournal); CLI readers open the file
 read-only.
 
-Write cost per registration is kept to three b-tree pages (the row, the per-worker index
-entry, the outbox row): the SD card sees about 12 KiB per tap. For that reason the
-registration id (a UUIDv7 made by this process, see gateway.uuid7) carries no UNIQUE
-index.
+SD-card wear: a registration touches two b-tree pages (its row and the per-worker index
+entry) and pages are 2 KiB, so a tap writes about 10 KiB (docs/benchmarks.md). For that
+reason the registration id (a UUIDv7 made by this process, see gateway.uuid7) has no
+UNIQUE index, and the uplink's queue is the `delivery` column itself: pending rows are
+found from the oldest pending one on, which the writer keeps track of. WAL checkpoints
+run on the journal thread after a tap's commit, never between a commit and its beep.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
+
+import structlog
 
 from gateway.models import (
     Capacity,
@@ -40,9 +45,13 @@ from gateway.models import (
 )
 
 T = TypeVar("T")
+log = structlog.get_logger("journal")
+
+PAGE_SIZE = 2048
+CHECKPOINT_EVERY = 500  # commits: a WAL of about 2 MiB
 
 MIGRATIONS: tuple[str, ...] = (
-    # 1: registrations, their outbox, and the taps that registered nothing.
+    # 1: registrations (with their delivery state) and the taps that registered nothing.
     """
     CREATE TABLE registrations (
         seq               INTEGER PRIMARY KEY,
@@ -66,9 +75,6 @@ MIGRATIONS: tuple[str, ...] = (
                           CHECK (delivery IN ('pending', 'delivered', 'rejected'))
     );
     CREATE INDEX registrations_by_worker ON registrations (niss, declaration, seq);
-    CREATE TABLE outbox (
-        seq INTEGER PRIMARY KEY REFERENCES registrations (seq)
-    );
     CREATE TABLE tap_attempts (
         seq          INTEGER PRIMARY KEY,
         outcome      TEXT    NOT NULL,
@@ -88,6 +94,9 @@ _REGISTRATION_COLUMNS = (
     "id, badge_uid, reader, niss, enterprise_number, foreign_vat, worker_name, language,"
     " capacity, declaration, place, direction, wall_ns, monotonic_ns, boot_id, clock_synced,"
     " delivery"
+)
+_INSERT_REGISTRATION = (
+    f"INSERT INTO registrations ({_REGISTRATION_COLUMNS}) VALUES ({', '.join('?' * 17)})"
 )
 
 
@@ -134,8 +143,10 @@ def _connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
     else:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # new journals only; before WAL
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # see Journal.checkpoint_if_due
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=5000")
     return conn
@@ -187,6 +198,16 @@ def _statements(script: str) -> Iterator[str]:
             yield part
 
 
+@lru_cache(maxsize=16)
+def _place_json(place: PlaceOfWork) -> str:
+    return place.model_dump_json(exclude_none=True)
+
+
+@lru_cache(maxsize=16)
+def _place_from_json(text: str) -> PlaceOfWork:
+    return PlaceOfWork.model_validate(json.loads(text))
+
+
 def _registration_row(reg: Registration) -> tuple[Any, ...]:
     worker = reg.worker
     return (
@@ -200,7 +221,7 @@ def _registration_row(reg: Registration) -> tuple[Any, ...]:
         worker.language.value,
         worker.capacity.value,
         reg.declaration,
-        reg.place.model_dump_json(exclude_none=True),
+        _place_json(reg.place),
         reg.direction.value,
         reg.clock.wall_ns,
         reg.clock.monotonic_ns,
@@ -225,7 +246,7 @@ def _registration_from_row(row: sqlite3.Row) -> StoredRegistration:
         reader=row["reader"],
         worker=worker,
         declaration=row["declaration"],
-        place=PlaceOfWork.model_validate(json.loads(row["place"])),
+        place=_place_from_json(row["place"]),
         direction=Direction(row["direction"]),
         clock=ClockSample(
             wall_ns=row["wall_ns"],
@@ -274,12 +295,25 @@ class _Queries:
         )
         return [{**dict(row), "time_utc": iso_utc(row["wall_ns"])} for row in rows]
 
+    def _oldest_pending_seq(self) -> int:
+        """Where the uplink's queue starts; the writer knows it without a scan."""
+        row = self._conn.execute(
+            "SELECT min(seq) FROM registrations WHERE delivery = 'pending'"
+        ).fetchone()
+        return int(row[0]) if row[0] is not None else self._next_seq()
+
+    def _next_seq(self) -> int:
+        row = self._conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM registrations").fetchone()
+        return int(row[0])
+
     def stats(self) -> JournalStats:
         registrations, attempts = self._conn.execute(
             "SELECT (SELECT count(*) FROM registrations), (SELECT count(*) FROM tap_attempts)"
         ).fetchone()
         pending, oldest = self._conn.execute(
-            "SELECT count(*), min(r.wall_ns) FROM outbox o JOIN registrations r USING (seq)"
+            "SELECT count(*), min(wall_ns) FROM registrations"
+            " WHERE seq >= ? AND delivery = 'pending'",
+            (self._oldest_pending_seq(),),
         ).fetchone()
         return JournalStats(registrations, pending, oldest, attempts)
 
@@ -294,6 +328,8 @@ class Journal(_Queries):
         self._lock_fd = _lock_exclusively(path.with_name(path.name + ".lock"))
         self._conn = self._open()
         migrate(self._conn)
+        self._pending_from = super()._oldest_pending_seq()
+        self._commits_since_checkpoint = 0
 
     def _open(self) -> sqlite3.Connection:
         conn = _connect(self.path, read_only=False)
@@ -318,6 +354,7 @@ class Journal(_Queries):
             try:
                 yield self._conn
                 self._conn.execute("COMMIT")
+                self._commits_since_checkpoint += 1
             except BaseException:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
@@ -325,17 +362,30 @@ class Journal(_Queries):
         except sqlite3.Error as error:
             raise StorageError(f"{self.path}: {error}") from error
 
+    def _oldest_pending_seq(self) -> int:
+        return self._pending_from
+
     def append_registration(self, reg: Registration) -> int:
-        """Store a registration and queue it for the uplink, in one durable transaction."""
+        """Store a registration, pending delivery, in one durable transaction."""
         with self._transaction() as conn:
-            cursor = conn.execute(
-                f"INSERT INTO registrations ({_REGISTRATION_COLUMNS})"
-                f" VALUES ({', '.join('?' * 17)})",
-                _registration_row(reg),
-            )
-            seq = int(cursor.lastrowid or 0)
-            conn.execute("INSERT INTO outbox (seq) VALUES (?)", (seq,))
-        return seq
+            cursor = conn.execute(_INSERT_REGISTRATION, _registration_row(reg))
+        return int(cursor.lastrowid or 0)
+
+    def checkpoint_if_due(self) -> None:
+        """Copy the WAL back into the database every CHECKPOINT_EVERY commits, between taps.
+
+        A PASSIVE checkpoint leaves the WAL file's size alone (SQLite then reuses it from
+        the start), so commits keep overwriting allocated blocks: no metadata to sync.
+        """
+        if self._commits_since_checkpoint < CHECKPOINT_EVERY:
+            return
+        try:
+            _, frames, copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as error:  # the next commit will say it louder
+            log.warning("journal checkpoint failed", error=str(error))
+            return
+        if copied == frames:  # else a reader held some back: try again after the next tap
+            self._commits_since_checkpoint = 0
 
     def append_attempt(self, attempt: TapAttempt) -> int:
         with self._transaction() as conn:
@@ -375,18 +425,42 @@ class JournalReader(_Queries):
 
 
 class AsyncJournal:
-    """Runs every journal call on one dedicated thread, so fsyncs never block the loop."""
+    """The journal for the event loop: every call runs on one dedicated thread, so an fsync
+    never blocks the loop, and each worker's last registration is kept in memory (the
+    journal has one writer, this one, so the copy is exact): a tap costs one hop, its commit.
+    """
 
     def __init__(self, open_journal: Callable[[], Journal]) -> None:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._journal = self._thread.submit(open_journal).result()
-
-    async def call(self, method: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, method, *args)
+        self._last: dict[tuple[str, str], Registration | None] = {}
 
     @property
     def journal(self) -> Journal:
         return self._journal
+
+    async def call(self, method: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, method, *args)
+
+    async def last_registration(self, niss: str, declaration: str) -> Registration | None:
+        key = (niss, declaration)
+        if key not in self._last:
+            stored = await self.call(self._journal.last_registration, niss, declaration)
+            self._last[key] = stored.registration if stored else None
+        return self._last[key]
+
+    async def append_registration(self, reg: Registration) -> int:
+        seq = await self._write(self._journal.append_registration, reg)
+        self._last[(reg.worker.niss, reg.declaration)] = reg
+        return seq
+
+    async def append_attempt(self, attempt: TapAttempt) -> int:
+        return await self._write(self._journal.append_attempt, attempt)
+
+    async def _write(self, method: Callable[[T], int], value: T) -> int:
+        seq = await self.call(method, value)
+        self._thread.submit(self._journal.checkpoint_if_due)  # after this tap, before the next
+        return seq
 
     def close(self) -> None:
         self._thread.submit(self._journal.close).result()

@@ -72,35 +72,26 @@ class TapPipeline:
     async def _last_registration(self, worker: Worker | None) -> Registration | None:
         if worker is None:
             return None
-        journal = self._journal.journal
-        stored = await self._journal.call(
-            journal.last_registration, worker.niss, self._rules.site.declaration
-        )
-        return stored.registration if stored else None
+        return await self._journal.last_registration(worker.niss, self._rules.site.declaration)
 
     async def _store(self, read: BadgeRead, decision: Decision, clock: ClockSample) -> TapOutcome:
-        journal = self._journal.journal
         match decision:
             case Register(registration):
-                await self._journal.call(journal.append_registration, registration)
+                await self._journal.append_registration(registration)
                 return self._outcome(
                     OutcomeKind.REGISTERED, read, registration.worker, clock, registration
                 )
             case Repeat(previous):
-                await self._journal.call(
-                    journal.append_attempt,
-                    self._attempt(
-                        OutcomeKind.REPEAT, read, previous.worker, clock, str(previous.id)
-                    ),
+                attempt = self._attempt(
+                    OutcomeKind.REPEAT, read, previous.worker, clock, str(previous.id)
                 )
+                await self._journal.append_attempt(attempt)
                 return self._outcome(
                     OutcomeKind.REPEAT, read, previous.worker, previous.clock, previous
                 )
             case Refuse(reason, worker):
                 kind = OutcomeKind(reason.value)
-                await self._journal.call(
-                    journal.append_attempt, self._attempt(kind, read, worker, clock)
-                )
+                await self._journal.append_attempt(self._attempt(kind, read, worker, clock))
                 return self._outcome(kind, read, worker, clock)
 
     def _attempt(

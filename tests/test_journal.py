@@ -10,7 +10,9 @@ import pytest
 
 from gateway.attendance import AttendanceRules
 from gateway.journal import (
+    CHECKPOINT_EVERY,
     MIGRATIONS,
+    PAGE_SIZE,
     Journal,
     JournalLockedError,
     JournalReader,
@@ -27,6 +29,7 @@ def test_fresh_journal_is_wal_full_and_at_the_latest_schema(tmp_path: Path) -> N
     conn = journal._conn
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert conn.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
     assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     journal.close()
 
@@ -112,8 +115,27 @@ def test_read_only_reader_sees_commits_and_cannot_write(tmp_path: Path) -> None:
     reader = JournalReader(path)
     assert [s.registration.id for s in reader.registrations_since(0)] == [reg.id]
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
-        reader._conn.execute("DELETE FROM outbox")
+        reader._conn.execute("DELETE FROM registrations")
     reader.close()
     journal.close()
     with pytest.raises(FileNotFoundError):
         JournalReader(tmp_path / "missing.db")
+
+
+def test_wal_is_checkpointed_between_taps_every_so_many_commits(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    journal = Journal(path)
+    attempt = TapAttempt("unknown-badge", "DEADBEEF", "entrance", ClockSample(1, 1, "b", True))
+    for _ in range(CHECKPOINT_EVERY - 1):
+        journal.append_attempt(attempt)
+    journal.checkpoint_if_due()
+    before = path.stat().st_size
+    journal.append_attempt(attempt)
+    journal.checkpoint_if_due()
+    assert path.stat().st_size > before  # pages copied from the WAL into the database
+    wal_size = path.with_name("j.db-wal").stat().st_size
+    for _ in range(10):
+        journal.append_attempt(attempt)
+    journal.checkpoint_if_due()
+    assert path.with_name("j.db-wal").stat().st_size == wal_size  # reused, not grown
+    journal.close()

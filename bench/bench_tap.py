@@ -6,8 +6,9 @@ It prints its figures and a table of targets; it is a measurement, not a test.
 1. Baseline: one raw os.write of a 200-byte record + os.fsync, appending to a file opened
    once, in the journal's own directory.
 2. Tap to feedback: the real Daemon in this process, debounce 0, workers tapped
-   round-robin; latency runs from just before `daemon.tap(read)` to the feedback output's
-   call. Baseline and taps alternate in blocks so both see the same machine weather.
+   round-robin by a reader of the benchmark's own; latency runs from the reader handing
+   the read to the daemon (as a driver's thread does) to the feedback output's call.
+   Baseline and taps alternate in blocks so both see the same machine weather.
 3. Bytes written per tap: write_bytes of /proc/self/io around the tap blocks only (the
    journal thread belongs to this process), WAL checkpoints included.
 4. Resident memory: `python -m gateway run` as its own process, VmRSS after start and
@@ -36,6 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from drivers.base import OnRead, ReaderHealth, ReaderState
 from gateway import logs
 from gateway.daemon import Daemon
 from gateway.feedback import TapOutcome
@@ -179,15 +181,35 @@ class FsyncBaseline:
 
 
 class StampingFeedback:
-    """A feedback output that only notes when it was called."""
+    """A feedback output that only notes when it was called, and with what."""
 
     def __init__(self) -> None:
         self.calls = 0
         self.last_ns = 0
+        self.last: TapOutcome | None = None
 
-    async def show(self, outcome: TapOutcome) -> None:
+    def show(self, outcome: TapOutcome) -> None:
         self.last_ns = time.perf_counter_ns()
+        self.last = outcome
         self.calls += 1
+
+
+class BenchReader:
+    """A reader whose card presentations the benchmark makes, on the benchmark's thread."""
+
+    name = "bench"
+
+    def __init__(self) -> None:
+        self.on_read: OnRead | None = None
+
+    def start(self, on_read: OnRead) -> None:
+        self.on_read = on_read
+
+    def stop(self) -> None:
+        self.on_read = None
+
+    def health(self) -> ReaderHealth:
+        return ReaderHealth(ReaderState.CONNECTED)
 
 
 @dataclass(slots=True)
@@ -204,15 +226,19 @@ class TapRun:
     last_direction: dict[str, str] = field(default_factory=dict)
 
 
-async def tap_block(
-    daemon: Daemon, feedback: StampingFeedback, uids: Sequence[str], taps: range, run: TapRun
+def tap_block(
+    reader: BenchReader, feedback: StampingFeedback, uids: Sequence[str], taps: range, run: TapRun
 ) -> None:
+    """Present cards one after the other, as a reader thread does: the daemon runs each tap
+    on this thread, so the time from the hand-over to the feedback call is the latency."""
+    assert reader.on_read is not None
     for index in taps:
         read = tap_read(uids[index % len(uids)])
         sent = time.perf_counter_ns()
-        outcome = await daemon.tap(read)
+        reader.on_read(read)
         run.latencies.append(feedback.last_ns - sent)
-        _check(run, read.uid, outcome)
+        assert feedback.last is not None
+        _check(run, read.uid, feedback.last)
 
 
 def _check(run: TapRun, uid: str, outcome: TapOutcome) -> None:
@@ -237,8 +263,10 @@ async def measure_in_process(
 ) -> TapRun:
     uids = [badge.uid for badge in badges(plan.workers)]
     wal = daemon.config.storage.journal.with_name(daemon.config.storage.journal.name + "-wal")
+    reader = daemon.readers[0]
+    assert isinstance(reader, BenchReader)
     total = TapRun()
-    await tap_block(daemon, feedback, uids, range(plan.warmup), total)
+    await asyncio.to_thread(tap_block, reader, feedback, uids, range(plan.warmup), total)
     total.latencies.clear()
     total.outcomes.clear()
     baseline.run(20, keep=False)
@@ -246,7 +274,7 @@ async def measure_in_process(
     for block in range(plan.blocks):
         baseline.run(_share(plan.fsyncs, plan.blocks, block))
         count = _share(plan.taps, plan.blocks, block)
-        await _measured_block(daemon, feedback, uids, range(first, first + count), wal, total)
+        await _measured_block(reader, feedback, uids, range(first, first + count), wal, total)
         first += count
     _final_sizes(daemon.config.storage.journal, wal, total)
     total.feedback_calls = feedback.calls - plan.warmup
@@ -258,7 +286,7 @@ def _share(total: int, parts: int, index: int) -> int:
 
 
 async def _measured_block(
-    daemon: Daemon,
+    reader: BenchReader,
     feedback: StampingFeedback,
     uids: Sequence[str],
     taps: range,
@@ -267,7 +295,7 @@ async def _measured_block(
 ) -> None:
     wal_before = read_wal(wal)
     io_before = write_bytes()
-    await tap_block(daemon, feedback, uids, taps, total)
+    await asyncio.to_thread(tap_block, reader, feedback, uids, taps, total)
     total.write_bytes += write_bytes() - io_before
     wal_after = read_wal(wal)
     if wal_before and wal_after:
@@ -292,7 +320,7 @@ def run_in_process(state: Path, plan: Plan) -> tuple[FsyncBaseline, TapRun]:
         return await measure_in_process(daemon, feedback, baseline, plan)
 
     try:
-        taps = asyncio.run(with_daemon(config, body, outputs=[feedback]))
+        taps = asyncio.run(with_daemon(config, body, outputs=[feedback], readers=[BenchReader()]))
     finally:
         baseline.close()
     return baseline, taps

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -72,7 +72,7 @@ class AttendanceRules:
     ) -> Decision:
         if worker is None:
             return Refuse(Refusal.UNKNOWN_BADGE, None)
-        refusal = _validity(worker, self._local_date(clock))
+        refusal = self._validity(worker, clock)
         if refusal is not None:
             return Refuse(refusal, worker)
         if last is not None and self._is_repeat(read, last, clock):
@@ -101,8 +101,15 @@ class AttendanceRules:
             elapsed = abs(clock.wall_ns - last.clock.wall_ns)
         return elapsed < self.debounce_ns
 
-    def _local_date(self, clock: ClockSample) -> date:
-        return clock.wall_time.astimezone(self.site.tz).date()
+    def _validity(self, worker: Worker, clock: ClockSample) -> Refusal | None:
+        if worker.valid_from is None and worker.valid_until is None:
+            return None
+        today = self.local_time(clock).date()
+        if worker.valid_from is not None and today < worker.valid_from:
+            return Refusal.NOT_YET_VALID
+        if worker.valid_until is not None and today > worker.valid_until:
+            return Refusal.EXPIRED
+        return None
 
     def local_time(self, clock: ClockSample) -> datetime:
         return clock.wall_time.astimezone(self.site.tz)
@@ -120,11 +127,3 @@ class AttendanceRules:
             direction=direction,
             clock=clock,
         )
-
-
-def _validity(worker: Worker, today: date) -> Refusal | None:
-    if worker.valid_from is not None and today < worker.valid_from:
-        return Refusal.NOT_YET_VALID
-    if worker.valid_until is not None and today > worker.valid_until:
-        return Refusal.EXPIRED
-    return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import time
 from collections.abc import Callable, Sequence
 from functools import cache
@@ -86,20 +87,20 @@ def boottime_ns() -> int:
 class Clock:
     def __init__(self, sources: Sequence[SyncSource], timesyncd_flag: Path) -> None:
         self._sources = tuple(sources)
-        self._timesyncd_flag = timesyncd_flag
+        self._timesyncd_flag = str(timesyncd_flag)
 
     def synced(self) -> bool:
         for source in self._sources:
-            if source == "timesyncd" and self._timesyncd_flag.exists():
+            if source == "timesyncd" and os.path.exists(self._timesyncd_flag):
                 return True
             if source == "kernel" and kernel_synced():
                 return True
         return False
 
-    def sample(self) -> ClockSample:
-        return ClockSample(
-            wall_ns=time.time_ns(),
-            monotonic_ns=boottime_ns(),
-            boot_id=boot_id(),
-            synced=self.synced(),
-        )
+    def sample(self, at_monotonic_ns: int | None = None) -> ClockSample:
+        """Now, or the moment `at_monotonic_ns` (CLOCK_BOOTTIME, in the past) of this boot."""
+        wall_ns, monotonic_ns = time.time_ns(), boottime_ns()
+        if at_monotonic_ns is not None:
+            earlier = max(0, monotonic_ns - at_monotonic_ns)
+            wall_ns, monotonic_ns = wall_ns - earlier, monotonic_ns - earlier
+        return ClockSample(wall_ns, monotonic_ns, boot_id(), self.synced())

@@ -1,9 +1,11 @@
-"""The daemon: readers feed one queue, one task runs each tap down the pipeline.
+"""The daemon: readers hand each read to the tap pipeline; the event loop does the rest.
 
 Start: open the journal (one writer), load the badge register, open the control socket,
-start the readers, tell systemd READY=1. Stop (SIGTERM/SIGINT): stop the readers, finish
-every tap already read, close the socket and the journal. SIGHUP reloads the badge
-register; the register is also polled for changes.
+start the readers, tell systemd READY=1. A reader thread runs each tap it reads down the
+pipeline itself (see gateway.tap); the loop serves the control socket, polls the badge
+register and pings the watchdog. Stop (SIGTERM/SIGINT): stop accepting taps, stop the
+readers (each finishes the tap in progress), wait for taps injected over the socket,
+close the socket and the journal. SIGHUP reloads the badge register.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import signal
 import stat
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -28,7 +29,7 @@ from gateway.control import AlreadyRunningError, ControlError, ControlServer
 from gateway.feedback import Feedback, LogFeedback, TapOutcome
 from gateway.identifiers import InvalidIdentifier, normalise_uid
 from gateway.identity import BadgeFileError, BadgeRegisterWatcher
-from gateway.journal import AsyncJournal, Journal, JournalLockedError, JournalVersionError
+from gateway.journal import Journal, JournalLockedError, JournalVersionError
 from gateway.readers import build_readers
 from gateway.sdnotify import notify, watchdog_interval
 from gateway.tap import TapPipeline
@@ -36,12 +37,6 @@ from gateway.tap import TapPipeline
 log = structlog.get_logger("daemon")
 
 DRAIN_TIMEOUT = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class _QueuedRead:
-    read: BadgeRead
-    reply: asyncio.Future[TapOutcome] | None
 
 
 class Daemon:
@@ -55,12 +50,11 @@ class Daemon:
         self.config = config
         self._outputs = list(outputs) if outputs is not None else [LogFeedback()]
         self.readers = list(readers) if readers is not None else build_readers(config.readers)
-        self._queue: asyncio.Queue[_QueuedRead] = asyncio.Queue()
         self._stopping = asyncio.Event()
+        self._injected: set[asyncio.Future[TapOutcome]] = set()
         self.accepting = False
-        self._busy_since: float | None = None
         self.started_at = time.time()
-        self.journal: AsyncJournal | None = None
+        self.journal: Journal | None = None
         self.badges: BadgeRegisterWatcher | None = None
         self.pipeline: TapPipeline | None = None
 
@@ -73,7 +67,7 @@ class Daemon:
         self._report_register()
         storage = self.config.storage
         self.journal = await asyncio.to_thread(
-            AsyncJournal, lambda: Journal(storage.journal, max_size_mb=storage.max_size_mb)
+            Journal, storage.journal, max_size_mb=storage.max_size_mb
         )
         self.pipeline = self._pipeline(self.journal, self.badges)
         control = ControlServer(
@@ -82,18 +76,16 @@ class Daemon:
         )
         try:
             await control.start()
-            tasks = [
-                asyncio.create_task(self._consume(self.pipeline), name="taps"),
-                asyncio.create_task(self._poll_badges(), name="badges"),
-            ]
+            tasks = [asyncio.create_task(self._poll_badges(), name="badges")]
             interval = watchdog_interval()
             if interval is not None:
                 tasks.append(
                     asyncio.create_task(self._watchdog(interval, tasks[:]), name="watchdog")
                 )
             self._install_signals(loop)
-            self._start_readers(loop)
             self.accepting = True
+            for reader in self.readers:
+                reader.start(self._on_read)
             notify("READY=1")
             log.info(
                 "daemon started",
@@ -112,7 +104,7 @@ class Daemon:
             self._remove_signals(loop)
             log.info("daemon stopped cleanly")
 
-    def _pipeline(self, journal: AsyncJournal, badges: BadgeRegisterWatcher) -> TapPipeline:
+    def _pipeline(self, journal: Journal, badges: BadgeRegisterWatcher) -> TapPipeline:
         site = self.config.site
         attendance = self.config.attendance
         return TapPipeline(
@@ -128,45 +120,42 @@ class Daemon:
             site_language=site.language,
         )
 
-    def _start_readers(self, loop: asyncio.AbstractEventLoop) -> None:
-        def on_read(read: BadgeRead) -> None:  # called from reader threads
-            loop.call_soon_threadsafe(self._queue.put_nowait, _QueuedRead(read, None))
+    def _on_read(self, read: BadgeRead) -> None:
+        """What a reader calls, on its own thread, for every card presentation."""
+        assert self.pipeline is not None
+        try:
+            self.pipeline.handle(read)
+        except Exception:  # a bug must not take the reader thread down with it
+            log.exception("tap failed", reader=read.reader, badge=read.uid)
 
-        for reader in self.readers:
-            reader.start(on_read)
-
-    async def _consume(self, pipeline: TapPipeline) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            item = await self._queue.get()
-            self._busy_since = loop.time()
-            try:
-                outcome = await pipeline.handle(item.read)
-                if item.reply is not None and not item.reply.done():
-                    item.reply.set_result(outcome)
-            finally:
-                self._busy_since = None
-                self._queue.task_done()
+    async def tap(self, read: BadgeRead) -> TapOutcome:
+        """Inject a read as if a reader had produced it; returns once feedback was given."""
+        if not self.accepting or self.pipeline is None:
+            raise ControlError("the daemon is not accepting taps (starting or stopping)")
+        future = asyncio.ensure_future(asyncio.to_thread(self.pipeline.handle, read))
+        self._injected.add(future)
+        future.add_done_callback(self._injected.discard)
+        return await future
 
     async def _shut_down(self, tasks: list[asyncio.Task[None]]) -> None:
         self.accepting = False
-        log.info("stopping: finishing the taps already read", queued=self._queue.qsize())
+        log.info("stopping: finishing the taps in progress")
         await asyncio.gather(*(asyncio.to_thread(reader.stop) for reader in self.readers))
-        try:
-            await asyncio.wait_for(self._queue.join(), DRAIN_TIMEOUT)
-        except TimeoutError:
-            log.error("stopping with taps unprocessed", queued=self._queue.qsize())
+        if self._injected:
+            _, unfinished = await asyncio.wait(self._injected, timeout=DRAIN_TIMEOUT)
+            if unfinished:
+                log.error("stopping with taps unfinished", taps=len(unfinished))
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _watchdog(self, interval: float, vital: list[asyncio.Task[None]]) -> None:
-        """Ping systemd while taps flow; a dead task or a tap stuck (say, in an fsync that
-        never returns) for longer than the watchdog period stops the pings: systemd restarts."""
-        loop = asyncio.get_running_loop()
+        """Ping systemd while all is well; a dead task, or a tap stuck (say, in an fsync
+        that never returns) for longer than the watchdog period, stops the pings."""
+        assert self.pipeline is not None
         while not any(task.done() for task in vital):
-            busy_since = self._busy_since
-            if busy_since is not None and loop.time() - busy_since > 2 * interval:
+            busy_since = self.pipeline.busy_since
+            if busy_since is not None and time.monotonic() - busy_since > 2 * interval:
                 log.error("a tap has been stuck for too long: no more watchdog pings")
             else:
                 notify("WATCHDOG=1")
@@ -224,14 +213,6 @@ class Daemon:
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(signum)
 
-    async def tap(self, read: BadgeRead) -> TapOutcome:
-        """Inject a read as if a reader had produced it; returns once feedback was given."""
-        if not self.accepting:
-            raise ControlError("the daemon is not accepting taps (starting or stopping)")
-        reply: asyncio.Future[TapOutcome] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_QueuedRead(read, reply))
-        return await reply
-
     async def _cmd_tap(self, request: dict[str, Any]) -> dict[str, Any]:
         uid = request.get("uid")
         direction = request.get("direction")
@@ -250,7 +231,7 @@ class Daemon:
         return {"outcome": status.outcome_json(await self.tap(read))}
 
     async def _cmd_status(self, request: dict[str, Any]) -> dict[str, Any]:
-        return {"status": await status.collect(self)}
+        return {"status": await asyncio.to_thread(status.collect, self)}
 
     async def _cmd_since(self, request: dict[str, Any]) -> dict[str, Any]:
         since_ns = request.get("since_ns", 0)
@@ -258,8 +239,7 @@ class Daemon:
         if not isinstance(since_ns, int) or not isinstance(limit, int) or not 0 < limit <= 10_000:
             raise ControlError('"since_ns" must be an integer, "limit" 1..10000')
         assert self.journal is not None
-        journal = self.journal.journal
-        stored = await self.journal.call(journal.registrations_since, since_ns, limit)
+        stored = await asyncio.to_thread(self.journal.registrations_since, since_ns, limit)
         return {"registrations": [status.registration_json(item) for item in stored]}
 
 

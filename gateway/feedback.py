@@ -49,7 +49,9 @@ class TapOutcome:
 
 
 class Feedback(Protocol):
-    async def show(self, outcome: TapOutcome) -> None: ...
+    """Called on the tap's thread, once the tap is settled; return quickly, never raise."""
+
+    def show(self, outcome: TapOutcome) -> None: ...
 
 
 _DIRECTION_WORDS: dict[Language, dict[Direction, str]] = {
@@ -120,7 +122,7 @@ class LogFeedback:
     def __init__(self) -> None:
         self._log = structlog.get_logger("feedback")
 
-    async def show(self, outcome: TapOutcome) -> None:
+    def show(self, outcome: TapOutcome) -> None:
         log = self._log.warning if outcome.kind is OutcomeKind.CANNOT_STORE else self._log.info
         log(
             outcome.message(),

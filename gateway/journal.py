@@ -15,15 +15,14 @@ run on the journal thread after a tap's commit, never between a commit and its b
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import json
 import os
 import sqlite3
+import threading
 import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -94,6 +93,10 @@ _REGISTRATION_COLUMNS = (
     "id, badge_uid, reader, niss, enterprise_number, foreign_vat, worker_name, language,"
     " capacity, declaration, place, direction, wall_ns, monotonic_ns, boot_id, clock_synced,"
     " delivery"
+)
+_INSERT_ATTEMPT = (
+    "INSERT INTO tap_attempts (outcome, badge_uid, reader, niss, detail, wall_ns, monotonic_ns,"
+    " boot_id, clock_synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_REGISTRATION = (
     f"INSERT INTO registrations ({_REGISTRATION_COLUMNS}) VALUES ({', '.join('?' * 17)})"
@@ -218,16 +221,16 @@ def _registration_row(reg: Registration) -> tuple[Any, ...]:
         worker.employer.enterprise_number,
         worker.employer.foreign_vat,
         worker.name,
-        worker.language.value,
-        worker.capacity.value,
+        worker.language,  # StrEnum members bind as their text
+        worker.capacity,
         reg.declaration,
         _place_json(reg.place),
-        reg.direction.value,
+        reg.direction,
         reg.clock.wall_ns,
         reg.clock.monotonic_ns,
         reg.clock.boot_id,
         int(reg.clock.synced),
-        reg.delivery.value,
+        reg.delivery,
     )
 
 
@@ -264,72 +267,88 @@ class _Queries:
 
     _conn: sqlite3.Connection
 
+    def _guard(self) -> AbstractContextManager[object]:
+        return nullcontext()
+
     def last_registration(self, niss: str, declaration: str) -> StoredRegistration | None:
-        row = self._conn.execute(
-            f"SELECT seq, {_REGISTRATION_COLUMNS} FROM registrations"
-            " WHERE niss = ? AND declaration = ? ORDER BY seq DESC LIMIT 1",
-            (niss, declaration),
-        ).fetchone()
-        return _registration_from_row(row) if row else None
+        with self._guard():
+            row = self._conn.execute(
+                f"SELECT seq, {_REGISTRATION_COLUMNS} FROM registrations"
+                " WHERE niss = ? AND declaration = ? ORDER BY seq DESC LIMIT 1",
+                (niss, declaration),
+            ).fetchone()
+            return _registration_from_row(row) if row else None
 
     def registrations_since(self, wall_ns: int, limit: int = 10_000) -> list[StoredRegistration]:
-        rows = self._conn.execute(
-            f"SELECT seq, {_REGISTRATION_COLUMNS} FROM registrations"
-            " WHERE wall_ns >= ? ORDER BY seq LIMIT ?",
-            (wall_ns, limit),
-        )
-        return [_registration_from_row(row) for row in rows]
+        with self._guard():
+            rows = self._conn.execute(
+                f"SELECT seq, {_REGISTRATION_COLUMNS} FROM registrations"
+                " WHERE wall_ns >= ? ORDER BY seq LIMIT ?",
+                (wall_ns, limit),
+            )
+            return [_registration_from_row(row) for row in rows]
 
     def recent_registrations(self, count: int) -> list[StoredRegistration]:
-        rows = self._conn.execute(
-            f"SELECT seq, {_REGISTRATION_COLUMNS} FROM registrations ORDER BY seq DESC LIMIT ?",
-            (count,),
-        )
-        return [_registration_from_row(row) for row in rows]
+        with self._guard():
+            rows = self._conn.execute(
+                f"SELECT seq, {_REGISTRATION_COLUMNS} FROM registrations ORDER BY seq DESC LIMIT ?",
+                (count,),
+            )
+            return [_registration_from_row(row) for row in rows]
 
     def recent_attempts(self, count: int) -> list[dict[str, Any]]:
-        rows = self._conn.execute(
-            "SELECT seq, outcome, badge_uid, reader, detail, wall_ns, clock_synced"
-            " FROM tap_attempts ORDER BY seq DESC LIMIT ?",
-            (count,),
-        )
-        return [{**dict(row), "time_utc": iso_utc(row["wall_ns"])} for row in rows]
+        with self._guard():
+            rows = self._conn.execute(
+                "SELECT seq, outcome, badge_uid, reader, detail, wall_ns, clock_synced"
+                " FROM tap_attempts ORDER BY seq DESC LIMIT ?",
+                (count,),
+            )
+            return [{**dict(row), "time_utc": iso_utc(row["wall_ns"])} for row in rows]
 
     def _oldest_pending_seq(self) -> int:
-        """Where the uplink's queue starts; the writer knows it without a scan."""
+        """Where the uplink's queue starts (the writer keeps it without a scan)."""
         row = self._conn.execute(
             "SELECT min(seq) FROM registrations WHERE delivery = 'pending'"
         ).fetchone()
-        return int(row[0]) if row[0] is not None else self._next_seq()
-
-    def _next_seq(self) -> int:
+        if row[0] is not None:
+            return int(row[0])
         row = self._conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM registrations").fetchone()
         return int(row[0])
 
     def stats(self) -> JournalStats:
-        registrations, attempts = self._conn.execute(
-            "SELECT (SELECT count(*) FROM registrations), (SELECT count(*) FROM tap_attempts)"
-        ).fetchone()
-        pending, oldest = self._conn.execute(
-            "SELECT count(*), min(wall_ns) FROM registrations"
-            " WHERE seq >= ? AND delivery = 'pending'",
-            (self._oldest_pending_seq(),),
-        ).fetchone()
-        return JournalStats(registrations, pending, oldest, attempts)
+        with self._guard():
+            registrations, attempts = self._conn.execute(
+                "SELECT (SELECT count(*) FROM registrations), (SELECT count(*) FROM tap_attempts)"
+            ).fetchone()
+            pending, oldest = self._conn.execute(
+                "SELECT count(*), min(wall_ns) FROM registrations"
+                " WHERE seq >= ? AND delivery = 'pending'",
+                (self._oldest_pending_seq(),),
+            ).fetchone()
+            return JournalStats(registrations, pending, oldest, attempts)
 
 
 class Journal(_Queries):
-    """The writing connection. Use it from one thread only (see AsyncJournal)."""
+    """The writing connection; one per journal, for the whole process (a file lock says so).
+
+    Thread-safe: every method holds the journal's lock. Each worker's last registration is
+    also kept in memory, exact because this is the only writer: a tap reads nothing.
+    """
 
     def __init__(self, path: Path, *, max_size_mb: int | None = None) -> None:
         self.path = path
         self._max_size_mb = max_size_mb
+        self._lock = threading.RLock()
+        self._last: dict[tuple[str, str], Registration | None] = {}
+        self._commits_since_checkpoint = 0
         _create_private_file(path)
         self._lock_fd = _lock_exclusively(path.with_name(path.name + ".lock"))
         self._conn = self._open()
         migrate(self._conn)
         self._pending_from = super()._oldest_pending_seq()
-        self._commits_since_checkpoint = 0
+
+    def _guard(self) -> AbstractContextManager[object]:
+        return self._lock
 
     def _open(self) -> sqlite3.Connection:
         conn = _connect(self.path, read_only=False)
@@ -345,31 +364,61 @@ class Journal(_Queries):
 
     def limit_pages(self, pages: int) -> None:
         """Cap the file at `pages` pages (the disk budget; tests use it to fill the disk)."""
-        self._set_max_pages(self._conn, pages)
+        with self._lock:
+            self._set_max_pages(self._conn, pages)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
+    def execute(self, sql: str) -> None:
+        """Run one statement under the journal's lock (tests, maintenance)."""
+        with self._lock:
+            self._conn.execute(sql)
+
+    def _insert(self, sql: str, values: tuple[Any, ...]) -> int:
+        """One INSERT, committed durably: in autocommit mode a statement is a transaction.
+
+        A failed statement (disk full, read-only, I/O error) is rolled back by SQLite.
+        """
+        with self._lock:
             try:
-                yield self._conn
-                self._conn.execute("COMMIT")
-                self._commits_since_checkpoint += 1
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as error:
-            raise StorageError(f"{self.path}: {error}") from error
+                cursor = self._conn.execute(sql, values)
+            except sqlite3.Error as error:
+                raise StorageError(f"{self.path}: {error}") from error
+            self._commits_since_checkpoint += 1
+            return int(cursor.lastrowid or 0)
 
     def _oldest_pending_seq(self) -> int:
         return self._pending_from
 
+    def previous_registration(self, niss: str, declaration: str) -> Registration | None:
+        """The registration a new tap of this worker at this site follows, if any."""
+        key = (niss, declaration)
+        with self._lock:
+            if key not in self._last:
+                stored = self.last_registration(niss, declaration)
+                self._last[key] = stored.registration if stored else None
+            return self._last[key]
+
     def append_registration(self, reg: Registration) -> int:
         """Store a registration, pending delivery, in one durable transaction."""
-        with self._transaction() as conn:
-            cursor = conn.execute(_INSERT_REGISTRATION, _registration_row(reg))
-        return int(cursor.lastrowid or 0)
+        with self._lock:
+            seq = self._insert(_INSERT_REGISTRATION, _registration_row(reg))
+            self._last[(reg.worker.niss, reg.declaration)] = reg
+            return seq
+
+    def append_attempt(self, attempt: TapAttempt) -> int:
+        return self._insert(
+            _INSERT_ATTEMPT,
+            (
+                attempt.outcome,
+                attempt.badge_uid,
+                attempt.reader,
+                attempt.niss,
+                attempt.detail,
+                attempt.clock.wall_ns,
+                attempt.clock.monotonic_ns,
+                attempt.clock.boot_id,
+                int(attempt.clock.synced),
+            ),
+        )
 
     def checkpoint_if_due(self) -> None:
         """Copy the WAL back into the database every CHECKPOINT_EVERY commits, between taps.
@@ -377,38 +426,21 @@ class Journal(_Queries):
         A PASSIVE checkpoint leaves the WAL file's size alone (SQLite then reuses it from
         the start), so commits keep overwriting allocated blocks: no metadata to sync.
         """
-        if self._commits_since_checkpoint < CHECKPOINT_EVERY:
-            return
-        try:
-            _, frames, copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        except sqlite3.Error as error:  # the next commit will say it louder
-            log.warning("journal checkpoint failed", error=str(error))
-            return
-        if copied == frames:  # else a reader held some back: try again after the next tap
-            self._commits_since_checkpoint = 0
-
-    def append_attempt(self, attempt: TapAttempt) -> int:
-        with self._transaction() as conn:
-            cursor = conn.execute(
-                "INSERT INTO tap_attempts (outcome, badge_uid, reader, niss, detail, wall_ns,"
-                " monotonic_ns, boot_id, clock_synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    attempt.outcome,
-                    attempt.badge_uid,
-                    attempt.reader,
-                    attempt.niss,
-                    attempt.detail,
-                    attempt.clock.wall_ns,
-                    attempt.clock.monotonic_ns,
-                    attempt.clock.boot_id,
-                    int(attempt.clock.synced),
-                ),
-            )
-        return int(cursor.lastrowid or 0)
+        with self._lock:
+            if self._commits_since_checkpoint < CHECKPOINT_EVERY:
+                return
+            try:
+                _, frames, copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            except sqlite3.Error as error:  # the next commit will say it louder
+                log.warning("journal checkpoint failed", error=str(error))
+                return
+            if copied == frames:  # else a reader held some back: again after the next tap
+                self._commits_since_checkpoint = 0
 
     def close(self) -> None:
-        self._conn.close()
-        os.close(self._lock_fd)
+        with self._lock:
+            self._conn.close()
+            os.close(self._lock_fd)
 
 
 class JournalReader(_Queries):
@@ -422,46 +454,3 @@ class JournalReader(_Queries):
 
     def close(self) -> None:
         self._conn.close()
-
-
-class AsyncJournal:
-    """The journal for the event loop: every call runs on one dedicated thread, so an fsync
-    never blocks the loop, and each worker's last registration is kept in memory (the
-    journal has one writer, this one, so the copy is exact): a tap costs one hop, its commit.
-    """
-
-    def __init__(self, open_journal: Callable[[], Journal]) -> None:
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
-        self._journal = self._thread.submit(open_journal).result()
-        self._last: dict[tuple[str, str], Registration | None] = {}
-
-    @property
-    def journal(self) -> Journal:
-        return self._journal
-
-    async def call(self, method: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, method, *args)
-
-    async def last_registration(self, niss: str, declaration: str) -> Registration | None:
-        key = (niss, declaration)
-        if key not in self._last:
-            stored = await self.call(self._journal.last_registration, niss, declaration)
-            self._last[key] = stored.registration if stored else None
-        return self._last[key]
-
-    async def append_registration(self, reg: Registration) -> int:
-        seq = await self._write(self._journal.append_registration, reg)
-        self._last[(reg.worker.niss, reg.declaration)] = reg
-        return seq
-
-    async def append_attempt(self, attempt: TapAttempt) -> int:
-        return await self._write(self._journal.append_attempt, attempt)
-
-    async def _write(self, method: Callable[[T], int], value: T) -> int:
-        seq = await self.call(method, value)
-        self._thread.submit(self._journal.checkpoint_if_due)  # after this tap, before the next
-        return seq
-
-    def close(self) -> None:
-        self._thread.submit(self._journal.close).result()
-        self._thread.shutdown(wait=True)

@@ -57,16 +57,16 @@ def registration_json(stored: StoredRegistration, *, full_niss: bool = False) ->
     }
 
 
-async def collect(daemon: Daemon) -> dict[str, Any]:
-    assert daemon.journal is not None and daemon.badges is not None
-    assert daemon.pipeline is not None
-    journal = daemon.journal.journal
-    stats = await daemon.journal.call(journal.stats)
-    recent = await daemon.journal.call(journal.recent_registrations, RECENT)
-    attempts = await daemon.journal.call(journal.recent_attempts, RECENT)
-    register = daemon.badges.current
-    counters = daemon.pipeline.counters
-    clock = daemon.pipeline.clock.sample()
+def collect(daemon: Daemon) -> dict[str, Any]:
+    """A snapshot of the running daemon; blocking (journal reads), call it off the loop."""
+    journal, badges, pipeline = daemon.journal, daemon.badges, daemon.pipeline
+    assert journal is not None and badges is not None and pipeline is not None
+    stats = journal.stats()
+    recent = journal.recent_registrations(RECENT)
+    attempts = journal.recent_attempts(RECENT)
+    register = badges.current
+    counters = pipeline.counters
+    clock = pipeline.clock.sample()
     return {
         "pid": os.getpid(),
         "uptime_seconds": round(time.time() - daemon.started_at, 1),
@@ -78,7 +78,7 @@ async def collect(daemon: Daemon) -> dict[str, Any]:
             "workers": len(register.workers),
             "refused_lines": len(register.errors),
             "sha256": register.sha256,
-            "last_error": daemon.badges.last_error,
+            "last_error": badges.last_error,
         },
         "journal": {
             "path": str(journal.path),

@@ -19,15 +19,16 @@ _counter = 0
 
 def uuid7() -> uuid.UUID:
     global _last_ms, _counter
+    random = int.from_bytes(os.urandom(10))  # 62 bits for rand_b, 11 to seed the counter
     with _lock:
         now_ms = time.time_ns() // 1_000_000
         if now_ms > _last_ms:
-            _last_ms, _counter = now_ms, int.from_bytes(os.urandom(2)) & 0x7FF
+            _last_ms, _counter = now_ms, random >> 69
         else:
             _counter += 1
             if _counter > 0xFFF:  # 4096 ids in one millisecond: borrow the next one
                 _last_ms, _counter = _last_ms + 1, 0
         ms, counter = _last_ms, _counter
-    rand_b = int.from_bytes(os.urandom(8)) & ((1 << 62) - 1)
+    rand_b = random & ((1 << 62) - 1)
     value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand_b
     return uuid.UUID(int=value)

@@ -21,7 +21,7 @@ class CommittedCheck:
         self.seen: list[tuple[TapOutcome, bool]] = []
         self.attempts = 0
 
-    async def show(self, outcome: TapOutcome) -> None:
+    def show(self, outcome: TapOutcome) -> None:
         with sqlite3.connect(f"file:{self.journal}?mode=ro", uri=True) as conn:
             if outcome.registration_id is None or outcome.kind is OutcomeKind.REPEAT:
                 self.attempts += 1
@@ -69,15 +69,15 @@ def test_disk_full_refuses_the_tap_loudly_and_recovers(state: Path) -> None:
     shown: list[TapOutcome] = []
 
     class Record:
-        async def show(self, outcome: TapOutcome) -> None:
+        def show(self, outcome: TapOutcome) -> None:
             shown.append(outcome)
 
     async def fill_the_disk(daemon: Daemon) -> None:
-        assert daemon.journal is not None
-        journal = daemon.journal.journal
+        journal = daemon.journal
+        assert journal is not None
         await daemon.tap(tap_read(workers[0].uid))
         pages = journal._conn.execute("PRAGMA page_count").fetchone()[0]
-        await daemon.journal.call(journal.limit_pages, pages)
+        journal.limit_pages(pages)
         refused = None
         for worker in workers[1:]:  # until a tap needs a page the disk no longer has
             outcome = await daemon.tap(tap_read(worker.uid))
@@ -88,14 +88,11 @@ def test_disk_full_refuses_the_tap_loudly_and_recovers(state: Path) -> None:
         assert refused is not None, "the journal never filled up"
         status = await asyncio.to_thread(control.request, config.control.socket, {"cmd": "status"})
         assert "full" in status["status"]["journal"]["storage_error"]
-        assert (
-            await daemon.journal.call(journal.last_registration, refused.niss, "1Y1002V9KLZ6Z")
-            is None
-        )
-        await daemon.journal.call(journal.limit_pages, pages + 1000)  # space comes back
+        assert journal.last_registration(refused.niss, "1Y1002V9KLZ6Z") is None
+        journal.limit_pages(pages + 1000)  # space comes back
         again = await daemon.tap(tap_read(refused.uid))
         assert again.kind is OutcomeKind.REGISTERED
-        stored = await daemon.journal.call(journal.last_registration, refused.niss, "1Y1002V9KLZ6Z")
+        stored = journal.last_registration(refused.niss, "1Y1002V9KLZ6Z")
         assert stored is not None and stored.registration.id == again.registration_id
 
     run(with_daemon(config, fill_the_disk, outputs=[Record()]))
@@ -136,8 +133,7 @@ def test_clock_state_is_stored_with_each_registration(state: Path) -> None:
         flag.touch()
         await daemon.tap(tap_read(workers[1].uid))
         assert daemon.journal is not None
-        journal = daemon.journal.journal
-        stored = await daemon.journal.call(journal.registrations_since, 0)
+        stored = daemon.journal.registrations_since(0)
         return [s.registration.clock.synced for s in stored]
 
     assert run(with_daemon(config, taps)) == [False, True]
@@ -151,10 +147,9 @@ def test_read_only_journal_refuses_the_tap_and_recovers(state: Path) -> None:
 
     async def read_only_then_writable(daemon: Daemon) -> list[OutcomeKind]:
         assert daemon.journal is not None
-        conn = daemon.journal.journal._conn
-        await daemon.journal.call(conn.execute, "PRAGMA query_only=1")
+        daemon.journal.execute("PRAGMA query_only=1")
         refused = await daemon.tap(tap_read(worker.uid))
-        await daemon.journal.call(conn.execute, "PRAGMA query_only=0")
+        daemon.journal.execute("PRAGMA query_only=0")
         accepted = await daemon.tap(tap_read(worker.uid))
         return [refused.kind, accepted.kind]
 

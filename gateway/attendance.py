@@ -95,11 +95,12 @@ class AttendanceRules:
         return Direction.IN if last is None else last.direction.opposite()
 
     def _within_debounce(self, last: Registration, clock: ClockSample) -> bool:
+        """Either way round: two readers may hand over their reads in the other order."""
         if last.clock.boot_id == clock.boot_id:
-            elapsed = clock.monotonic_ns - last.clock.monotonic_ns
+            apart = abs(clock.monotonic_ns - last.clock.monotonic_ns)
         else:  # another boot: the wall clocks are all there is to compare
-            elapsed = abs(clock.wall_ns - last.clock.wall_ns)
-        return elapsed < self.debounce_ns
+            apart = abs(clock.wall_ns - last.clock.wall_ns)
+        return apart < self.debounce_ns
 
     def _validity(self, worker: Worker, clock: ClockSample) -> Refusal | None:
         if worker.valid_from is None and worker.valid_until is None:

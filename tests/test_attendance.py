@@ -59,6 +59,17 @@ def test_debounce_across_a_reboot_compares_wall_times() -> None:
     assert registered(rules.decide(read(), WORKER, first, later)).direction is Direction.OUT
 
 
+def test_reads_handed_over_in_the_other_order_are_still_one_tap() -> None:
+    # Two readers saw the same card; the later read got the lock first.
+    rules = AttendanceRules(SITE, debounce_ns=10 * SECOND)
+    later = registered(rules.decide(read(), WORKER, None, clock_at("2026-11-22T07:02:01", 101)))
+    earlier = clock_at("2026-11-22T07:02:00", 100)
+    assert rules.decide(read(), WORKER, later, earlier) == Repeat(later)
+    assert isinstance(
+        AttendanceRules(SITE, debounce_ns=0).decide(read(), WORKER, later, earlier), Register
+    )
+
+
 def test_a_key_for_the_other_type_is_not_a_repeat() -> None:
     rules = AttendanceRules(SITE, debounce_ns=10 * SECOND)
     first = registered(rules.decide(read("IN"), WORKER, None, clock_at("2026-11-22T07:02", 100)))

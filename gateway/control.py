@@ -55,10 +55,11 @@ class ControlServer:
             os.umask(old_umask)
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), timeout=2)
+        if self._server is None:  # never bound: the path may be another daemon's socket
+            return
+        self._server.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server.wait_closed(), timeout=2)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 

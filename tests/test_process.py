@@ -298,3 +298,18 @@ def test_a_really_full_disk_refuses_taps_and_recovers(state: Path, small_disk: P
         listed = daemon.request({"cmd": "registrations", "since_ns": 0})["registrations"]
         assert [reg["badge_uid"] for reg in listed] == [first.uid, second.uid]
     assert "journal cannot store: tap NOT registered" in daemon.log()
+
+
+def test_a_second_daemon_on_the_same_socket_leaves_the_first_alone(state: Path) -> None:
+    write_badge_file(state / "badges.csv", badges(1))
+    config = write_config(state)
+    other = state / "other"
+    other.mkdir()
+    second_config = write_config(other, control={"socket": str(state / "control.sock")})
+    write_badge_file(other / "badges.csv", badges(1))
+    with daemon_process(state, config) as daemon:
+        second = cli("run", config=second_config)
+        assert second.returncode == 1
+        assert "another daemon" in second.stderr
+        assert daemon.socket.exists()
+        assert daemon.tap(badges(1)[0].uid)["kind"] == "registered"

@@ -14,6 +14,7 @@ import sqlite3
 import threading
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway import control
@@ -24,12 +25,14 @@ TIME_BUDGET_SECONDS = 900
 TAPPERS = 3
 
 
+@dataclass
+class Answers:
+    acked: list[str] = field(default_factory=list)  # ids of taps answered "registered"
+    wrong: list[dict[str, object]] = field(default_factory=list)  # debounce is 0: none
+
+
 def tap_until_refused(
-    daemon: DaemonProcess,
-    workers: list[Badge],
-    rng: random.Random,
-    acked: list[str],
-    wrong: list[dict[str, object]],
+    daemon: DaemonProcess, workers: list[Badge], rng: random.Random, answers: Answers
 ) -> None:
     for _ in range(10_000):
         try:
@@ -37,22 +40,17 @@ def tap_until_refused(
         except (control.ControlError, OSError, ValueError):
             return  # the daemon died under us
         if outcome["kind"] == "registered":
-            acked.append(outcome["registration_id"])
+            answers.acked.append(outcome["registration_id"])
         else:
-            wrong.append(outcome)
+            answers.wrong.append(outcome)
 
 
 def burst_then_kill(
-    daemon: DaemonProcess,
-    workers: list[Badge],
-    rng: random.Random,
-    acked: list[str],
-    wrong: list[dict[str, object]],
+    daemon: DaemonProcess, workers: list[Badge], rng: random.Random, answers: Answers
 ) -> None:
     threads = [
         threading.Thread(
-            target=tap_until_refused,
-            args=(daemon, workers, random.Random(rng.random()), acked, wrong),
+            target=tap_until_refused, args=(daemon, workers, random.Random(rng.random()), answers)
         )
         for _ in range(TAPPERS)
     ]
@@ -78,8 +76,7 @@ def test_sigkill_loses_no_acknowledged_tap(state: Path) -> None:
     daemon = DaemonProcess(config, state / "control.sock", state / "daemon.log")
     seed = random.randrange(1 << 32)
     rng = random.Random(seed)
-    acked: list[str] = []
-    wrong: list[dict[str, object]] = []  # debounce is 0: every tap must register
+    answers = Answers()
     kills = 0
     deadline = time.monotonic() + TIME_BUDGET_SECONDS
     while kills < KILLS and time.monotonic() < deadline:
@@ -87,7 +84,7 @@ def test_sigkill_loses_no_acknowledged_tap(state: Path) -> None:
             kill_while_starting(daemon, rng)
         else:
             daemon.start()
-            burst_then_kill(daemon, workers, rng, acked, wrong)
+            burst_then_kill(daemon, workers, rng, answers)
         kills += 1
     assert kills >= KILLS, f"only {kills} kills in {TIME_BUDGET_SECONDS} s (seed {seed})"
 
@@ -102,6 +99,7 @@ def test_sigkill_loses_no_acknowledged_tap(state: Path) -> None:
             "SELECT count(*) FROM registrations WHERE delivery = 'pending'"
         ).fetchone()[0]
     stored = [row[0] for row in rows]
+    acked, wrong = answers.acked, answers.wrong
     assert not wrong, f"{len(wrong)} taps not registered, first: {wrong[0]} (seed {seed})"
     assert len(acked) > 1000, f"too few taps acknowledged to mean anything (seed {seed})"
     assert len(stored) == len(set(stored)), f"a registration is stored twice (seed {seed})"

@@ -172,7 +172,7 @@ def render_status(status: dict[str, Any]) -> str:
     ]
     if journal["storage_error"]:
         lines.append(f"STORAGE     cannot store: {journal['storage_error']}")
-    lines.append(f"uplink      {'enabled' if status['uplink']['enabled'] else 'disabled'}")
+    lines.append(f"uplink      {_uplink_line(status['uplink'])}")
     for reader in status["readers"]:
         error = f" ({reader['error']})" if reader["error"] else ""
         lines.append(
@@ -186,6 +186,21 @@ def render_status(status: dict[str, Any]) -> str:
             f"  {attempt['time_utc']}  {attempt['outcome']:<14} badge {attempt['badge_uid']}"
         )
     return "\n".join(lines)
+
+
+def _uplink_line(uplink: dict[str, Any]) -> str:
+    if not uplink["enabled"]:
+        return "disabled"
+    line = str(uplink["state"]) + (f" ({uplink['cause']})" if uplink.get("cause") else "")
+    for key, label in (
+        ("since", "since"),
+        ("last_acknowledgement", "last ack"),
+        ("next_retry", "next retry"),
+        ("held_until_clock_synchronised", "held for the clock"),
+    ):
+        if uplink.get(key):
+            line += f", {label} {uplink[key]}"
+    return line
 
 
 def _registration_line(reg: dict[str, Any]) -> str:

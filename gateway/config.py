@@ -29,6 +29,7 @@ from pydantic import (
     ValidationError,
     ValidatorFunctionWrapHandler,
     field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 from pydantic_settings import (
@@ -149,10 +150,31 @@ class SimulatedReaderConfig(_ReaderBase):
 ReaderConfig = Annotated[SimulatedReaderConfig, Field(discriminator="driver")]
 
 
+HttpsUrl = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^https://\S+$")]
+
+
 class UplinkConfig(_Section):
-    """Delivery to the ONSS web service; only the switch for now, the uplink issue fills it."""
+    """Delivery to the ONSS presence-registration web service (../shared/ONSS_API.md)."""
 
     enabled: bool = False
+    token_url: HttpsUrl = "https://services.socialsecurity.be/REST/oauth/v5/token"  # noqa: S105 (a URL)
+    base_url: HttpsUrl = "https://services-sim.socialsecurity.be/REST/presenceRegistration/v1"
+    client_id: NonEmptyStr | None = None
+    # A path, or a credential name under $CREDENTIALS_DIRECTORY (systemd LoadCredential=).
+    private_key: NonEmptyStr = "onss-client-key.pem"
+    ca_file: Path | None = None  # an extra CA bundle, trusted besides the system's
+    batch_size: int = Field(default=50, ge=1, le=200)
+    connect_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    read_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    backoff_initial_seconds: float = Field(default=1.0, gt=0, le=60)
+    backoff_max_seconds: float = Field(default=300.0, gt=0, le=3600)
+    late_after_minutes: float = Field(default=15.0, gt=0)
+
+    @model_validator(mode="after")
+    def _client_id_when_enabled(self) -> UplinkConfig:
+        if self.enabled and self.client_id is None:
+            raise ValueError("client_id is required when the uplink is enabled")
+        return self
 
 
 # The file (or dict) being loaded by the current load_config/config_from_dict call. A

@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import ssl
 import stat
 import time
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 import structlog
 
 from drivers.base import BadgeRead, Reader
@@ -33,6 +35,9 @@ from gateway.journal import Journal, JournalLockedError, JournalVersionError
 from gateway.readers import build_readers
 from gateway.sdnotify import notify, watchdog_interval
 from gateway.tap import TapPipeline
+from gateway.uplink import open_uplink
+from gateway.uplink.credentials import CredentialError
+from gateway.uplink.sender import Uplink
 
 log = structlog.get_logger("daemon")
 
@@ -57,6 +62,8 @@ class Daemon:
         self.journal: Journal | None = None
         self.badges: BadgeRegisterWatcher | None = None
         self.pipeline: TapPipeline | None = None
+        self.uplink: Uplink | None = None
+        self.uplink_error: str | None = None
 
     def stop(self) -> None:
         self._stopping.set()
@@ -74,9 +81,11 @@ class Daemon:
             self.config.control.socket,
             {"tap": self._cmd_tap, "status": self._cmd_status, "registrations": self._cmd_since},
         )
+        http: httpx.AsyncClient | None = None
         try:
             await control.start()
             tasks = [asyncio.create_task(self._poll_badges(), name="badges")]
+            http = self._start_uplink(tasks)
             interval = watchdog_interval()
             if interval is not None:
                 tasks.append(
@@ -100,6 +109,8 @@ class Daemon:
             await self._shut_down(tasks)
         finally:
             await control.close()
+            if http is not None:
+                await http.aclose()
             await asyncio.to_thread(self.journal.close)
             self._remove_signals(loop)
             log.info("daemon stopped cleanly")
@@ -119,6 +130,23 @@ class Daemon:
             outputs=self._outputs,
             site_language=site.language,
         )
+
+    def _start_uplink(self, tasks: list[asyncio.Task[None]]) -> httpx.AsyncClient | None:
+        """Taps are captured whatever happens here: a bad key only stops delivery."""
+        if not self.config.uplink.enabled:
+            return None
+        assert self.journal is not None and self.pipeline is not None
+        try:
+            self.uplink, http = open_uplink(self.config.uplink, self.journal, self.pipeline.clock)
+        except (CredentialError, OSError, ssl.SSLError) as error:
+            self.uplink_error = str(error)
+            log.error(
+                "uplink disabled: cannot load its credentials; taps are still stored",
+                error=str(error),
+            )
+            return None
+        tasks.append(asyncio.create_task(self.uplink.run(), name="uplink"))
+        return http
 
     def _on_read(self, read: BadgeRead) -> None:
         """What a reader calls, on its own thread, for every card presentation."""

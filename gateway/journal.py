@@ -21,8 +21,8 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -87,12 +87,40 @@ MIGRATIONS: tuple[str, ...] = (
         clock_synced INTEGER NOT NULL CHECK (clock_synced IN (0, 1))
     );
     """,
+    # 2: what the uplink learnt: the ONSS acknowledgement or rejection, and the outages.
+    """
+    ALTER TABLE registrations ADD COLUMN onss_id INTEGER;
+    ALTER TABLE registrations ADD COLUMN onss_validity TEXT;
+    ALTER TABLE registrations ADD COLUMN onss_remarks TEXT;
+    ALTER TABLE registrations ADD COLUMN rejection TEXT;
+    ALTER TABLE registrations ADD COLUMN delivered_wall_ns INTEGER;
+    ALTER TABLE registrations ADD COLUMN sent_registration_date TEXT;
+    ALTER TABLE registrations ADD COLUMN late INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE registrations ADD COLUMN possibly_duplicated INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE registrations ADD COLUMN time_uncertain INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE registrations ADD COLUMN in_flight INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE uplink_transitions (
+        seq          INTEGER PRIMARY KEY,
+        state        TEXT    NOT NULL,
+        cause        TEXT    NOT NULL,
+        detail       TEXT,
+        pending      INTEGER NOT NULL,
+        wall_ns      INTEGER NOT NULL,
+        monotonic_ns INTEGER NOT NULL,
+        boot_id      TEXT    NOT NULL,
+        clock_synced INTEGER NOT NULL CHECK (clock_synced IN (0, 1))
+    );
+    """,
 )
 
 _REGISTRATION_COLUMNS = (
     "id, badge_uid, reader, niss, enterprise_number, foreign_vat, worker_name, language,"
     " capacity, declaration, place, direction, wall_ns, monotonic_ns, boot_id, clock_synced,"
     " delivery"
+)
+_DELIVERY_COLUMNS = (
+    "onss_id, onss_validity, onss_remarks, rejection, delivered_wall_ns,"
+    " sent_registration_date, late, possibly_duplicated, time_uncertain"
 )
 _INSERT_ATTEMPT = (
     "INSERT INTO tap_attempts (outcome, badge_uid, reader, niss, detail, wall_ns, monotonic_ns,"
@@ -131,6 +159,45 @@ class TapAttempt:
 class StoredRegistration:
     seq: int
     registration: Registration
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    """The ONSS created the registration: its id, validity and remarks, and how it went."""
+
+    seq: int
+    onss_id: int
+    validity: str
+    remarks: tuple[str, ...]
+    sent_registration_date: str
+    delivered_wall_ns: int
+    late: bool
+    time_uncertain: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Never sent again by itself: the ONSS said notCreated (or a 400), or it cannot be valid."""
+
+    seq: int
+    source: str  # "onss" or "local"
+    errors: tuple[dict[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """A registration with what the uplink learnt about it (for `queue list` and exports)."""
+
+    stored: StoredRegistration
+    onss_id: int | None
+    onss_validity: str | None
+    onss_remarks: tuple[str, ...]
+    rejection: dict[str, Any] | None
+    delivered_wall_ns: int | None
+    sent_registration_date: str | None
+    late: bool
+    possibly_duplicated: bool
+    time_uncertain: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +329,21 @@ def _registration_from_row(row: sqlite3.Row) -> StoredRegistration:
     return StoredRegistration(seq=row["seq"], registration=registration)
 
 
+def _delivery_from_row(row: sqlite3.Row) -> DeliveryRecord:
+    return DeliveryRecord(
+        stored=_registration_from_row(row),
+        onss_id=row["onss_id"],
+        onss_validity=row["onss_validity"],
+        onss_remarks=tuple(json.loads(row["onss_remarks"] or "[]")),
+        rejection=json.loads(row["rejection"]) if row["rejection"] else None,
+        delivered_wall_ns=row["delivered_wall_ns"],
+        sent_registration_date=row["sent_registration_date"],
+        late=bool(row["late"]),
+        possibly_duplicated=bool(row["possibly_duplicated"]),
+        time_uncertain=bool(row["time_uncertain"]),
+    )
+
+
 class _Queries:
     """Reads shared by the writer and by read-only CLI connections."""
 
@@ -305,10 +387,42 @@ class _Queries:
             )
             return [{**dict(row), "time_utc": iso_utc(row["wall_ns"])} for row in rows]
 
+    def pending(self, limit: int) -> list[StoredRegistration]:
+        """The uplink's queue: registrations not yet delivered nor rejected, oldest first."""
+        with self._guard():
+            rows = self._conn.execute(
+                f"SELECT seq, {_REGISTRATION_COLUMNS} FROM registrations"
+                " WHERE seq >= ? AND delivery = 'pending' ORDER BY seq LIMIT ?",
+                (self._oldest_pending_seq(), limit),
+            )
+            return [_registration_from_row(row) for row in rows]
+
+    def deliveries(self, delivery: str | None = None, limit: int = 1000) -> list[DeliveryRecord]:
+        """Registrations with what the uplink learnt, newest first (`queue list`)."""
+        where = "" if delivery is None else "WHERE delivery = ?"
+        with self._guard():
+            rows = self._conn.execute(
+                f"SELECT seq, {_REGISTRATION_COLUMNS}, {_DELIVERY_COLUMNS} FROM registrations"
+                f" {where} ORDER BY seq DESC LIMIT ?",
+                (limit,) if delivery is None else (delivery, limit),
+            )
+            return [_delivery_from_row(row) for row in rows]
+
+    def uplink_transitions(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self._guard():
+            rows = self._conn.execute(
+                "SELECT * FROM uplink_transitions ORDER BY seq DESC LIMIT ?", (limit,)
+            )
+            return [{**dict(row), "time_utc": iso_utc(row["wall_ns"])} for row in rows]
+
     def _oldest_pending_seq(self) -> int:
         """Where the uplink's queue starts (the writer keeps it without a scan)."""
+        return self._oldest_pending_seq_from(0)
+
+    def _oldest_pending_seq_from(self, floor: int) -> int:
         row = self._conn.execute(
-            "SELECT min(seq) FROM registrations WHERE delivery = 'pending'"
+            "SELECT min(seq) FROM registrations WHERE seq >= ? AND delivery = 'pending'",
+            (floor,),
         ).fetchone()
         if row[0] is not None:
             return int(row[0])
@@ -419,6 +533,122 @@ class Journal(_Queries):
                 int(attempt.clock.synced),
             ),
         )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """Several statements, committed durably together (or not at all)."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as error:
+                raise StorageError(f"{self.path}: {error}") from error
+            self._commits_since_checkpoint += 1
+
+    def settle(self, acks: Sequence[Acknowledgement], rejections: Sequence[Rejection] = ()) -> None:
+        """What the ONSS answered for a batch, in one commit: ids and remarks of the created
+        ones, errors of the refused ones (never sent again by themselves)."""
+        with self._transaction() as conn:
+            conn.executemany(
+                "UPDATE registrations SET delivery = 'delivered', onss_id = ?, onss_validity = ?,"
+                " onss_remarks = ?, delivered_wall_ns = ?, sent_registration_date = ?, late = ?,"
+                " time_uncertain = ?, in_flight = 0 WHERE seq = ? AND delivery = 'pending'",
+                [
+                    (
+                        ack.onss_id,
+                        ack.validity,
+                        json.dumps(list(ack.remarks)),
+                        ack.delivered_wall_ns,
+                        ack.sent_registration_date,
+                        int(ack.late),
+                        int(ack.time_uncertain),
+                        ack.seq,
+                    )
+                    for ack in acks
+                ],
+            )
+            conn.executemany(
+                "UPDATE registrations SET delivery = 'rejected', rejection = ?, in_flight = 0"
+                " WHERE seq = ? AND delivery = 'pending'",
+                [
+                    (json.dumps({"source": r.source, "errors": list(r.errors)}), r.seq)
+                    for r in rejections
+                ],
+            )
+            self._advance_pending_floor()
+
+    def mark_in_flight(self, seqs: Sequence[int], in_flight: bool) -> None:
+        """Set before a request and cleared after a definite outcome: a crash in between
+        leaves the mark, and the next start flags those registrations (see recover)."""
+        with self._transaction() as conn:
+            conn.executemany(
+                "UPDATE registrations SET in_flight = ? WHERE seq = ?",
+                [(int(in_flight), seq) for seq in seqs],
+            )
+
+    def flag_possibly_duplicated(self, seqs: Sequence[int]) -> None:
+        """Sent without an answer: the ONSS may hold them already; a resend may duplicate."""
+        with self._transaction() as conn:
+            conn.executemany(
+                "UPDATE registrations SET possibly_duplicated = 1, in_flight = 0 WHERE seq = ?",
+                [(seq,) for seq in seqs],
+            )
+
+    def recover_in_flight(self) -> list[str]:
+        """After a crash: registrations whose request had no known outcome may be duplicated
+        by their resend. Returns their ids."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, id FROM registrations WHERE in_flight = 1 AND seq >= ?",
+                (self._pending_from,),
+            ).fetchall()
+        if rows:
+            self.flag_possibly_duplicated([row["seq"] for row in rows])
+        return [row["id"] for row in rows]
+
+    def requeue(self, registration_id: str) -> bool:
+        """Send a rejected registration again (the employer fixed the badge register)."""
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT seq FROM registrations WHERE id = ? AND delivery = 'rejected'",
+                (registration_id,),
+            ).fetchone()
+            if row is None:
+                return False
+            conn.execute(
+                "UPDATE registrations SET delivery = 'pending', rejection = NULL WHERE seq = ?",
+                (row["seq"],),
+            )
+            self._pending_from = min(self._pending_from, int(row["seq"]))
+            return True
+
+    def record_transition(
+        self, state: str, cause: str, detail: str | None, clock: ClockSample
+    ) -> int:
+        pending = self.stats().pending
+        return self._insert(
+            "INSERT INTO uplink_transitions (state, cause, detail, pending, wall_ns,"
+            " monotonic_ns, boot_id, clock_synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                state,
+                cause,
+                detail,
+                pending,
+                clock.wall_ns,
+                clock.monotonic_ns,
+                clock.boot_id,
+                int(clock.synced),
+            ),
+        )
+
+    def _advance_pending_floor(self) -> None:
+        self._pending_from = super()._oldest_pending_seq_from(self._pending_from)
 
     def checkpoint_if_due(self) -> None:
         """Copy the WAL back into the database every CHECKPOINT_EVERY commits, between taps.

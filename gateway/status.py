@@ -91,7 +91,7 @@ def collect(daemon: Daemon) -> dict[str, Any]:
         "taps": dict(counters.outcomes),
         "recent_registrations": [registration_json(item) for item in recent],
         "recent_refused_or_repeated": attempts,
-        "uplink": {"enabled": daemon.config.uplink.enabled},
+        "uplink": _uplink(daemon),
     }
 
 
@@ -102,3 +102,11 @@ def _health(health: ReaderHealth) -> dict[str, Any]:
         "reads": health.reads,
         "bad_frames": health.bad_frames,
     }
+
+
+def _uplink(daemon: Daemon) -> dict[str, Any]:
+    if daemon.uplink is not None:
+        return {"enabled": True, **daemon.uplink.connectivity.as_json()}
+    if daemon.uplink_error is not None:
+        return {"enabled": True, "state": "misconfigured", "cause": daemon.uplink_error}
+    return {"enabled": False}

@@ -1,0 +1,322 @@
+"""The uplink task: drain the journal's pending registrations to the ONSS, oldest first.
+
+It never blocks taps (journal calls run on worker threads; taps run on reader threads)
+and never gives up on a transient failure: tenacity retries the same items forever, with
+capped exponential backoff and full jitter, or as long as the server's Retry-After says.
+- created: the ONSS id and remarks are stored in the commit that marks it delivered;
+- notCreated, or a 400 isolated to one item by splitting the batch: rejected, never
+  resent by itself (`badge-gateway queue retry` after the employer fixed the cause);
+- no answer after sending (timeout, reset): flagged "possibly duplicated", then resent;
+- 413: smaller batches; 403: nothing is sent until the configuration is fixed, taps keep
+  being queued, status says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_never,
+    wait_random_exponential,
+)
+
+from gateway.clock import Clock
+from gateway.journal import Acknowledgement, Journal, Rejection, StoredRegistration
+from gateway.models import ClockSample
+from gateway.uplink import payload
+from gateway.uplink.client import (
+    AmbiguousError,
+    BadRequestError,
+    Created,
+    ForbiddenError,
+    ItemResult,
+    OnssClient,
+    PayloadTooLargeError,
+    RetryableError,
+)
+from gateway.uplink.connectivity import Connectivity
+from gateway.uplink.timing import SendTime, send_time
+
+log = structlog.get_logger("uplink")
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    seq: int
+    stored: StoredRegistration
+    time: SendTime
+
+    def item(self) -> dict[str, object]:
+        return payload.item(self.stored.registration, self.time.wall_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkPolicy:
+    batch_size: int = 50
+    late_after_ns: int = 15 * 60 * 1_000_000_000
+    backoff_initial: float = 1.0
+    backoff_max: float = 300.0
+    idle_poll: float = 0.5
+
+
+class Uplink:
+    def __init__(
+        self, *, journal: Journal, clock: Clock, client: OnssClient, policy: UplinkPolicy
+    ) -> None:
+        self._journal = journal
+        self._clock = clock
+        self._client = client
+        self._policy = policy
+        self._batch_size = policy.batch_size
+        self._backoff = wait_random_exponential(
+            multiplier=policy.backoff_initial, max=policy.backoff_max
+        )
+        self._settled: set[int] = set()
+        self.connectivity = Connectivity()
+
+    async def run(self) -> None:
+        recovered = await asyncio.to_thread(self._journal.recover_in_flight)
+        if recovered:
+            log.warning(
+                "sent before a crash without a known answer: possibly duplicated",
+                registrations=recovered,
+            )
+        while True:
+            try:
+                delivered = await self.deliver_once()
+            except Exception:  # a bug or a journal error must not end delivery for good
+                log.exception("uplink failed; trying again")
+                delivered = False
+            if not delivered:
+                await asyncio.sleep(self._policy.idle_poll)
+
+    async def deliver_once(self) -> bool:
+        """Send one batch (retrying until it is settled); False when nothing could be sent."""
+        pending = await asyncio.to_thread(self._journal.pending, self._batch_size)
+        outgoing = self._ready(pending, self._clock.sample())
+        if not outgoing:
+            return False
+        outgoing = await self._reject_locally_invalid(outgoing)
+        if outgoing:
+            await self._send_until_settled(outgoing)
+        return True
+
+    def _ready(self, pending: Sequence[StoredRegistration], now: ClockSample) -> list[Outgoing]:
+        """The oldest registrations up to the first one held for the clock (keeps order)."""
+        ready = []
+        for stored in pending:
+            time_to_send = send_time(stored.registration.clock, now)
+            if time_to_send is None:
+                break
+            if time_to_send.rederived:
+                log.info(
+                    "time re-derived from the monotonic clock",
+                    registration=str(stored.registration.id),
+                    recorded=stored.registration.clock.wall_time.isoformat(),
+                    sent=payload.registration_date(time_to_send.wall_ns),
+                )
+            elif time_to_send.uncertain:
+                log.warning(
+                    "clock never synchronised during that boot: best known time sent",
+                    registration=str(stored.registration.id),
+                )
+            ready.append(Outgoing(stored.seq, stored, time_to_send))
+        held = len(pending) - len(ready)
+        if held and held != self.connectivity.held_for_clock:
+            log.warning("registrations held until the clock is synchronised", held=held)
+        self.connectivity.held_for_clock = held
+        return ready
+
+    async def _reject_locally_invalid(self, outgoing: list[Outgoing]) -> list[Outgoing]:
+        rejections = []
+        for out in outgoing:
+            problems = payload.local_problems(out.stored.registration)
+            if problems:
+                log.warning(
+                    "registration cannot be valid: rejected without sending",
+                    registration=str(out.stored.registration.id),
+                    errors=problems,
+                )
+                rejections.append(Rejection(out.seq, "local", tuple(problems)))
+        if rejections:
+            await self._record((), rejections)
+        rejected = {r.seq for r in rejections}
+        return [out for out in outgoing if out.seq not in rejected]
+
+    async def _send_until_settled(self, outgoing: list[Outgoing]) -> None:
+        self._settled.clear()  # filled as parts settle, so that a retry never resends them
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type((RetryableError, ForbiddenError)),
+            wait=self._wait,
+            stop=stop_never,
+            before_sleep=self._going_to_sleep,
+            reraise=True,
+        ):
+            with attempt:
+                remaining = [out for out in outgoing if out.seq not in self._settled]
+                for chunk in _chunks(remaining, self._batch_size):
+                    await self._send_checked(chunk)
+
+    async def _send_chunk(self, chunk: list[Outgoing]) -> None:
+        seqs = [out.seq for out in chunk]
+        await asyncio.to_thread(self._journal.mark_in_flight, seqs, True)
+        try:
+            results = await self._client.register_in_bulk([out.item() for out in chunk])
+        except AmbiguousError as error:
+            await self._flag_possibly_duplicated(chunk, error)
+            raise
+        except (RetryableError, BadRequestError, PayloadTooLargeError, ForbiddenError):
+            await asyncio.to_thread(self._journal.mark_in_flight, seqs, False)  # not processed
+            raise
+        await self._settle(chunk, results)
+
+    async def _send_checked(self, chunk: list[Outgoing]) -> None:
+        """A chunk whose 400 or 413 is handled by splitting it (both mean: not processed)."""
+        try:
+            await self._send_chunk(chunk)
+        except BadRequestError as error:
+            await self._isolate_bad_items(chunk, error)
+        except PayloadTooLargeError:
+            await self._send_smaller(chunk)
+
+    async def _isolate_bad_items(self, chunk: list[Outgoing], error: BadRequestError) -> None:
+        if len(chunk) == 1:
+            [out] = chunk
+            log.warning(
+                "ONSS refused the request for this registration alone: rejected",
+                registration=str(out.stored.registration.id),
+                issues=error.issues,
+            )
+            errors = tuple(_issue_error(issue) for issue in error.issues) or (
+                {"code": "400", "description": "badRequest"},
+            )
+            await self._record((), [Rejection(out.seq, "onss", errors)])
+            return
+        half = len(chunk) // 2
+        for part in (chunk[:half], chunk[half:]):
+            await self._send_checked(part)
+
+    async def _send_smaller(self, chunk: list[Outgoing]) -> None:
+        if len(chunk) == 1:
+            [out] = chunk
+            too_large = {"code": "413", "description": "payloadTooLarge"}
+            await self._record((), [Rejection(out.seq, "onss", (too_large,))])
+            return
+        self._batch_size = max(1, len(chunk) // 2)
+        log.warning(
+            "ONSS said the batch is too large: smaller batches", batch_size=self._batch_size
+        )
+        for part in _chunks(chunk, self._batch_size):
+            await self._send_checked(part)
+
+    async def _flag_possibly_duplicated(self, chunk: list[Outgoing], error: Exception) -> None:
+        log.warning(
+            "no answer after sending: these may already be at the ONSS",
+            registrations=[str(out.stored.registration.id) for out in chunk],
+            error=str(error),
+        )
+        await asyncio.to_thread(self._journal.flag_possibly_duplicated, [o.seq for o in chunk])
+
+    async def _settle(self, chunk: list[Outgoing], results: list[ItemResult]) -> None:
+        now_ns = time.time_ns()
+        acks, rejections = [], []
+        for out, result in zip(chunk, results, strict=True):
+            if isinstance(result, Created):
+                acks.append(self._acknowledgement(out, result, now_ns))
+            else:
+                log.warning(
+                    "ONSS did not create the registration",
+                    registration=str(out.stored.registration.id),
+                    errors=result.errors,
+                )
+                rejections.append(Rejection(out.seq, "onss", result.errors))
+        await self._record(acks, rejections)
+        self.connectivity.last_ack_wall_ns = now_ns
+        await self._transition("online", None, f"{len(acks)} created, {len(rejections)} refused")
+
+    async def _record(
+        self, acks: Sequence[Acknowledgement], rejections: Sequence[Rejection]
+    ) -> None:
+        await asyncio.to_thread(self._journal.settle, acks, rejections)
+        self._settled.update(a.seq for a in acks)
+        self._settled.update(r.seq for r in rejections)
+
+    def _acknowledgement(self, out: Outgoing, created: Created, now_ns: int) -> Acknowledgement:
+        late = now_ns - out.time.wall_ns > self._policy.late_after_ns
+        if late:
+            log.info(
+                "delivered late",
+                registration=str(out.stored.registration.id),
+                delay_seconds=round((now_ns - out.time.wall_ns) / 1e9),
+            )
+        return Acknowledgement(
+            seq=out.seq,
+            onss_id=created.onss_id,
+            validity=created.validity,
+            remarks=created.remarks,
+            sent_registration_date=payload.registration_date(out.time.wall_ns),
+            delivered_wall_ns=now_ns,
+            late=late,
+            time_uncertain=out.time.uncertain,
+        )
+
+    def _wait(self, retry_state: RetryCallState) -> float:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(error, ForbiddenError):
+            return self._policy.backoff_max
+        if isinstance(error, RetryableError) and error.retry_after is not None:
+            return min(error.retry_after, self._policy.backoff_max)
+        return float(self._backoff(retry_state))
+
+    async def _going_to_sleep(self, retry_state: RetryCallState) -> None:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        delay = retry_state.upcoming_sleep
+        self.connectivity.next_retry_wall_ns = time.time_ns() + int(delay * 1e9)
+        if isinstance(error, ForbiddenError):
+            await self._transition("forbidden", "forbidden", str(error))
+        elif isinstance(error, RetryableError):
+            await self._transition("offline", error.cause, error.detail)
+        log.info(
+            "retrying",
+            cause=getattr(error, "cause", type(error).__name__),
+            in_seconds=round(delay, 1),
+            attempt=retry_state.attempt_number,
+        )
+
+    async def _transition(self, state: str, cause: str | None, detail: str) -> None:
+        if not self.connectivity.changes_to(state, cause):
+            return
+        clock = self._clock.sample()
+        level = log.info if state == "online" else log.error
+        level(
+            "uplink " + state,
+            cause=cause,
+            detail=detail[:300],
+            was=self.connectivity.state,
+            since=self.connectivity.since_wall_ns,
+        )
+        self.connectivity.state, self.connectivity.cause = state, cause
+        self.connectivity.since_wall_ns = clock.wall_ns
+        if state == "online":
+            self.connectivity.next_retry_wall_ns = None
+        await asyncio.to_thread(
+            self._journal.record_transition, state, cause or "ok", detail[:1000], clock
+        )
+
+
+def _chunks(items: list[Outgoing], size: int) -> list[list[Outgoing]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def _issue_error(issue: object) -> dict[str, str]:
+    if not isinstance(issue, dict):
+        return {"code": "400", "description": str(issue)[:300]}
+    where = issue.get("name") or issue.get("in") or ""
+    return {"code": "400", "description": f"{where}: {issue.get('detail') or issue.get('title')}"}

@@ -3,21 +3,26 @@
 A temporary state directory, a sample badge register with valid test NISS numbers, and a
 simulated reader that presents: Marie (IN), Marie again at once (a double tap: the same
 tap), an unknown badge, Jan (IN), an expired badge, Jan (OUT: a break), Marie (OUT).
-Afterwards the demo asks the running daemon for its status and registrations over the
-real control socket, exactly as `badge-gateway status` would, then stops it.
+The ONSS simulator (onss_sim, started as its own process, never imported here) plays
+the ONSS: the daemon obtains a token with a signed JWT and delivers the registrations,
+and the acknowledgements arrive in the log. Afterwards the demo asks the running daemon
+for its status and registrations over the real control socket, exactly as
+`badge-gateway status` would, then stops both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from gateway import control, logs
 from gateway.cli import render_status
-from gateway.config import config_from_dict
+from gateway.config import GatewayConfig, config_from_dict
 from gateway.daemon import Daemon
 from gateway.identifiers import make_niss
 
@@ -36,7 +41,7 @@ def sample_badges() -> str:
     )
 
 
-def demo_config(state: Path) -> dict[str, Any]:
+def demo_config(state: Path, onss: dict[str, Any]) -> dict[str, Any]:
     taps = [
         (MARIE, 0.5),
         (MARIE, 1.0),
@@ -57,6 +62,16 @@ def demo_config(state: Path) -> dict[str, Any]:
         "storage": {"journal": str(state / "journal.db")},
         "control": {"socket": str(state / "control.sock")},
         "logging": {"format": "console"},
+        # The demo stands in for systemd-timesyncd: its flag file says "synchronised".
+        "clock": {"sources": ["timesyncd"], "timesyncd_flag": str(state / "synchronized")},
+        "uplink": {
+            "enabled": True,
+            "token_url": onss["token_url"],
+            "base_url": onss["base_url"],
+            "client_id": onss["client_id"],
+            "private_key": onss["client_key_file"],
+            "ca_file": onss["ca_file"],
+        },
         "readers": [
             {
                 "driver": "simulated",
@@ -73,12 +88,28 @@ async def run_demo() -> int:
         state = Path(tmp)
         (state / "badges.csv").write_text(sample_badges() + "\n", encoding="utf-8")
         (state / "badges.csv").chmod(0o600)
-        config = config_from_dict(demo_config(state), source="embedded demo configuration")
+        (state / "synchronized").touch()
         logs.configure(fmt="console", level="info")
-        print(f"demo: state directory {state}; the simulated reader starts tapping\n")
-        daemon = Daemon(config)
-        runner = asyncio.create_task(daemon.run())
+        simulator = _start_simulator(state / "onss")
+        try:
+            onss = await _simulator_files(state / "onss", simulator)
+            config = config_from_dict(
+                demo_config(state, onss), source="embedded demo configuration"
+            )
+            print(f"demo: state in {state}; ONSS simulator at {onss['base_url']}\n")
+            await _run_daemon(config)
+        finally:
+            simulator.terminate()
+            simulator.wait(timeout=10)
+    return 0
+
+
+async def _run_daemon(config: GatewayConfig) -> None:
+    daemon = Daemon(config)
+    runner = asyncio.create_task(daemon.run())
+    try:
         await _wait_for_reads(daemon, expected=len(config.readers[0].taps), timeout=30)
+        await _wait_for_delivery(config.control.socket, timeout=30)
         socket = config.control.socket
         status = await asyncio.to_thread(control.request, socket, {"cmd": "status"})
         print("\n$ badge-gateway status\n" + render_status(status["status"]))
@@ -88,9 +119,42 @@ async def run_demo() -> int:
         print("\n$ badge-gateway registrations --json")
         for reg in since["registrations"]:
             print(json.dumps(reg))
+    finally:
         daemon.stop()
         await runner
-    return 0
+
+
+def _start_simulator(directory: Path) -> subprocess.Popen[bytes]:
+    directory.mkdir()
+    return subprocess.Popen(
+        [sys.executable, "-m", "onss_sim", "--dir", str(directory)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def _simulator_files(directory: Path, simulator: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """What the simulator wrote for a gateway to trust and use it, once it listens."""
+    description = directory / "simulator.json"
+    for _ in range(200):
+        if description.exists():
+            data: dict[str, Any] = json.loads(description.read_text())
+            return data
+        if simulator.poll() is not None:
+            break
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the ONSS simulator did not start")
+
+
+async def _wait_for_delivery(socket: Path, timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        status = await asyncio.to_thread(control.request, socket, {"cmd": "status"})
+        if status["status"]["journal"]["queue_depth"] == 0:
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError("the registrations were not delivered in time")
 
 
 async def _wait_for_reads(daemon: Daemon, expected: int, timeout: float) -> None:

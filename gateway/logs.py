@@ -82,3 +82,5 @@ def configure(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # One line per HTTP request is noise next to the uplink's own account of each batch.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

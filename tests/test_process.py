@@ -255,7 +255,9 @@ def test_demo_runs_without_arguments() -> None:
     assert demo.returncode == 0, demo.stderr
     for expected in ("ENTRÉE", "Déjà enregistré", "Badge inconnu", "Badge expired", "UIT"):
         assert expected in demo.stderr + demo.stdout, expected
-    assert "queue depth 4" in demo.stdout
+    assert "queue depth 0" in demo.stdout  # all four delivered to the simulator
+    assert "uplink      online" in demo.stdout
+    assert "acknowledged by the ONSS" in demo.stderr
 
 
 @pytest.fixture

@@ -46,6 +46,8 @@ from gateway.uplink.timing import SendTime, send_time
 
 log = structlog.get_logger("uplink")
 
+MAX_RETRY_AFTER = 3600.0
+
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
@@ -238,6 +240,9 @@ class Uplink:
                 )
                 rejections.append(Rejection(out.seq, "onss", result.errors))
         await self._record(acks, rejections)
+        if acks:
+            ids = {out.seq: str(out.stored.registration.id) for out in chunk}
+            log.info("acknowledged by the ONSS", onss_ids={ids[a.seq]: a.onss_id for a in acks})
         self.connectivity.last_ack_wall_ns = now_ns
         await self._transition("online", None, f"{len(acks)} created, {len(rejections)} refused")
 
@@ -272,7 +277,7 @@ class Uplink:
         if isinstance(error, ForbiddenError):
             return self._policy.backoff_max
         if isinstance(error, RetryableError) and error.retry_after is not None:
-            return min(error.retry_after, self._policy.backoff_max)
+            return min(error.retry_after, MAX_RETRY_AFTER)  # the server's word, within reason
         return float(self._backoff(retry_state))
 
     async def _going_to_sleep(self, retry_state: RetryCallState) -> None:

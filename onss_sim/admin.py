@@ -1,0 +1,180 @@
+"""The simulator's own endpoints under /_sim/ (JSON, no authentication; see README.md)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from onss_sim.checks import parse_json
+from onss_sim.faults import FaultSpecError
+from onss_sim.messages import Reply, Request, json_reply, problem
+from onss_sim.state import Config, Simulator
+
+PREFIX = "/_sim"
+
+Endpoint = Callable[[Simulator, Request], Reply]
+
+
+class InputError(ValueError):
+    """The admin request is malformed; str(error) says why."""
+
+
+def _json_body(request: Request) -> Any:
+    try:
+        return parse_json(request.body)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+
+
+def _object_body(request: Request, allowed: set[str]) -> dict[str, Any]:
+    body = _json_body(request)
+    if not isinstance(body, dict):
+        raise InputError("the body must be a JSON object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise InputError(f"unknown field(s): {', '.join(unknown)}")
+    return body
+
+
+def _string(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise InputError(f"{name} must be a non-empty string")
+    return value
+
+
+# --- Registrations and requests ----------------------------------------------------------
+
+
+def get_registrations(sim: Simulator, request: Request) -> Reply:
+    after = request.query.get("after_id", [])
+    try:
+        after_id = int(after[0]) if after else None
+    except ValueError:
+        raise InputError("after_id must be an integer") from None
+    with sim.lock:
+        created = sim.book.created(after_id)
+    return json_reply(200, {"registrations": created})
+
+
+def get_requests(sim: Simulator, request: Request) -> Reply:
+    with sim.lock:
+        logged = list(sim.requests)
+    return json_reply(200, {"requests": logged})
+
+
+def post_reset(sim: Simulator, request: Request) -> Reply:
+    with sim.lock:
+        sim.reset()
+    return json_reply(200, {"reset": True})
+
+
+# --- Faults ------------------------------------------------------------------------------
+
+
+def get_faults(sim: Simulator, request: Request) -> Reply:
+    with sim.lock:
+        return json_reply(200, sim.faults.describe(time.monotonic()))
+
+
+def post_faults(sim: Simulator, request: Request) -> Reply:
+    spec = _json_body(request)
+    with sim.lock:
+        try:
+            sim.faults.add(spec, time.monotonic())
+        except FaultSpecError as error:
+            raise InputError(str(error)) from None
+        return json_reply(200, sim.faults.describe(time.monotonic()))
+
+
+def delete_faults(sim: Simulator, request: Request) -> Reply:
+    with sim.lock:
+        sim.faults.clear()
+        return json_reply(200, sim.faults.describe(time.monotonic()))
+
+
+# --- Clients, declarations, configuration ------------------------------------------------
+
+
+def get_clients(sim: Simulator, request: Request) -> Reply:
+    with sim.lock:
+        clients = [
+            {"client_id": c.client_id, "permitted": c.permitted}
+            for c in sim.tokens.clients.values()
+        ]
+    return json_reply(200, {"clients": clients})
+
+
+def post_clients(sim: Simulator, request: Request) -> Reply:
+    body = _object_body(request, {"client_id", "certificate_pem", "permitted"})
+    client_id, pem = _string(body, "client_id"), _string(body, "certificate_pem")
+    permitted = body.get("permitted", True)
+    if not isinstance(permitted, bool):
+        raise InputError("permitted must be true or false")
+    with sim.lock:
+        try:
+            sim.tokens.add_client(client_id, pem, permitted)
+        except ValueError as error:
+            raise InputError(f"certificate_pem: {error}") from None
+    return json_reply(200, {"client_id": client_id, "permitted": permitted})
+
+
+def get_declarations(sim: Simulator, request: Request) -> Reply:
+    with sim.lock:
+        known = {key: sorted(value) for key, value in sim.book.declarations.items()}
+    return json_reply(200, {"declarations": known})
+
+
+def post_declarations(sim: Simulator, request: Request) -> Reply:
+    body = _object_body(request, {"declaration", "employers"})
+    declaration = _string(body, "declaration")
+    employers = body.get("employers")
+    if not isinstance(employers, list) or not all(isinstance(e, str) and e for e in employers):
+        raise InputError("employers must be a list of non-empty strings")
+    with sim.lock:
+        sim.book.set_declaration(declaration, employers)
+    return json_reply(200, {"declaration": declaration, "employers": sorted(set(employers))})
+
+
+def get_config(sim: Simulator, request: Request) -> Reply:
+    with sim.lock:
+        return json_reply(200, sim.config.as_json())
+
+
+def post_config(sim: Simulator, request: Request) -> Reply:
+    body = _object_body(request, set(Config().as_json()))
+    for name, value in body.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise InputError(f"{name} must be a positive number of seconds")
+    with sim.lock:
+        for name, value in body.items():
+            setattr(sim.config, name, float(value))
+        return json_reply(200, sim.config.as_json())
+
+
+# --- Routing -----------------------------------------------------------------------------
+
+
+def _guarded(endpoint: Endpoint) -> Endpoint:
+    def guarded(sim: Simulator, request: Request) -> Reply:
+        try:
+            return endpoint(sim, request)
+        except InputError as error:
+            return problem(400, "badRequest", str(error))
+
+    return guarded
+
+
+ROUTES: dict[str, dict[str, Endpoint]] = {
+    f"{PREFIX}/{name}": {method: _guarded(endpoint) for method, endpoint in methods.items()}
+    for name, methods in {
+        "registrations": {"GET": get_registrations},
+        "requests": {"GET": get_requests},
+        "reset": {"POST": post_reset},
+        "faults": {"GET": get_faults, "POST": post_faults, "DELETE": delete_faults},
+        "clients": {"GET": get_clients, "POST": post_clients},
+        "declarations": {"GET": get_declarations, "POST": post_declarations},
+        "config": {"GET": get_config, "POST": post_config},
+    }.items()
+}

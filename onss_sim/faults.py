@@ -1,0 +1,155 @@
+"""Fault injection: rules queued in order, each consumed by the requests it targets.
+
+A rule targets registerInBulk (the default) or the token endpoint (`"target": "token"`) and
+applies to its next `times` requests (default 1). An outage is not queued: it starts when
+posted and, while it lasts, every registerInBulk and token request answers 503 without
+consuming queued rules. Not thread-safe: the caller holds the simulator's lock. Times are
+`time.monotonic()` seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+REGISTER = "registerInBulk"
+TOKEN = "token"  # noqa: S105 (a rule target name, not a secret)
+TARGETS = (REGISTER, TOKEN)
+
+STATUS, LATENCY, DROP, DROP_AFTER, OUTAGE = (
+    "status",
+    "latency",
+    "drop",
+    "drop_after_processing",
+    "outage",
+)
+MAX_SECONDS = 3600.0
+OUTAGE_RETRY_AFTER = 1
+
+_FIELDS = {
+    STATUS: {"status", "retry_after"},
+    LATENCY: {"seconds"},
+    DROP: set(),
+    DROP_AFTER: set(),
+}
+_COMMON = {"kind", "times", "target"}
+
+
+class FaultSpecError(ValueError):
+    """A fault rule is malformed; nothing of the request was queued."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What to do to one request."""
+
+    kind: str
+    status: int = 503
+    retry_after: int | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class _Queued:
+    fault: Fault
+    target: str
+    remaining: int
+
+
+class FaultPlan:
+    """The queued rules and the outage window."""
+
+    def __init__(self) -> None:
+        self._queue: list[_Queued] = []
+        self._outage_until = 0.0
+
+    def add(self, spec: Any, now: float) -> None:
+        """Queue a rule or a list of rules (all checked first); FaultSpecError if one is bad."""
+        rules = spec if isinstance(spec, list) else [spec]
+        parsed = [_parse(rule, index) for index, rule in enumerate(rules)]
+        for rule in parsed:
+            if isinstance(rule, float):
+                self._outage_until = max(self._outage_until, now + rule)
+            else:
+                self._queue.append(rule)
+
+    def take(self, target: str, now: float) -> Fault | None:
+        """The fault for the next request to `target`, consuming one use of its rule."""
+        if now < self._outage_until:
+            return Fault(OUTAGE, 503, OUTAGE_RETRY_AFTER)
+        for queued in self._queue:
+            if queued.target == target:
+                queued.remaining -= 1
+                if queued.remaining == 0:
+                    self._queue.remove(queued)
+                return queued.fault
+        return None
+
+    def clear(self) -> None:
+        self._queue.clear()
+        self._outage_until = 0.0
+
+    def describe(self, now: float) -> dict[str, Any]:
+        queued = [
+            {**asdict(q.fault), "target": q.target, "times": q.remaining} for q in self._queue
+        ]
+        return {"queued": queued, "outage_remaining_s": max(0.0, self._outage_until - now)}
+
+
+def _parse(rule: Any, index: int) -> _Queued | float:
+    """A queued rule, or the duration of an outage."""
+    if not isinstance(rule, Mapping):
+        raise FaultSpecError(f"rule {index}: must be an object")
+    kind = rule.get("kind")
+    if kind == OUTAGE:
+        _only(rule, {"kind", "seconds"}, index)
+        return _seconds(rule, index, positive=True)
+    if kind not in _FIELDS:
+        kinds = ", ".join([*_FIELDS, OUTAGE])
+        raise FaultSpecError(f"rule {index}: kind must be one of {kinds}")
+    _only(rule, _COMMON | _FIELDS[kind], index)
+    target = rule.get("target", REGISTER)
+    if target not in TARGETS:
+        raise FaultSpecError(f"rule {index}: target must be {REGISTER} or {TOKEN}")
+    times = _integer(rule, "times", index, default=1, minimum=1)
+    return _Queued(_fault(kind, rule, index), target, times)
+
+
+def _fault(kind: str, rule: Mapping[str, Any], index: int) -> Fault:
+    if kind == STATUS:
+        status = _integer(rule, "status", index, default=None, minimum=400)
+        if status > 599:
+            raise FaultSpecError(f"rule {index}: status must be 400 to 599")
+        retry_after = None
+        if "retry_after" in rule:
+            retry_after = _integer(rule, "retry_after", index, default=None, minimum=0)
+        return Fault(STATUS, status, retry_after)
+    if kind == LATENCY:
+        return Fault(LATENCY, seconds=_seconds(rule, index, positive=False))
+    return Fault(kind)
+
+
+def _only(rule: Mapping[str, Any], allowed: set[str], index: int) -> None:
+    unknown = sorted(set(rule) - allowed)
+    if unknown:
+        raise FaultSpecError(f"rule {index}: unknown field(s) {', '.join(unknown)}")
+
+
+def _integer(
+    rule: Mapping[str, Any], name: str, index: int, default: int | None, minimum: int
+) -> int:
+    value = rule.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise FaultSpecError(f"rule {index}: {name} must be an integer >= {minimum}")
+    return value
+
+
+def _seconds(rule: Mapping[str, Any], index: int, positive: bool) -> float:
+    value = rule.get("seconds")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FaultSpecError(f"rule {index}: seconds must be a number")
+    if not (value > 0 if positive else value >= 0) or value > MAX_SECONDS:
+        bound = "> 0" if positive else ">= 0"
+        raise FaultSpecError(f"rule {index}: seconds must be {bound} and <= {MAX_SECONDS:g}")
+    return float(value)

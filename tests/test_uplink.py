@@ -1,0 +1,258 @@
+"""The uplink against the ONSS simulator: a real process, real TLS, real tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.attendance import AttendanceRules
+from gateway.clock import Clock, boot_id, boottime_ns
+from gateway.config import UplinkConfig
+from gateway.identifiers import make_niss
+from gateway.journal import Journal
+from gateway.models import ClockSample, Registration
+from gateway.uplink import open_uplink
+from gateway.uplink.credentials import CredentialError, load_private_key
+from gateway.uplink.sender import Uplink
+from onss_sim.testing import SimulatorProcess
+from tests.support import SITE, WORKER, read, registered, run
+
+
+@pytest.fixture(scope="module")
+def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorProcess]:
+    with SimulatorProcess(tmp_path_factory.mktemp("onss")) as sim:
+        yield sim
+
+
+@pytest.fixture(autouse=True)
+def clean_simulator(simulator: SimulatorProcess) -> None:
+    simulator.admin("DELETE", "/faults")
+    simulator.admin("POST", "/reset")
+
+
+def uplink_config(sim: SimulatorProcess, **overrides: Any) -> UplinkConfig:
+    values: dict[str, Any] = {
+        "enabled": True,
+        "token_url": sim.token_url,
+        "base_url": sim.base_url,
+        "client_id": sim.client_id,
+        "private_key": str(sim.client_key_file),
+        "ca_file": sim.ca_file,
+        "backoff_initial_seconds": 0.05,
+        "backoff_max_seconds": 0.5,
+        "read_timeout_seconds": 2.0,
+    }
+    return UplinkConfig(**{**values, **overrides})
+
+
+def synced_clock(state: Path) -> Clock:
+    flag = state / "synchronized"
+    flag.touch()
+    return Clock(["timesyncd"], flag)
+
+
+def now_sample(*, synced: bool = True, seconds_ago: float = 0.0) -> ClockSample:
+    ago = int(seconds_ago * 1e9)
+    return ClockSample(time.time_ns() - ago, boottime_ns() - ago, boot_id(), synced)
+
+
+def registrations(
+    count: int, *, synced: bool = True, seconds_ago: float = 0.0
+) -> list[Registration]:
+    """`count` IN registrations of distinct workers, as the tap path makes them."""
+    rules = AttendanceRules(SITE)
+    made = []
+    for index in range(count):
+        worker = replace(WORKER, niss=make_niss("850730", 200 + index), badge_uid=f"04{index:06X}")
+        made.append(
+            registered(
+                rules.decide(
+                    read(), worker, None, now_sample(synced=synced, seconds_ago=seconds_ago)
+                )
+            )
+        )
+    return made
+
+
+def journal_with(state: Path, regs: list[Registration]) -> Journal:
+    journal = Journal(state / "journal.db")
+    for reg in regs:
+        journal.append_registration(reg)
+    return journal
+
+
+async def deliver(uplink: Uplink, http: Any, timeout: float = 30) -> None:
+    try:
+        await asyncio.wait_for(uplink.deliver_once(), timeout)
+    finally:
+        await http.aclose()
+
+
+def delivered(journal: Journal) -> list[sqlite3.Row]:
+    return journal._conn.execute(
+        "SELECT id, delivery, onss_id, possibly_duplicated, late, time_uncertain, rejection,"
+        " sent_registration_date FROM registrations ORDER BY seq"
+    ).fetchall()
+
+
+def test_a_batch_is_delivered_in_order_with_its_acknowledgements(
+    simulator: SimulatorProcess, state: Path
+) -> None:
+    regs = registrations(5)
+    journal = journal_with(state, regs)
+    uplink, http = open_uplink(uplink_config(simulator), journal, synced_clock(state))
+    run(deliver(uplink, http))
+    at_onss = simulator.registrations()
+    assert [r["item"]["ssin"] for r in at_onss] == [reg.worker.niss for reg in regs]
+    rows = delivered(journal)
+    assert [row["delivery"] for row in rows] == ["delivered"] * 5
+    assert [row["onss_id"] for row in rows] == [r["id"] for r in at_onss]
+    assert uplink.connectivity.state == "online"
+    assert journal.stats().pending == 0
+    journal.close()
+
+
+def test_503_with_retry_after_is_retried_and_the_outage_recorded(
+    simulator: SimulatorProcess, state: Path
+) -> None:
+    simulator.admin(
+        "POST", "/faults", [{"kind": "status", "status": 503, "retry_after": 1, "times": 2}]
+    )
+    journal = journal_with(state, registrations(3))
+    uplink, http = open_uplink(uplink_config(simulator), journal, synced_clock(state))
+    started = time.monotonic()
+    run(deliver(uplink, http))
+    assert time.monotonic() - started >= 2.0  # Retry-After honoured, beyond our own backoff
+    assert len(simulator.registrations()) == 3
+    transitions = journal.uplink_transitions()
+    assert [t["state"] for t in reversed(transitions)] == ["offline", "online"]
+    assert transitions[-1]["cause"] == "http 503"
+    journal.close()
+
+
+def test_an_answer_lost_after_processing_is_resent_and_flagged(
+    simulator: SimulatorProcess, state: Path
+) -> None:
+    simulator.admin("POST", "/faults", [{"kind": "drop_after_processing", "times": 1}])
+    regs = registrations(2)
+    journal = journal_with(state, regs)
+    uplink, http = open_uplink(uplink_config(simulator), journal, synced_clock(state))
+    run(deliver(uplink, http))
+    assert len(simulator.registrations()) == 4  # the ONSS got them twice: it will remark it
+    rows = delivered(journal)
+    assert [(row["delivery"], row["possibly_duplicated"]) for row in rows] == [("delivered", 1)] * 2
+    journal.close()
+
+
+def test_a_failed_connection_is_retried_without_a_duplicate_flag(
+    simulator: SimulatorProcess, state: Path
+) -> None:
+    simulator.admin("POST", "/faults", [{"kind": "drop", "times": 2}])
+    journal = journal_with(state, registrations(2))
+    uplink, http = open_uplink(uplink_config(simulator), journal, synced_clock(state))
+    run(deliver(uplink, http))
+    assert len(simulator.registrations()) == 2
+    # a dropped connection after the request was sent is ambiguous: flagged, resent
+    assert all(row["delivery"] == "delivered" for row in delivered(journal))
+    journal.close()
+
+
+def test_413_makes_batches_smaller(simulator: SimulatorProcess, state: Path) -> None:
+    simulator.admin("POST", "/faults", [{"kind": "status", "status": 413, "times": 1}])
+    journal = journal_with(state, registrations(8))
+    uplink, http = open_uplink(uplink_config(simulator), journal, synced_clock(state))
+    run(deliver(uplink, http))
+    assert len(simulator.registrations()) == 8
+    journal.close()
+
+
+def test_business_rejections_are_kept_with_their_errors(
+    simulator: SimulatorProcess, state: Path
+) -> None:
+    good, other = registrations(2)
+    unknown_declaration = replace(other, declaration="2Y1002V9KLZ6Z")
+    journal = journal_with(state, [good, unknown_declaration])
+    uplink, http = open_uplink(uplink_config(simulator), journal, synced_clock(state))
+    run(deliver(uplink, http))
+    first, second = delivered(journal)
+    assert first["delivery"] == "delivered"
+    assert second["delivery"] == "rejected"
+    assert '"code": "4"' in second["rejection"]
+    assert journal.requeue(second["id"]) is True
+    assert journal.stats().pending == 1
+    journal.close()
+
+
+def test_invalid_registrations_are_rejected_without_sending(
+    simulator: SimulatorProcess, state: Path
+) -> None:
+    [good] = registrations(1)
+    bad = replace(good, worker=replace(good.worker, niss=good.worker.niss[:-1] + "0"))
+    journal = journal_with(state, [bad])
+    uplink, http = open_uplink(uplink_config(simulator), journal, synced_clock(state))
+    run(deliver(uplink, http))
+    assert simulator.registrations() == []
+    [row] = delivered(journal)
+    assert row["delivery"] == "rejected" and '"source": "local"' in row["rejection"]
+    journal.close()
+
+
+def test_forbidden_stops_sending_but_keeps_the_queue(
+    simulator: SimulatorProcess, state: Path
+) -> None:
+    simulator.admin("POST", "/faults", [{"kind": "status", "status": 403, "times": 100}])
+    journal = journal_with(state, registrations(2))
+    uplink, http = open_uplink(uplink_config(simulator), journal, synced_clock(state))
+    with pytest.raises(TimeoutError):
+        run(deliver(uplink, http, timeout=1.5))
+    assert uplink.connectivity.state == "forbidden"
+    assert journal.stats().pending == 2
+    journal.close()
+
+
+def test_taps_before_clock_sync_are_held_then_sent_with_a_rederived_time(
+    simulator: SimulatorProcess, state: Path
+) -> None:
+    [reg] = registrations(1, synced=False, seconds_ago=30)
+    journal = journal_with(state, [reg])
+    flag = state / "synchronized"
+    clock = Clock(["timesyncd"], flag)
+    uplink, http = open_uplink(uplink_config(simulator), journal, clock)
+
+    async def held_then_sent() -> None:
+        assert await uplink.deliver_once() is False
+        assert uplink.connectivity.held_for_clock == 1
+        flag.touch()
+        await deliver(uplink, http)
+
+    run(held_then_sent())
+    [row] = delivered(journal)
+    assert row["delivery"] == "delivered" and row["time_uncertain"] == 0
+    journal.close()
+
+
+def test_late_deliveries_are_flagged(simulator: SimulatorProcess, state: Path) -> None:
+    journal = journal_with(state, registrations(1, seconds_ago=20 * 60))
+    uplink, http = open_uplink(uplink_config(simulator), journal, synced_clock(state))
+    run(deliver(uplink, http))
+    [row] = delivered(journal)
+    assert row["late"] == 1
+    assert "LATE REGISTRATION" in simulator.registrations()[0]["remarks"]
+    journal.close()
+
+
+def test_a_key_readable_by_others_is_refused(simulator: SimulatorProcess, tmp_path: Path) -> None:
+    key = tmp_path / "key.pem"
+    key.write_bytes(Path(simulator.client_key_file).read_bytes())
+    key.chmod(0o644)
+    with pytest.raises(CredentialError, match="readable by others"):
+        load_private_key(key)
+    key.chmod(0o600)
+    load_private_key(key)

@@ -52,8 +52,33 @@ def _with_faults(sim: Simulator, request: Request, target: str, endpoint: Endpoi
         return replace(endpoint(sim, request), fault=fault.kind)
     if fault.kind == faults.DROP:
         return dropped(fault.kind)
+    if fault.kind == faults.REFUSE_SSIN:
+        return replace(
+            _refuse_ssin(fault.ssin, request) or endpoint(sim, request), fault=fault.kind
+        )
     processed = endpoint(sim, request)  # drop_after_processing: the ambiguous case
     return replace(dropped(fault.kind), client_id=processed.client_id, status=processed.status)
+
+
+def _refuse_ssin(ssin: str | None, request: Request) -> Reply | None:
+    """400 naming every item with this ssin, as a stricter ONSS schema would; else None."""
+    try:
+        items = parse_json(request.body).get("items", [])
+    except (ValueError, AttributeError):
+        return None
+    issues = [
+        {
+            "type": "urn:problem-type:belgif:input-validation:schemaViolation",
+            "title": "Input value is invalid with respect to the schema",
+            "detail": "refused by an injected schema rule",
+            "in": "body",
+            "name": f"items[{index}].ssin",
+            "value": ssin,
+        }
+        for index, item in enumerate(items if isinstance(items, list) else [])
+        if isinstance(item, dict) and item.get("ssin") == ssin
+    ]
+    return _bad_request(issues) if issues else None
 
 
 def _media_type(request: Request) -> str | None:

@@ -17,12 +17,13 @@ REGISTER = "registerInBulk"
 TOKEN = "token"  # noqa: S105 (a rule target name, not a secret)
 TARGETS = (REGISTER, TOKEN)
 
-STATUS, LATENCY, DROP, DROP_AFTER, OUTAGE = (
+STATUS, LATENCY, DROP, DROP_AFTER, OUTAGE, REFUSE_SSIN = (
     "status",
     "latency",
     "drop",
     "drop_after_processing",
     "outage",
+    "refuse_ssin",  # a stricter schema than the client's: 400 for calls carrying this ssin
 )
 MAX_SECONDS = 3600.0
 OUTAGE_RETRY_AFTER = 1
@@ -32,6 +33,7 @@ _FIELDS = {
     LATENCY: {"seconds"},
     DROP: set(),
     DROP_AFTER: set(),
+    REFUSE_SSIN: {"ssin"},
 }
 _COMMON = {"kind", "times", "target"}
 
@@ -48,6 +50,7 @@ class Fault:
     status: int = 503
     retry_after: int | None = None
     seconds: float = 0.0
+    ssin: str | None = None
 
 
 @dataclass
@@ -127,6 +130,11 @@ def _fault(kind: str, rule: Mapping[str, Any], index: int) -> Fault:
         return Fault(STATUS, status, retry_after)
     if kind == LATENCY:
         return Fault(LATENCY, seconds=_seconds(rule, index, positive=False))
+    if kind == REFUSE_SSIN:
+        ssin = rule.get("ssin")
+        if not isinstance(ssin, str) or not ssin:
+            raise FaultSpecError(f"rule {index}: ssin must be a non-empty string")
+        return Fault(REFUSE_SSIN, ssin=ssin)
     return Fault(kind)
 
 

@@ -256,3 +256,113 @@ def test_a_key_readable_by_others_is_refused(simulator: SimulatorProcess, tmp_pa
         load_private_key(key)
     key.chmod(0o600)
     load_private_key(key)
+
+
+def test_a_400_for_one_item_among_50_isolates_it(simulator: SimulatorProcess, state: Path) -> None:
+    regs = registrations(50)
+    refused = regs[17]
+    simulator.admin(
+        "POST", "/faults", [{"kind": "refuse_ssin", "ssin": refused.worker.niss, "times": 1000}]
+    )
+    journal = journal_with(state, regs)
+    uplink, http = open_uplink(uplink_config(simulator), journal, synced_clock(state))
+    run(deliver(uplink, http))
+    rows = delivered(journal)
+    assert [row["delivery"] for row in rows].count("delivered") == 49
+    assert rows[17]["delivery"] == "rejected" and "items[0].ssin" in rows[17]["rejection"]
+    at_onss = [r["item"]["ssin"] for r in simulator.registrations()]
+    assert at_onss == [reg.worker.niss for reg in regs if reg is not refused]  # in order, once
+    simulator.admin("DELETE", "/faults")
+    journal.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after"), [(429, 1), (500, None), (502, None), (504, None)]
+)
+def test_server_errors_are_retried(
+    simulator: SimulatorProcess, state: Path, status: int, retry_after: int | None
+) -> None:
+    rule: dict[str, Any] = {"kind": "status", "status": status, "times": 2}
+    if retry_after is not None:
+        rule["retry_after"] = retry_after
+    simulator.admin("POST", "/faults", [rule])
+    journal = journal_with(state, registrations(2))
+    uplink, http = open_uplink(uplink_config(simulator), journal, synced_clock(state))
+    run(deliver(uplink, http))
+    assert len(simulator.registrations()) == 2
+    assert journal.uplink_transitions()[-1]["cause"] == f"http {status}"
+    journal.close()
+
+
+def test_a_refused_token_renewal_is_retried(simulator: SimulatorProcess, state: Path) -> None:
+    simulator.admin("POST", "/faults", [{"kind": "status", "status": 503, "target": "token"}])
+    journal = journal_with(state, registrations(1))
+    uplink, http = open_uplink(uplink_config(simulator), journal, synced_clock(state))
+    run(deliver(uplink, http))
+    assert len(simulator.registrations()) == 1
+    assert journal.uplink_transitions()[-1]["cause"] == "token"
+    journal.close()
+
+
+def test_an_expired_token_is_renewed_mid_run(simulator: SimulatorProcess, state: Path) -> None:
+    simulator.admin("POST", "/config", {"token_lifetime_s": 1})
+    try:
+        journal = journal_with(state, registrations(1))
+        uplink, http = open_uplink(uplink_config(simulator), journal, synced_clock(state))
+
+        async def twice() -> None:
+            await uplink.deliver_once()
+            await asyncio.sleep(1.2)  # the token has expired meanwhile
+            journal.append_registration(registrations(1)[0])
+            await deliver(uplink, http)
+
+        run(twice())
+    finally:
+        simulator.admin("POST", "/config", {"token_lifetime_s": 600})
+    tokens = [r for r in simulator.admin("GET", "/requests")["requests"] if "oauth" in r["path"]]
+    assert [r["status"] for r in tokens] == [200, 200]
+    assert len(simulator.registrations()) == 2
+    journal.close()
+
+
+def test_a_401_renews_the_token_once(simulator: SimulatorProcess, state: Path) -> None:
+    simulator.admin("POST", "/faults", [{"kind": "status", "status": 401}])
+    journal = journal_with(state, registrations(1))
+    uplink, http = open_uplink(uplink_config(simulator), journal, synced_clock(state))
+    run(deliver(uplink, http))
+    tokens = [r for r in simulator.admin("GET", "/requests")["requests"] if "oauth" in r["path"]]
+    assert len(tokens) == 2  # the first token, then a fresh one after the 401
+    assert len(simulator.registrations()) == 1
+    journal.close()
+
+
+def test_a_read_timeout_is_ambiguous(simulator: SimulatorProcess, state: Path) -> None:
+    simulator.admin("POST", "/faults", [{"kind": "latency", "seconds": 3, "times": 1}])
+    journal = journal_with(state, registrations(1))
+    uplink, http = open_uplink(
+        uplink_config(simulator, read_timeout_seconds=0.5), journal, synced_clock(state)
+    )
+    run(deliver(uplink, http))
+    [row] = delivered(journal)
+    assert row["delivery"] == "delivered" and row["possibly_duplicated"] == 1
+    assert journal.uplink_transitions()[-1]["cause"] == "timeout"
+    journal.close()
+
+
+def test_tls_and_tcp_failures_are_named(simulator: SimulatorProcess, state: Path) -> None:
+    journal = journal_with(state, registrations(1))
+    untrusting, http = open_uplink(
+        uplink_config(simulator, ca_file=None), journal, synced_clock(state)
+    )
+    with pytest.raises(TimeoutError):
+        run(deliver(untrusting, http, timeout=1.0))
+    assert untrusting.connectivity.cause == "tls"
+    closed = simulator.base_url.replace(simulator.base_url.split("/")[2], "127.0.0.1:9")
+    refused, http = open_uplink(
+        uplink_config(simulator, base_url=closed), journal, synced_clock(state)
+    )
+    with pytest.raises(TimeoutError):
+        run(deliver(refused, http, timeout=1.0))
+    assert refused.connectivity.cause == "tcp"
+    assert journal.stats().pending == 1
+    journal.close()

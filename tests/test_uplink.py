@@ -119,6 +119,24 @@ def test_a_batch_is_delivered_in_order_with_its_acknowledgements(
     journal.close()
 
 
+def test_one_token_serves_many_batches(simulator: SimulatorProcess, state: Path) -> None:
+    journal = journal_with(state, registrations(120))
+    uplink, http = open_uplink(
+        uplink_config(simulator, batch_size=50), journal, synced_clock(state)
+    )
+
+    async def drain() -> None:
+        while await uplink.deliver_once():
+            pass
+        await http.aclose()
+
+    run(drain())
+    requests = simulator.admin("GET", "/requests")["requests"]
+    assert [r["items"] for r in requests if "registerInBulk" in r["path"]] == [50, 50, 20]
+    assert len([r for r in requests if "oauth" in r["path"]]) == 1
+    journal.close()
+
+
 def test_503_with_retry_after_is_retried_and_the_outage_recorded(
     simulator: SimulatorProcess, state: Path
 ) -> None:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import csv
+import io
 import json
+import os
 import re
 import sqlite3
 import sys
@@ -16,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from gateway import control
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.status import QUEUE_MAX, delivery_json
 
 DEFAULT_CONFIG = Path("/etc/badge-gateway/gateway.toml")
 DEFAULT_SOCKET = Path("/run/badge-gateway/control.sock")
@@ -28,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Command = args.command
     try:
         return command(args)
-    except (control.ControlError, FileNotFoundError, sqlite3.Error) as error:
+    except (control.ControlError, OSError, sqlite3.Error) as error:
         print(f"badge-gateway: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -88,9 +93,51 @@ def _parser() -> argparse.ArgumentParser:
     _add_socket(since)
     since.set_defaults(command=_registrations)
 
+    _add_queue_commands(commands)
+
     demo = commands.add_parser("demo", help="run a self-contained demonstration")
     demo.set_defaults(command=_demo)
     return parser
+
+
+def _add_queue_commands(commands: Any) -> None:
+    queue = commands.add_parser("queue", help="registrations and their delivery to the ONSS")
+    actions = queue.add_subparsers(required=True, metavar="ACTION")
+
+    listing = actions.add_parser("list", help="registrations with their delivery, newest first")
+    _add_queue_source(listing)
+    listing.add_argument("--limit", type=_queue_limit, default=100, help="at most N (default 100)")
+    listing.add_argument("--json", action="store_true", help="JSON lines with every field")
+    listing.set_defaults(command=_queue_list)
+
+    retry = actions.add_parser("retry", help="send a rejected registration again (cause fixed)")
+    retry.add_argument("id", help="the registration id, from `queue list`")
+    _add_socket(retry)
+    retry.set_defaults(command=_queue_retry)
+
+    export = actions.add_parser("export", help="every registration with its delivery details")
+    _add_queue_source(export)
+    export.add_argument("--format", choices=["csv", "json"], default="csv")
+    export.add_argument("--out", type=Path, help="file to write, created 0600 (default stdout)")
+    export.set_defaults(command=_queue_export)
+
+
+def _add_queue_source(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state", choices=QUEUE_STATES, help="only this delivery state")
+    parser.add_argument(
+        "--show-niss", action="store_true", help="national numbers in full (personal data)"
+    )
+    parser.add_argument(
+        "--journal", type=Path, help="read this journal file directly (read-only, daemon or not)"
+    )
+    _add_socket(parser)
+
+
+def _queue_limit(text: str) -> int:
+    limit = int(text)
+    if not 0 < limit <= QUEUE_MAX:
+        raise argparse.ArgumentTypeError(f"must be 1..{QUEUE_MAX}")
+    return limit
 
 
 def _add_socket(parser: argparse.ArgumentParser) -> None:
@@ -189,17 +236,18 @@ def render_status(status: dict[str, Any]) -> str:
 
 
 def _uplink_line(uplink: dict[str, Any]) -> str:
+    """State (and cause), since when, last acknowledgement (or never), next retry."""
     if not uplink["enabled"]:
         return "disabled"
     line = str(uplink["state"]) + (f" ({uplink['cause']})" if uplink.get("cause") else "")
-    for key, label in (
-        ("since", "since"),
-        ("last_acknowledgement", "last ack"),
-        ("next_retry", "next retry"),
-        ("held_until_clock_synchronised", "held for the clock"),
-    ):
-        if uplink.get(key):
-            line += f", {label} {uplink[key]}"
+    if uplink.get("since"):
+        line += f" since {uplink['since']}"
+    if uplink["state"] != "misconfigured":
+        line += f", last ack {uplink.get('last_acknowledgement') or 'never'}"
+    if uplink.get("next_retry"):
+        line += f", next retry {uplink['next_retry']}"
+    if uplink.get("held_until_clock_synchronised"):
+        line += f", held for the clock {uplink['held_until_clock_synchronised']}"
     return line
 
 
@@ -231,13 +279,16 @@ def parse_since(text: str, tz: ZoneInfo, now: datetime | None = None) -> datetim
     return moment if moment.tzinfo else moment.replace(tzinfo=tz)
 
 
+def _site_tz(args: argparse.Namespace) -> ZoneInfo:
+    try:
+        return load_config(args.config).site.tz
+    except ConfigError:
+        return ZoneInfo("Europe/Brussels")
+
+
 def _registrations(args: argparse.Namespace) -> int:
     try:
-        tz = load_config(args.config).site.tz
-    except ConfigError:
-        tz = ZoneInfo("Europe/Brussels")
-    try:
-        since = parse_since(args.since, tz)
+        since = parse_since(args.since, _site_tz(args))
     except ValueError as error:
         print(f"badge-gateway: {error}", file=sys.stderr)
         return 1
@@ -260,6 +311,144 @@ def _registrations_since(args: argparse.Namespace, since_ns: int) -> list[dict[s
         return [registration_json(s) for s in reader.registrations_since(since_ns, args.limit)]
     finally:
         reader.close()
+
+
+QUEUE_STATES = ("pending", "rejected", "delivered")
+PERSONAL_DATA_NOTE = (
+    "badge-gateway: note: this output holds national numbers (NISS) in full:"
+    " personal data, keep it to the employer"
+)
+EXPORT_COLUMNS = (
+    "id",
+    "time_local",
+    "time_utc",
+    "type",
+    "name",
+    "niss",
+    "employer",
+    "capacity",
+    "badge_uid",
+    "reader",
+    "declaration",
+    "clock_synced",
+    "delivery",
+    "onss_id",
+    "onss_validity",
+    "onss_remarks",
+    "delivered_utc",
+    "sent_registration_date",
+    "late",
+    "possibly_duplicated",
+    "time_uncertain",
+    "rejection_source",
+    "errors",
+)
+_FLAGS = (
+    ("late", "late"),
+    ("possibly_duplicated", "possibly duplicated"),
+    ("time_uncertain", "time uncertain"),
+)
+
+
+def _queue_records(args: argparse.Namespace, limit: int) -> list[dict[str, Any]]:
+    """Newest first: from the running daemon, or read-only from --journal."""
+    if args.journal is None:
+        message = {"cmd": "queue", "state": args.state, "limit": limit, "show_niss": args.show_niss}
+        records: list[dict[str, Any]] = control.request(_socket(args), message)["records"]
+        return records
+    from gateway.journal import JournalReader
+
+    reader = JournalReader(args.journal)
+    try:
+        found = reader.deliveries(args.state, limit)
+    finally:
+        reader.close()
+    tz = _site_tz(args)
+    return [delivery_json(record, tz, full_niss=args.show_niss) for record in found]
+
+
+def _queue_list(args: argparse.Namespace) -> int:
+    for record in _queue_records(args, args.limit):
+        print(json.dumps(record) if args.json else _queue_lines(record))
+    _note_personal_data(args)
+    return 0
+
+
+def _queue_lines(record: dict[str, Any]) -> str:
+    onss_id = record["onss_id"] if record["onss_id"] is not None else "-"
+    line = (
+        f"{record['time_local'].replace('T', ' ')}  {record['type']:<3}  {record['name']:<20}"
+        f" {record['niss']}  {record['delivery']:<9}  onss {onss_id}  {record['id']}"
+    )
+    flags = [label for key, label in _FLAGS if record[key]]
+    if flags:
+        line += f"  [{', '.join(flags)}]"
+    errors = [
+        f"    {record['rejection_source']} error {error['code']}: {error['description']}"
+        for error in record["errors"]
+    ]
+    return "\n".join([line, *errors])
+
+
+def _note_personal_data(args: argparse.Namespace) -> None:
+    if args.show_niss:
+        print(PERSONAL_DATA_NOTE, file=sys.stderr)
+
+
+def _queue_retry(args: argparse.Namespace) -> int:
+    reply = control.request(_socket(args), {"cmd": "requeue", "id": args.id})
+    print(f"requeued: {reply['id']} will be sent to the ONSS again")
+    return 0
+
+
+def _queue_export(args: argparse.Namespace) -> int:
+    records = _queue_records(args, QUEUE_MAX)
+    if len(records) == QUEUE_MAX:
+        print(
+            f"badge-gateway: only the newest {QUEUE_MAX} registrations were exported;"
+            " narrow it with --state",
+            file=sys.stderr,
+        )
+    records.reverse()  # oldest first, as a spreadsheet reads
+    text = _export_csv(records) if args.format == "csv" else json.dumps(records, indent=2) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        _write_private(args.out, text)
+        print(f"{args.out}: {len(records)} registration(s) exported", file=sys.stderr)
+    _note_personal_data(args)
+    return 0
+
+
+def _export_csv(records: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for record in records:
+        writer.writerow(_csv_row(record))
+    return out.getvalue()
+
+
+def _csv_row(record: dict[str, Any]) -> dict[str, Any]:
+    errors = "; ".join(f"{error['code']}: {error['description']}" for error in record["errors"])
+    return {**record, "onss_remarks": "; ".join(record["onss_remarks"]), "errors": errors}
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Personal data: the file is created 0600 (whatever was there before), atomically."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            os.fchmod(out.fileno(), 0o600)  # a umask cannot widen it, but make it exact
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        raise
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ import signal
 import ssl
 import stat
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,7 +32,7 @@ from gateway.control import AlreadyRunningError, ControlError, ControlServer
 from gateway.feedback import Feedback, LogFeedback, TapOutcome
 from gateway.identifiers import InvalidIdentifier, normalise_uid
 from gateway.identity import BadgeFileError, BadgeRegisterWatcher
-from gateway.journal import Journal, JournalLockedError, JournalVersionError
+from gateway.journal import Journal, JournalLockedError, JournalVersionError, StorageError
 from gateway.readers import build_readers
 from gateway.sdnotify import notify, watchdog_interval
 from gateway.tap import TapPipeline
@@ -79,7 +80,13 @@ class Daemon:
         self.pipeline = self._pipeline(self.journal, self.badges)
         control = ControlServer(
             self.config.control.socket,
-            {"tap": self._cmd_tap, "status": self._cmd_status, "registrations": self._cmd_since},
+            {
+                "tap": self._cmd_tap,
+                "status": self._cmd_status,
+                "registrations": self._cmd_since,
+                "queue": self._cmd_queue,
+                "requeue": self._cmd_requeue,
+            },
         )
         http: httpx.AsyncClient | None = None
         try:
@@ -269,6 +276,63 @@ class Daemon:
         assert self.journal is not None
         stored = await asyncio.to_thread(self.journal.registrations_since, since_ns, limit)
         return {"registrations": [status.registration_json(item) for item in stored]}
+
+    async def _cmd_queue(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Registrations with their delivery details, newest first (`queue list`, `export`)."""
+        state, limit, show_niss = _queue_query(request)
+        return {"records": await asyncio.to_thread(self._queue_records, state, limit, show_niss)}
+
+    def _queue_records(
+        self, state: str | None, limit: int, show_niss: bool
+    ) -> list[dict[str, Any]]:
+        assert self.journal is not None
+        tz = self.config.site.tz
+        return [
+            status.delivery_json(record, tz, full_niss=show_niss)
+            for record in self.journal.deliveries(state, limit)
+        ]
+
+    async def _cmd_requeue(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Send a rejected registration again, once the employer fixed its cause."""
+        registration_id = _registration_id(request)
+        assert self.journal is not None
+        try:
+            requeued = await asyncio.to_thread(self.journal.requeue, registration_id)
+        except StorageError as error:
+            raise ControlError(f"cannot store the requeue: {error}") from error
+        if not requeued:
+            raise ControlError(
+                f"no rejected registration {registration_id}: unknown id, or not rejected"
+                " (pending or delivered ones cannot be retried)"
+            )
+        log.info("rejected registration requeued for delivery", registration=registration_id)
+        return {"id": registration_id}
+
+
+QUEUE_STATES = (None, "pending", "rejected", "delivered")
+
+
+def _queue_query(request: dict[str, Any]) -> tuple[str | None, int, bool]:
+    state = request.get("state")
+    limit = request.get("limit", 1000)
+    show_niss = request.get("show_niss", False)
+    if state not in QUEUE_STATES:
+        raise ControlError('"state" must be "pending", "rejected", "delivered" or null')
+    if not isinstance(limit, int) or not 0 < limit <= status.QUEUE_MAX:
+        raise ControlError(f'"limit" must be an integer 1..{status.QUEUE_MAX}')
+    if not isinstance(show_niss, bool):
+        raise ControlError('"show_niss" must be true or false')
+    return state, limit, show_niss
+
+
+def _registration_id(request: dict[str, Any]) -> str:
+    text = request.get("id")
+    if not isinstance(text, str):
+        raise ControlError('"id" must be a string (a registration id from `queue list`)')
+    try:
+        return str(uuid.UUID(text.strip()))
+    except ValueError as error:
+        raise ControlError(f"{text!r} is not a registration id (a UUID)") from error
 
 
 def run_daemon(config: GatewayConfig) -> int:

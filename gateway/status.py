@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from drivers.base import ReaderHealth
 from gateway.identifiers import mask_niss
-from gateway.journal import StoredRegistration
+from gateway.journal import DeliveryRecord, StoredRegistration
 from gateway.models import iso_utc
 
 if TYPE_CHECKING:
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from gateway.feedback import TapOutcome
 
 RECENT = 10
+QUEUE_MAX = 100_000  # registrations in one `queue` reply (an export asks for that many)
 
 
 def _iso(wall_ns: int | None) -> str | None:
@@ -55,6 +58,45 @@ def registration_json(stored: StoredRegistration, *, full_niss: bool = False) ->
         "declaration": reg.declaration,
         "delivery": reg.delivery.value,
     }
+
+
+def delivery_json(
+    record: DeliveryRecord, tz: ZoneInfo, *, full_niss: bool = False
+) -> dict[str, Any]:
+    """A registration with what the uplink learnt about it (`queue list`, `queue export`)."""
+    wall_ns = record.stored.registration.clock.wall_ns
+    rejection = record.rejection or {}
+    return {
+        **registration_json(record.stored, full_niss=full_niss),
+        "time_local": datetime.fromtimestamp(wall_ns / 1e9, tz).isoformat(timespec="seconds"),
+        "onss_id": record.onss_id,
+        "onss_validity": record.onss_validity,
+        "onss_remarks": list(record.onss_remarks),
+        "delivered_utc": _iso(record.delivered_wall_ns),
+        "sent_registration_date": record.sent_registration_date,
+        "late": record.late,
+        "possibly_duplicated": record.possibly_duplicated,
+        "time_uncertain": record.time_uncertain,
+        "rejection_source": rejection.get("source"),
+        "errors": _errors(record, full_niss=full_niss),
+    }
+
+
+def _errors(record: DeliveryRecord, *, full_niss: bool) -> list[dict[str, str]]:
+    """The rejection's errors; an error text quoting the worker's NISS gets it masked."""
+    errors: list[dict[str, Any]] = (record.rejection or {}).get("errors", [])
+    niss = record.stored.registration.worker.niss
+    return [
+        {
+            "code": str(error.get("code", "")),
+            "description": _masked_in(str(error.get("description", "")), niss, full_niss),
+        }
+        for error in errors
+    ]
+
+
+def _masked_in(text: str, niss: str, full_niss: bool) -> str:
+    return text if full_niss else text.replace(niss, mask_niss(niss))
 
 
 def collect(daemon: Daemon) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from gateway.uplink.answers import json_object
 from gateway.uplink.token import TokenError, TokenProvider
 
 
@@ -95,7 +96,7 @@ class OnssClient:
 
 def _answer(response: httpx.Response, count: int) -> list[ItemResult]:
     status = response.status_code
-    problem = _json(response)
+    problem = json_object(response)
     detail = str(problem.get("detail") or problem.get("title") or response.reason_phrase)
     if status == 200:
         return _item_results(problem, count)
@@ -136,14 +137,6 @@ def _item_result(entry: dict[str, Any]) -> ItemResult:
             {"code": str(e.get("code")), "description": str(e.get("description"))} for e in errors
         )
     )
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -15,6 +15,8 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
+from gateway.uplink.answers import json_object
+
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME = 300  # seconds, the most the ONSS accepts
 RENEW_MARGIN = 60  # seconds before expiry
@@ -77,7 +79,7 @@ class TokenProvider:
             },
             headers={"Accept": "application/json"},
         )
-        body = _json_object(response)
+        body = json_object(response)
         if response.status_code != 200:
             reason = body.get("error_description") or body.get("error") or response.reason_phrase
             raise TokenError(
@@ -87,11 +89,3 @@ class TokenProvider:
         if not isinstance(value, str) or not isinstance(lifetime, int | float) or lifetime <= 0:
             raise TokenError("token endpoint: answer without access_token/expires_in", 200)
         return _Token(value, asked_at + max(lifetime - RENEW_MARGIN, lifetime / 2))
-
-
-def _json_object(response: httpx.Response) -> dict[str, object]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}

@@ -215,7 +215,8 @@ def render_status(status: dict[str, Any]) -> str:
         f"badges      {badges['workers']} worker(s), {badges['refused_lines']} refused line(s)"
         + (f", ERROR {badges['last_error']}" if badges["last_error"] else ""),
         f"journal     {journal['registrations']} registration(s), queue depth"
-        f" {journal['queue_depth']}, oldest pending {journal['oldest_pending'] or '-'}",
+        f" {journal['queue_depth']}, oldest pending {journal['oldest_pending'] or '-'},"
+        f" {journal['rejected']} rejected (badge-gateway queue list --state rejected)",
     ]
     if journal["storage_error"]:
         lines.append(f"STORAGE     cannot store: {journal['storage_error']}")

@@ -99,6 +99,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE registrations ADD COLUMN possibly_duplicated INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE registrations ADD COLUMN time_uncertain INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE registrations ADD COLUMN in_flight INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX registrations_rejected ON registrations (seq) WHERE delivery = 'rejected';
     CREATE TABLE uplink_transitions (
         seq          INTEGER PRIMARY KEY,
         state        TEXT    NOT NULL,
@@ -206,6 +207,7 @@ class JournalStats:
     pending: int
     oldest_pending_wall_ns: int | None
     tap_attempts: int
+    rejected: int
 
 
 def _connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
@@ -439,7 +441,10 @@ class _Queries:
                 " WHERE seq >= ? AND delivery = 'pending'",
                 (self._oldest_pending_seq(),),
             ).fetchone()
-            return JournalStats(registrations, pending, oldest, attempts)
+            rejected = self._conn.execute(
+                "SELECT count(*) FROM registrations WHERE delivery = 'rejected'"
+            ).fetchone()[0]  # a partial index holds just these: no scan
+            return JournalStats(registrations, pending, oldest, attempts, rejected)
 
 
 class Journal(_Queries):

@@ -126,6 +126,7 @@ def collect(daemon: Daemon) -> dict[str, Any]:
             "path": str(journal.path),
             "registrations": stats.registrations,
             "queue_depth": stats.pending,
+            "rejected": stats.rejected,
             "oldest_pending": _iso(stats.oldest_pending_wall_ns),
             "tap_attempts": stats.tap_attempts,
             "storage_error": counters.last_storage_error,

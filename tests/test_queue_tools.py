@@ -150,6 +150,7 @@ def test_queue_export_json_with_show_niss(state: Path) -> None:
 def test_queue_retry_sends_a_rejected_registration_again(state: Path) -> None:
     config, ids = setup(state)
     with daemon_process(state, config) as daemon:
+        assert daemon.request({"cmd": "status"})["status"]["journal"]["rejected"] == 1
         retried = cli("queue", "retry", ids["rejected"].upper(), config=config)
         assert retried.returncode == 0, retried.stderr
         assert ids["rejected"] in retried.stdout
@@ -158,7 +159,8 @@ def test_queue_retry_sends_a_rejected_registration_again(state: Path) -> None:
         )
         assert [r["id"] for r in pending] == [ids["pending"], ids["rejected"]]
         assert pending[1]["errors"] == [] and pending[1]["rejection_source"] is None
-        assert daemon.request({"cmd": "status"})["status"]["journal"]["queue_depth"] == 2
+        journal = daemon.request({"cmd": "status"})["status"]["journal"]
+        assert (journal["queue_depth"], journal["rejected"]) == (2, 0)
         again = cli("queue", "retry", ids["rejected"], config=config)
         assert again.returncode == 1 and "not rejected" in again.stderr
     requeued = [json.loads(line) for line in daemon.log().splitlines() if "requeued" in line]
@@ -235,6 +237,7 @@ def test_status_shows_the_uplink_state_last_ack_and_next_retry() -> None:
         "journal": {
             "registrations": 3,
             "queue_depth": 2,
+            "rejected": 1,
             "oldest_pending": "2026-11-22T06:00:00+00:00",
             "storage_error": None,
         },

@@ -18,9 +18,8 @@ import stat
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import structlog
 
 from drivers.base import BadgeRead, Reader
@@ -36,9 +35,11 @@ from gateway.journal import Journal, JournalLockedError, JournalVersionError, St
 from gateway.readers import build_readers
 from gateway.sdnotify import notify, watchdog_interval
 from gateway.tap import TapPipeline
-from gateway.uplink import open_uplink
-from gateway.uplink.credentials import CredentialError
-from gateway.uplink.sender import Uplink
+
+if TYPE_CHECKING:
+    import httpx
+
+    from gateway.uplink.sender import Uplink
 
 log = structlog.get_logger("daemon")
 
@@ -142,6 +143,10 @@ class Daemon:
         """Taps are captured whatever happens here: a bad key only stops delivery."""
         if not self.config.uplink.enabled:
             return None
+        # Imported here: a box that does not deliver does not pay for TLS and HTTP in RAM.
+        from gateway.uplink import open_uplink
+        from gateway.uplink.credentials import CredentialError
+
         assert self.journal is not None and self.pipeline is not None
         try:
             self.uplink, http = open_uplink(self.config.uplink, self.journal, self.pipeline.clock)

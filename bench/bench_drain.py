@@ -1,0 +1,1018 @@
+"""Uplink drain benchmark (issue 3): backlog drain rate, taps during a drain, daemon memory.
+
+Run from the repository root: `python -m bench.bench_drain [--backlog N] [--skip-nodelay]`.
+It prints its figures and a table of targets; it is a measurement, not a test. One ONSS
+simulator process (`onss_sim.testing.SimulatorProcess`, real HTTPS) serves the parts;
+its registrations and request log are reset before each.
+
+1. Backlog: a journal on a real disk filled once with N pending registrations (distinct
+   workers, synchronised clock, the simulator's declaration and employer), closed, then
+   copied for each part so that every part starts from the same file.
+2. Drain: the real Uplink (`open_uplink`, as the daemon builds it) delivers the backlog,
+   `deliver_once` called (Uplink.run's loop without its idle sleep) until every
+   registration pending at the start is acknowledged, with batch_size 50 (the default)
+   and 200. Baseline: batch_size 1, one request per registration, for a sample. Every
+   part checks that each registration is at the simulator exactly once, in journal
+   order, with the id the journal stored, and that every request was answered 200.
+3. Taps during the drain: a steady tap stream (a thread calling TapPipeline.handle, as a
+   reader thread does, on the Journal object the uplink uses; pipeline built as
+   Daemon._pipeline does): after one unmeasured tap per worker, half of the idle taps,
+   then taps during the batch-50 drain (the uplink is opened first, as at daemon start),
+   then, the uplink stopped, the other half of the idle taps. The taps' registrations
+   queue behind the backlog and are delivered after the measured window. Then the
+   batch-50 drain again with, instead of taps, a raw write+fsync at the same rate from a
+   separate process (idle, then during the drain): what the disk alone does.
+4. Memory: `python -m gateway --config FILE run` with the uplink enabled, started on a copy
+   of the backlog; VmRSS sampled every 0.2 s until its status says the queue is empty.
+5. Where the time goes: per request, the journal calls (wall time, fsyncs included), the
+   benchmark process's CPU outside them, the simulator process's CPU, and the rest (time
+   neither process was computing: waiting on the network stack). As a diagnostic, the
+   drains are repeated against the same simulator with TCP_NODELAY set on its connections
+   (a launcher sets `disable_nagle_algorithm` on its request handler; its code is unchanged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.bench_tap import (
+    KIB,
+    MB,
+    StampingFeedback,
+    fs_type,
+    load_average,
+    machine,
+    percentile,
+    print_table,
+    verdict,
+    vm_kib,
+)
+from drivers.base import BadgeRead
+from gateway import logs
+from gateway.attendance import AttendanceRules, Register, Site
+from gateway.clock import Clock, boot_id, boottime_ns
+from gateway.config import GatewayConfig, UplinkConfig
+from gateway.identifiers import make_niss
+from gateway.identity import load_badge_register
+from gateway.journal import Acknowledgement, Journal, Rejection, StoredRegistration
+from gateway.models import Capacity, ClockSample, Employer, Language, Registration, Worker
+from gateway.tap import TapPipeline
+from gateway.uplink import open_uplink
+from onss_sim.testing import SimulatorProcess
+from tests.support import (
+    EMPLOYER,
+    DaemonProcess,
+    badges,
+    make_config,
+    tap_read,
+    write_badge_file,
+    write_config,
+)
+
+RATIO_TARGET = 20.0
+TAP_P99_RATIO_TARGET = 2.0
+RSS_TARGET = 80 * MB
+RSS_SAMPLE_S = 0.2
+DRAIN_BUDGET_S = 300.0
+REPO = Path(__file__).resolve().parents[1]
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+NODELAY_LAUNCHER = (
+    "import sys; import onss_sim.server as server;"
+    " server.Handler.disable_nagle_algorithm = True;"
+    " from onss_sim.__main__ import main; sys.exit(main(sys.argv[1:]))"
+)
+FSYNC_PROBE = """
+import json, os, signal, sys, time
+path, period = sys.argv[1], float(sys.argv[2])
+stop = []
+signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+samples, next_at = [], time.monotonic()
+while not stop:
+    time.sleep(max(0.0, next_at - time.monotonic()))
+    next_at = max(next_at + period, time.monotonic())
+    start = time.perf_counter_ns()
+    os.write(fd, b"r" * 199 + b"\\n")
+    os.fsync(fd)
+    samples.append(time.perf_counter_ns() - start)
+print(json.dumps(samples))
+"""
+
+
+# --- small measuring tools ---------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f} ms"
+
+
+def file_size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+class TimedJournal(Journal):
+    """The real Journal, timing the calls the uplink makes (wall and the calling thread's
+    CPU) and counting requests (a mark_in_flight before each) and acknowledgements."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.wall_ns = 0
+        self.cpu_ns = 0
+        self.requests = 0
+        self.acked = 0
+        self.last_append_ns = 0  # the tap thread's last append_registration, lock wait included
+
+    def _add(self, wall_start: int, cpu_start: int) -> None:
+        self.wall_ns += time.perf_counter_ns() - wall_start
+        self.cpu_ns += time.thread_time_ns() - cpu_start
+
+    def append_registration(self, reg: Registration) -> int:
+        started = time.perf_counter_ns()
+        try:
+            return super().append_registration(reg)
+        finally:
+            self.last_append_ns = time.perf_counter_ns() - started
+
+    def pending(self, limit: int) -> list[StoredRegistration]:
+        wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
+        try:
+            return super().pending(limit)
+        finally:
+            self._add(wall, cpu)
+
+    def mark_in_flight(self, seqs: Sequence[int], in_flight: bool) -> None:
+        wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
+        try:
+            super().mark_in_flight(seqs, in_flight)
+        finally:
+            self._add(wall, cpu)
+        self.requests += in_flight
+
+    def settle(self, acks: Sequence[Acknowledgement], rejections: Sequence[Rejection] = ()) -> None:
+        wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
+        try:
+            super().settle(acks, rejections)
+        finally:
+            self._add(wall, cpu)
+        self.acked += len(acks)
+
+
+# --- 1. the backlog ----------------------------------------------------------------------
+
+
+def site_rules(config: GatewayConfig) -> AttendanceRules:
+    site = config.site
+    return AttendanceRules(
+        site=Site(site.declaration, site.place_of_work, site.tz),
+        mode=config.attendance.mode,
+        debounce_ns=int(config.attendance.debounce_seconds * 1e9),
+    )
+
+
+def backlog_worker(index: int) -> Worker:
+    """Distinct workers: 1,000 serial numbers per birth date, from 1 Jan 1960 on."""
+    return Worker(
+        badge_uid=f"05{index:06X}",
+        niss=make_niss(f"{(60 + index // 1000) % 100:02d}0101", index % 1000),
+        employer=Employer(enterprise_number=EMPLOYER),
+        name=f"Backlog {index}",
+        language=Language.FR,
+        capacity=Capacity.EMPLOYEE,
+    )
+
+
+def make_backlog(path: Path, count: int, rules: AttendanceRules) -> float:
+    """Fill a journal with `count` pending IN registrations, as taps make them; close it."""
+    journal = Journal(path)
+    started = time.perf_counter()
+    try:
+        for index in range(count):
+            worker = backlog_worker(index)
+            now = ClockSample(time.time_ns(), boottime_ns(), boot_id(), True)
+            read = BadgeRead(worker.badge_uid, "backlog", "bench", now.monotonic_ns)
+            decision = rules.decide(read, worker, None, now)
+            assert isinstance(decision, Register)
+            journal.append_registration(decision.registration)
+        assert journal.stats().pending == count
+    finally:
+        journal.close()  # the last connection: SQLite checkpoints and removes the WAL
+    return time.perf_counter() - started
+
+
+def copy_backlog(backlog: Path, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(backlog, target)
+    target.chmod(0o600)
+    return target
+
+
+# --- 2. drains ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class TapStream:
+    latencies: list[int] = field(default_factory=list)
+    appends: list[int] = field(default_factory=list)  # of which in append_registration
+    outcomes: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+
+@dataclass(slots=True)
+class DrainRun:
+    label: str
+    batch_size: int
+    pending_before: int
+    delivered: int = 0  # acknowledged within the measured window
+    seconds: float = 0.0
+    requests: int = 0
+    journal_wall_s: float = 0.0
+    journal_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
+    sim_cpu_s: float = 0.0
+    wal_bytes_end: int = 0
+    reached: bool = False
+    problems: list[str] = field(default_factory=list)
+    taps: TapStream | None = None
+    fsync: FsyncSamples | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.delivered / self.seconds if self.seconds else 0.0
+
+    def per_request(self, seconds: float) -> float:
+        return seconds / self.requests if self.requests else 0.0
+
+    @property
+    def unaccounted_s(self) -> float:
+        """Time neither process computed nor the journal ran: waiting on the network."""
+        client_outside = self.client_cpu_s - self.journal_cpu_s
+        return self.seconds - self.journal_wall_s - client_outside - self.sim_cpu_s
+
+
+def uplink_config(sim: SimulatorProcess, batch_size: int) -> UplinkConfig:
+    return UplinkConfig(
+        enabled=True,
+        token_url=sim.token_url,
+        base_url=sim.base_url,
+        client_id=sim.client_id,
+        private_key=str(sim.client_key_file),
+        ca_file=sim.ca_file,
+        batch_size=batch_size,
+    )
+
+
+class Companions:
+    """What runs beside the measured drain window: started once the uplink is open (as in
+    the daemon, where it opens at start-up), stopped as the window ends."""
+
+    def __init__(self) -> None:
+        self.begin: list[Callable[[], None]] = []
+        self.end: list[Callable[[], None]] = []
+
+    def start(self) -> None:
+        while self.begin:
+            self.begin.pop(0)()
+
+    def stop(self) -> None:
+        """Once: the first call runs them all."""
+        while self.end:
+            self.end.pop(0)()
+
+
+async def drain(
+    config: UplinkConfig,
+    journal: TimedJournal,
+    clock: Clock,
+    run: DrainRun,
+    *,
+    target: int,
+    budget: float,
+    sim_pid: int,
+    companions: Companions,
+) -> None:
+    """deliver_once until `target` registrations are acknowledged (the queue is oldest
+    first, so: the registrations pending at the start), or the budget is spent; the
+    measured window ends there."""
+    uplink, http = open_uplink(config, journal, clock)
+    try:
+        companions.start()
+        cpu0, sim0 = time.process_time(), cpu_seconds(sim_pid)
+        started = time.perf_counter()
+        while journal.acked < target and time.perf_counter() - started < budget:
+            if not await uplink.deliver_once():
+                break
+        run.seconds = time.perf_counter() - started
+        run.client_cpu_s = time.process_time() - cpu0
+        run.sim_cpu_s = cpu_seconds(sim_pid) - sim0
+        await asyncio.to_thread(companions.stop)
+        run.reached = journal.acked >= target
+        run.delivered, run.requests = journal.acked, journal.requests
+        run.journal_wall_s, run.journal_cpu_s = journal.wall_ns / 1e9, journal.cpu_ns / 1e9
+        run.wal_bytes_end = file_size(journal.path.with_name(journal.path.name + "-wal"))
+    finally:
+        await http.aclose()
+
+
+async def deliver_rest(config: UplinkConfig, journal: Journal, clock: Clock) -> None:
+    """Unmeasured: the registrations of the taps made during and after the window."""
+    uplink, http = open_uplink(config, journal, clock)
+    try:
+        while await uplink.deliver_once():
+            pass
+    finally:
+        await http.aclose()
+
+
+def check_delivery(journal_path: Path, at_onss: list[dict[str, Any]], whole: bool) -> list[str]:
+    """Each delivered registration at the ONSS exactly once, in journal order, with the id
+    the journal stored; with `whole`, nothing left pending, nothing flagged or rejected."""
+    conn = sqlite3.connect(journal_path)
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute(
+            "SELECT niss, direction, delivery, onss_id, possibly_duplicated,"
+            " sent_registration_date FROM registrations ORDER BY seq"
+        ).fetchall()
+    finally:
+        conn.close()
+    problems = []
+    states = Counter(row["delivery"] for row in rows)
+    flagged = sum(row["possibly_duplicated"] for row in rows)
+    if whole and states != Counter({"delivered": len(rows)}):
+        problems.append(f"journal states {dict(states)}")
+    if flagged:
+        problems.append(f"{flagged} flagged possibly duplicated")
+    sent = [row for row in rows if row["delivery"] == "delivered"]
+    ids = [record["id"] for record in at_onss]
+    if len(at_onss) != len(sent):
+        problems.append(f"{len(at_onss)} at the ONSS for {len(sent)} delivered")
+    if len(set(ids)) != len(ids) or ids != sorted(ids):
+        problems.append("ONSS ids repeated or out of order")
+    if [row["onss_id"] for row in sent] != ids:
+        problems.append("journal onss_id != ONSS ids, in order")
+    journal_items = [(row["niss"], row["direction"], row["sent_registration_date"]) for row in sent]
+    onss_items = [
+        (r["item"]["ssin"], r["item"]["type"], r["item"]["registrationDate"]) for r in at_onss
+    ]
+    if journal_items != onss_items:
+        problems.append("items differ from the journal's, in order")
+    remarked = sum(1 for record in at_onss if record["remarks"])
+    if remarked:
+        problems.append(f"{remarked} with ONSS remarks")
+    return problems
+
+
+def check_requests(sim: SimulatorProcess, expected: int) -> list[str]:
+    bulk = [r for r in sim.requests() if r["path"].endswith("/registerInBulk")]
+    problems = []
+    statuses = Counter(r["status"] for r in bulk)
+    if statuses != Counter({200: len(bulk)}):
+        problems.append(f"registerInBulk statuses {dict(statuses)}")
+    if len(bulk) != expected:
+        problems.append(f"{len(bulk)} registerInBulk requests at the ONSS, {expected} sent")
+    return problems
+
+
+def run_drain(
+    sim: SimulatorProcess,
+    state: Path,
+    backlog: Path,
+    label: str,
+    batch_size: int,
+    *,
+    limit: int | None = None,
+    budget: float = DRAIN_BUDGET_S,
+    taps: TapSetup | None = None,
+    probe: FsyncProbe | None = None,
+) -> DrainRun:
+    """One drain of a fresh copy of the backlog, with the tap stream or the fsync probe."""
+    sim.reset()
+    path = copy_backlog(backlog, state / "journal.db")
+    (state / "synchronized").touch()
+    journal = TimedJournal(path)
+    clock = Clock(["timesyncd"], state / "synchronized")
+    config = uplink_config(sim, batch_size)
+    run = DrainRun(label, batch_size, 0)
+    companions = Companions()
+    try:
+        if taps is not None:
+            halves = f"half before and half after ({taps.idle_taps})"
+            print(f"  {label}: idle taps, {halves}", flush=True)
+            run.taps = taps.idle_and_during(journal, companions)
+        if probe is not None:
+            print(f"  {label}: fsync probe, idle then during", flush=True)
+            run.fsync = probe.idle_and_during(state / "fsync-probe.bin", companions)
+        run.pending_before = journal.stats().pending
+        target = run.pending_before if limit is None else limit
+        asyncio.run(
+            drain(
+                config,
+                journal,
+                clock,
+                run,
+                target=target,
+                budget=budget,
+                sim_pid=sim.pid,
+                companions=companions,
+            )
+        )
+        if taps is not None:  # the uplink has stopped: the other half of the idle taps
+            taps.run(journal, taps.idle, threading.Event(), taps.idle_taps)
+        if limit is None:
+            asyncio.run(deliver_rest(config, journal, clock))
+    finally:
+        companions.stop()
+        journal.close()
+    run.problems = check_delivery(path, sim.registrations(), whole=limit is None)
+    run.problems += check_requests(sim, journal.requests)
+    if not run.reached:
+        run.problems.append(f"{target:,} not delivered within {budget:.0f} s")
+    print(
+        f"  {label}: {run.delivered:,} in {run.seconds:.1f} s = {run.rate:,.0f}/s,"
+        f" {run.requests:,} requests; check: {'; '.join(run.problems) or 'OK'}",
+        flush=True,
+    )
+    return run
+
+
+class FsyncProbe:
+    """Raw write + fsync at a steady rate from a separate process (no GIL, no journal lock
+    shared with the uplink) in the journal's directory: what the disk alone does to a
+    commit's tail while the uplink commits beside it."""
+
+    def __init__(self, rate: float, idle_seconds: float) -> None:
+        self.period = 1.0 / rate
+        self.idle_seconds = idle_seconds
+
+    def start(self, path: Path) -> subprocess.Popen[str]:
+        command = [sys.executable, "-c", FSYNC_PROBE, str(path), str(self.period)]
+        return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+
+    @staticmethod
+    def stop(process: subprocess.Popen[str]) -> list[int]:
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=30)
+        samples: list[int] = json.loads(out)
+        return samples
+
+    def idle_and_during(self, path: Path, companions: Companions) -> FsyncSamples:
+        samples = FsyncSamples()
+        idle = self.start(path)
+        time.sleep(self.idle_seconds)
+        samples.idle = self.stop(idle)
+        during: list[subprocess.Popen[str]] = []
+        companions.begin.append(lambda: during.append(self.start(path)))
+        companions.end.append(lambda: samples.during.extend(self.stop(during.pop())))
+        return samples
+
+
+@dataclass(slots=True)
+class FsyncSamples:
+    idle: list[int] = field(default_factory=list)
+    during: list[int] = field(default_factory=list)
+
+
+# --- 3. the tap stream -------------------------------------------------------------------
+
+
+class TapSetup:
+    """Taps presented at a steady rate by one thread, as a reader thread does: the pipeline
+    runs each on that thread; latency runs from the hand-over to the feedback call."""
+
+    def __init__(self, config: GatewayConfig, rate: float, idle_taps: int, workers: int) -> None:
+        self.config = config
+        self.period = 1.0 / rate
+        self.idle_taps = idle_taps
+        self.warmup = workers  # each worker once, unmeasured: the journal caches its last tap
+        self.uids = [badge.uid for badge in badges(workers)]
+        self.feedback = StampingFeedback()
+        self.idle = TapStream()
+        self._next = 0
+
+    def pipeline(self, journal: Journal) -> TapPipeline:
+        """As Daemon._pipeline builds it."""
+        register = load_badge_register(self.config.badges.file)
+        return TapPipeline(
+            clock=Clock(self.config.clock.sources, self.config.clock.timesyncd_flag),
+            badges=lambda: register,
+            rules=site_rules(self.config),
+            journal=journal,
+            outputs=[self.feedback],
+            site_language=self.config.site.language,
+        )
+
+    def idle_and_during(self, journal: TimedJournal, companions: Companions) -> TapStream:
+        """Warm-up and the first half of the idle taps now; the stream during the drain
+        set up to start and stop with the measured window. Returns the latter's samples."""
+        self.run(journal, TapStream(), threading.Event(), self.warmup)
+        self.run(journal, self.idle, threading.Event(), self.idle_taps // 2)
+        during = TapStream()
+        stop = threading.Event()
+        thread = threading.Thread(target=self.run, args=(journal, during, stop, None))
+
+        def end() -> None:
+            stop.set()
+            thread.join()
+
+        companions.begin.append(thread.start)
+        companions.end.append(end)
+        return during
+
+    def run(
+        self, journal: TimedJournal, stream: TapStream, stop: threading.Event, count: int | None
+    ) -> None:
+        pipeline = self.pipeline(journal)
+        started = next_at = time.monotonic()
+        while not stop.is_set() and (count is None or len(stream.latencies) < count):
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            next_at = max(next_at + self.period, time.monotonic())
+            read = tap_read(self.uids[self._next % len(self.uids)])
+            self._next += 1
+            journal.last_append_ns = 0
+            sent = time.perf_counter_ns()
+            outcome = pipeline.handle(read)
+            stream.latencies.append(self.feedback.last_ns - sent)
+            stream.appends.append(journal.last_append_ns)
+            stream.outcomes[outcome.kind.value] += 1
+        stream.seconds += time.monotonic() - started
+
+
+# --- 4. the daemon process ---------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class DaemonRun:
+    pending_before: int
+    seconds: float = 0.0
+    rss_start_kib: int = 0
+    rss_max_kib: int = 0
+    rss_end_kib: int = 0
+    hwm_end_kib: int = 0
+    samples: int = 0
+    cpu_s: float = 0.0
+    sim_cpu_s: float = 0.0
+    wal_bytes_end: int = 0
+    exit_code: int | None = None
+    emptied: bool = False
+    problems: list[str] = field(default_factory=list)
+    trail: list[tuple[float, int, int]] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.pending_before / self.seconds if self.seconds else 0.0
+
+
+def run_daemon(sim: SimulatorProcess, state: Path, backlog: Path, count: int) -> DaemonRun:
+    sim.reset()
+    state.mkdir(parents=True)
+    write_badge_file(state / "badges.csv", badges(50)).chmod(0o600)
+    journal = copy_backlog(backlog, state / "journal.db")
+    (state / "synchronized").touch()
+    uplink = {
+        "enabled": True,
+        "token_url": sim.token_url,
+        "base_url": sim.base_url,
+        "client_id": sim.client_id,
+        "private_key": str(sim.client_key_file.resolve()),
+        "ca_file": str(sim.ca_file.resolve()),
+    }
+    config = write_config(state, attendance={"debounce_seconds": 0}, uplink=uplink)
+    daemon = DaemonProcess(config, state / "control.sock", state / "daemon.log")
+    result = DaemonRun(count)
+    sim0 = cpu_seconds(sim.pid)
+    daemon.start()
+    try:
+        assert daemon.process is not None
+        _sample_until_empty(daemon, daemon.process.pid, result)
+        result.sim_cpu_s = cpu_seconds(sim.pid) - sim0
+        result.wal_bytes_end = file_size(journal.with_name(journal.name + "-wal"))
+    finally:
+        result.exit_code = daemon.stop()
+    result.problems = check_delivery(journal, sim.registrations(), whole=True)
+    if not result.emptied:
+        result.problems.append(f"queue not empty after {DRAIN_BUDGET_S:.0f} s")
+    if result.exit_code != 0:
+        result.problems.append(f"daemon exit code {result.exit_code}")
+    print(
+        f"  daemon: {count:,} in {result.seconds:.1f} s = {result.rate:,.0f}/s,"
+        f" max VmRSS {result.rss_max_kib:,} KiB; check: {'; '.join(result.problems) or 'OK'}",
+        flush=True,
+    )
+    return result
+
+
+def _sample_until_empty(daemon: DaemonProcess, pid: int, result: DaemonRun) -> None:
+    """VmRSS every RSS_SAMPLE_S, and the queue depth from the status command, until 0."""
+    result.rss_start_kib = result.rss_max_kib = vm_kib(pid, "VmRSS")
+    cpu0 = cpu_seconds(pid)
+    started = next_at = time.perf_counter()
+    while time.perf_counter() - started < DRAIN_BUDGET_S:
+        next_at += RSS_SAMPLE_S
+        time.sleep(max(0.0, next_at - time.perf_counter()))
+        rss = vm_kib(pid, "VmRSS")
+        result.rss_max_kib = max(result.rss_max_kib, rss)
+        result.samples += 1
+        status = daemon.request({"cmd": "status"})["status"]
+        depth = int(status["journal"]["queue_depth"])
+        result.trail.append((time.perf_counter() - started, rss, depth))
+        if depth == 0:
+            result.emptied = True
+            break
+    result.seconds = time.perf_counter() - started
+    result.cpu_s = cpu_seconds(pid) - cpu0
+    result.rss_end_kib = vm_kib(pid, "VmRSS")
+    result.hwm_end_kib = vm_kib(pid, "VmHWM")
+
+
+# --- 5. diagnostic: the same simulator with TCP_NODELAY ----------------------------------
+
+
+class NoDelaySimulator(SimulatorProcess):
+    """The simulator, unchanged, started by a launcher that sets `disable_nagle_algorithm`
+    on its request handler (socketserver then sets TCP_NODELAY on each connection)."""
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-c", NODELAY_LAUNCHER, "--dir", str(self.directory)]
+        with self.log_file.open("ab") as log:
+            self._process = subprocess.Popen(command, stdout=log, stderr=log, cwd=REPO)
+        try:
+            self.info = self._wait_for_info()
+        except BaseException:
+            self.stop()
+            raise
+        self._client = httpx.Client(verify=self.ssl_context(), timeout=10.0)
+
+
+@dataclass(slots=True)
+class Drains:
+    baseline: DrainRun
+    by_batch: list[DrainRun]
+    probed: DrainRun | None = None  # the first batch size again, with the fsync probe
+
+
+def run_drains(
+    sim: SimulatorProcess,
+    root: Path,
+    backlog: Path,
+    args: argparse.Namespace,
+    tag: str,
+    taps: TapSetup | None,
+    probe: FsyncProbe | None,
+) -> Drains:
+    by_batch = []
+    first = args.batch_sizes[0]
+    for batch_size in args.batch_sizes:
+        stream = taps if batch_size == first else None
+        label = f"{tag}drain, batch {batch_size}"
+        state = root / f"{tag}drain-{batch_size}"
+        by_batch.append(run_drain(sim, state, backlog, label, batch_size, taps=stream))
+    probed = None
+    if probe is not None:
+        label = f"{tag}drain, batch {first}, fsync probe"
+        state = root / f"{tag}drain-{first}-probe"
+        probed = run_drain(sim, state, backlog, label, first, probe=probe)
+    baseline = run_drain(
+        sim,
+        root / f"{tag}baseline",
+        backlog,
+        f"{tag}baseline, batch 1",
+        1,
+        limit=args.baseline,
+        budget=args.baseline_budget,
+    )
+    return Drains(baseline, by_batch, probed)
+
+
+# --- the report --------------------------------------------------------------------------
+
+
+Row = tuple[str, str, str, str]
+
+
+def breakdown_rows(runs: Sequence[DrainRun]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = [
+        (
+            "run",
+            "regs",
+            "s",
+            "regs/s",
+            "requests",
+            "wall/req",
+            "journal/req",
+            "client CPU/req",
+            "sim CPU/req",
+            "rest/req",
+            "WAL at end",
+        )
+    ]
+    for run in runs:
+        rows.append(
+            (
+                run.label,
+                f"{run.delivered:,}",
+                f"{run.seconds:.1f}",
+                f"{run.rate:,.0f}",
+                f"{run.requests:,}",
+                ms(run.per_request(run.seconds)),
+                ms(run.per_request(run.journal_wall_s)),
+                ms(run.per_request(run.client_cpu_s - run.journal_cpu_s)),
+                ms(run.per_request(run.sim_cpu_s)),
+                ms(run.per_request(run.unaccounted_s)),
+                f"{run.wal_bytes_end / MB:.1f} MB",
+            )
+        )
+    return rows
+
+
+def print_columns(rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+def drain_rows(drains: Drains, tag: str = "") -> list[Row]:
+    base = drains.baseline
+    rows: list[Row] = [
+        (
+            f"{tag}baseline, batch 1 ({base.delivered:,} regs)",
+            f"{base.rate:,.1f} regs/s",
+            "(baseline)",
+            "",
+        )
+    ]
+    for run in drains.by_batch:
+        ratio = run.rate / base.rate if base.rate else 0.0
+        rows.append(
+            (
+                f"{tag}drain, batch {run.batch_size} ({run.delivered:,} regs)",
+                f"{run.rate:,.0f} regs/s",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"{tag}drain {run.batch_size} / baseline",
+                f"{ratio:.1f}x",
+                ">= 20x",
+                verdict(ratio >= RATIO_TARGET),
+            )
+        )
+    every = [base, *drains.by_batch, *([drains.probed] if drains.probed else [])]
+    bad = [run.label for run in every if run.problems]
+    rows.append(
+        (
+            f"{tag}at the ONSS exactly once, in order",
+            f"{len(every) - len(bad)}/{len(every)} runs",
+            "all",
+            verdict(not bad),
+        )
+    )
+    return rows
+
+
+def tap_rows(idle: TapStream, during: TapStream) -> list[Row]:
+    idle99, during99 = percentile(idle.latencies, 0.99), percentile(during.latencies, 0.99)
+    ratio = during99 / idle99
+    return [
+        (
+            f"tap p50 / p99 / max idle ({len(idle.latencies):,})",
+            _latencies(idle.latencies),
+            "",
+            "",
+        ),
+        (
+            f"tap p50 / p99 / max during drain ({len(during.latencies):,})",
+            _latencies(during.latencies),
+            "",
+            "",
+        ),
+        ("tap p99 during / idle", f"{ratio:.2f}x", "<= 2x", verdict(ratio <= TAP_P99_RATIO_TARGET)),
+        (
+            "slowest 1% of taps: share in append (idle / drain)",
+            f"{_append_share(idle):.0%} / {_append_share(during):.0%}",
+            "",
+            "",
+        ),
+    ]
+
+
+def _append_share(stream: TapStream) -> float:
+    """In the slowest 1% of taps, the share of the latency spent in append_registration
+    (waiting for the journal lock, the INSERT and its fsync)."""
+    pairs = sorted(zip(stream.latencies, stream.appends, strict=True), reverse=True)
+    slowest = pairs[: max(1, len(pairs) // 100)]
+    return sum(append for _, append in slowest) / sum(latency for latency, _ in slowest)
+
+
+def _latencies(values: Sequence[int]) -> str:
+    p50, p99 = percentile(values, 0.50) / 1000, percentile(values, 0.99) / 1000
+    return f"{p50:,.0f} / {p99:,.0f} / {max(values) / 1000:,.0f} us"
+
+
+def fsync_rows(samples: FsyncSamples) -> list[Row]:
+    idle99, during99 = percentile(samples.idle, 0.99), percentile(samples.during, 0.99)
+    return [
+        (
+            f"raw fsync, other process, idle ({len(samples.idle):,})",
+            _latencies(samples.idle),
+            "",
+            "",
+        ),
+        (
+            f"raw fsync, other process, during drain ({len(samples.during):,})",
+            _latencies(samples.during),
+            "",
+            "",
+        ),
+        ("raw fsync p99 during / idle", f"{during99 / idle99:.2f}x", "(disk alone)", ""),
+    ]
+
+
+def daemon_rows(run: DaemonRun) -> list[Row]:
+    return [
+        ("daemon VmRSS at ready", f"{run.rss_start_kib * KIB / MB:.1f} MB", "", ""),
+        (
+            f"daemon max VmRSS ({run.samples} samples / {RSS_SAMPLE_S} s)",
+            f"{run.rss_max_kib * KIB / MB:.1f} MB",
+            "< 80 MB",
+            verdict(run.rss_max_kib * KIB < RSS_TARGET),
+        ),
+        ("daemon VmHWM at end", f"{run.hwm_end_kib * KIB / MB:.1f} MB", "", ""),
+        (
+            f"daemon drain ({run.pending_before:,} regs, batch 50)",
+            f"{run.rate:,.0f} regs/s in {run.seconds:.1f} s",
+            "",
+            "",
+        ),
+        (
+            "daemon at the ONSS exactly once, in order",
+            "; ".join(run.problems) or "yes",
+            "",
+            verdict(not run.problems),
+        ),
+    ]
+
+
+def print_report(
+    info: dict[str, str],
+    drains: Drains,
+    idle: TapStream,
+    daemon: DaemonRun | None,
+    nodelay: Drains | None,
+) -> None:
+    print("\n== machine")
+    for key, value in info.items():
+        print(f"{key:>13}: {value}")
+    print(f"{'load at end':>13}: {load_average()}")
+    runs = [*drains.by_batch, *([drains.probed] if drains.probed else []), drains.baseline]
+    runs += [*nodelay.by_batch, nodelay.baseline] if nodelay else []
+    print("\n== where the time goes, per registerInBulk request")
+    print_columns(breakdown_rows(runs))
+    print(
+        "   journal = pending + mark_in_flight + settle (wall, fsyncs included);"
+        " client CPU = this process outside them;\n   sim CPU = the simulator process;"
+        " rest = wall - journal - client CPU - sim CPU (neither computing: waiting)"
+    )
+    for run in runs:
+        if run.problems:
+            print(f"   {run.label}: {'; '.join(run.problems)}")
+    during = drains.by_batch[0].taps
+    assert during is not None
+    print(f"\n== taps: idle {dict(idle.outcomes)}, during the drain {dict(during.outcomes)}")
+    if daemon is not None:
+        print(
+            f"== daemon: CPU {daemon.cpu_s:.1f} s, simulator CPU {daemon.sim_cpu_s:.1f} s"
+            f" over {daemon.seconds:.1f} s; WAL at end {daemon.wal_bytes_end / MB:.1f} MB;"
+            f" exit code {daemon.exit_code}"
+        )
+    print("\n== figures")
+    rows: list[Row] = [("figure", "measured", "target", "verdict")]
+    rows += drain_rows(drains) + tap_rows(idle, during)
+    rows += fsync_rows(drains.probed.fsync) if drains.probed and drains.probed.fsync else []
+    rows += daemon_rows(daemon) if daemon is not None else []
+    if nodelay is not None:
+        rows += [("diagnostic: simulator with TCP_NODELAY", "", "", "")]
+        rows += drain_rows(nodelay, "  nodelay ")
+    print_table(rows)
+
+
+# --- main --------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.bench_drain",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--backlog", type=int, default=20_000, help="pending registrations (20,000)"
+    )
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=[50, 200],
+        help="drains to run; the taps run during the first (50 200)",
+    )
+    parser.add_argument(
+        "--baseline", type=int, default=1_000, help="registrations sent one per request (1,000)"
+    )
+    parser.add_argument(
+        "--baseline-budget", type=float, default=60.0, help="baseline stops after (60) s"
+    )
+    parser.add_argument("--tap-rate", type=float, default=20.0, help="taps per second (20)")
+    parser.add_argument("--idle-taps", type=int, default=600, help="taps with no drain (600)")
+    parser.add_argument("--workers", type=int, default=50, help="tapping workers, in turn (50)")
+    parser.add_argument(
+        "--probe-idle", type=float, default=15.0, help="idle fsync probe before its drain (15) s"
+    )
+    parser.add_argument("--skip-probe", action="store_true", help="no fsync-probe drain")
+    parser.add_argument("--skip-daemon", action="store_true", help="no daemon-process part")
+    parser.add_argument(
+        "--skip-nodelay", action="store_true", help="no TCP_NODELAY simulator diagnostic"
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("/var/tmp"),
+        help="where the journals go; must be a real disk (/var/tmp)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the state directory")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if fs_type(args.dir) in ("tmpfs", "ramfs"):
+        print(f"{args.dir} is {fs_type(args.dir)}: fsync means nothing there", file=sys.stderr)
+        return 2
+    root = Path(tempfile.mkdtemp(prefix="bench-drain-", dir=args.dir))
+    try:
+        return _run(args, root)
+    finally:
+        if args.keep:
+            print(f"state kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, root: Path) -> int:
+    logs.configure(fmt="console", level="warning")
+    info = machine(root)
+    started = time.perf_counter()
+    (root / "taps").mkdir()
+    config = make_config(root / "taps", badges(args.workers), attendance={"debounce_seconds": 0})
+    config.badges.file.chmod(0o600)
+    backlog = root / "backlog" / "journal.db"
+    print(f"filling a journal with {args.backlog:,} pending registrations in {root}", flush=True)
+    fill = make_backlog(backlog, args.backlog, site_rules(config))
+    print(f"  {args.backlog:,} in {fill:.1f} s ({file_size(backlog) / MB:.1f} MB)", flush=True)
+    taps = TapSetup(config, args.tap_rate, args.idle_taps, args.workers)
+    daemon = nodelay = None
+    with SimulatorProcess(root / "onss") as sim:
+        print(f"simulator pid {sim.pid}: drains", flush=True)
+        probe = None if args.skip_probe else FsyncProbe(args.tap_rate, args.probe_idle)
+        drains = run_drains(sim, root, backlog, args, "", taps, probe)
+        if not args.skip_daemon:
+            print("daemon process", flush=True)
+            daemon = run_daemon(sim, root / "daemon", backlog, args.backlog)
+    if not args.skip_nodelay:
+        with NoDelaySimulator(root / "onss-nodelay") as sim:
+            print(f"diagnostic: simulator with TCP_NODELAY, pid {sim.pid}", flush=True)
+            nodelay = run_drains(sim, root, backlog, args, "nodelay ", None, None)
+    print_report(info, drains, taps.idle, daemon, nodelay)
+    print(f"\nwhole run: {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -42,7 +42,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -57,7 +56,7 @@ from bench.bench_tap import (
     KIB,
     MB,
     StampingFeedback,
-    fs_type,
+    in_fresh_directory,
     load_average,
     machine,
     percentile,
@@ -972,17 +971,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if fs_type(args.dir) in ("tmpfs", "ramfs"):
-        print(f"{args.dir} is {fs_type(args.dir)}: fsync means nothing there", file=sys.stderr)
-        return 2
-    root = Path(tempfile.mkdtemp(prefix="bench-drain-", dir=args.dir))
-    try:
-        return _run(args, root)
-    finally:
-        if args.keep:
-            print(f"state kept in {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+    return in_fresh_directory(args.dir, "bench-drain-", args.keep, lambda root: _run(args, root))
 
 
 def _run(args: argparse.Namespace, root: Path) -> int:

@@ -574,14 +574,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if fs_type(args.dir) in ("tmpfs", "ramfs"):
-        print(f"{args.dir} is {fs_type(args.dir)}: fsync means nothing there", file=sys.stderr)
+    return in_fresh_directory(args.dir, "bench-tap-", args.keep, lambda root: _run(args, root))
+
+
+def in_fresh_directory(parent: Path, prefix: str, keep: bool, body: Callable[[Path], int]) -> int:
+    """Run `body` in a new directory on a real disk (never tmpfs), removed afterwards."""
+    if fs_type(parent) in ("tmpfs", "ramfs"):
+        print(f"{parent} is {fs_type(parent)}: fsync means nothing there", file=sys.stderr)
         return 2
-    root = Path(tempfile.mkdtemp(prefix="bench-tap-", dir=args.dir))
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     try:
-        return _run(args, root)
+        return body(root)
     finally:
-        if args.keep:
+        if keep:
             print(f"state kept in {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)

@@ -56,6 +56,7 @@ from bench.bench_tap import (
     KIB,
     MB,
     StampingFeedback,
+    add_directory_arguments,
     in_fresh_directory,
     load_average,
     machine,
@@ -959,13 +960,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--skip-nodelay", action="store_true", help="no TCP_NODELAY simulator diagnostic"
     )
-    parser.add_argument(
-        "--dir",
-        type=Path,
-        default=Path("/var/tmp"),
-        help="where the journals go; must be a real disk (/var/tmp)",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the state directory")
+    add_directory_arguments(parser)
     return parser.parse_args(argv)
 
 

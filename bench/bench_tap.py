@@ -562,14 +562,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=420.0,
         help="stop the socket taps after this many seconds (420)",
     )
+    add_directory_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def add_directory_arguments(parser: argparse.ArgumentParser) -> None:
+    """--dir and --keep, for `in_fresh_directory`."""
     parser.add_argument(
         "--dir",
         type=Path,
         default=Path("/var/tmp"),
-        help="where the journal goes; must be a real disk (/var/tmp)",
+        help="where the journals go; must be a real disk (/var/tmp)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the state directory")
-    return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

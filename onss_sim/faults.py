@@ -1,10 +1,10 @@
 """Fault injection: rules queued in order, each consumed by the requests it targets.
 
 A rule targets registerInBulk (the default) or the token endpoint (`"target": "token"`) and
-applies to its next `times` requests (default 1). An outage is not queued: it starts when
-posted and, while it lasts, every registerInBulk and token request answers 503 without
-consuming queued rules. Not thread-safe: the caller holds the simulator's lock. Times are
-`time.monotonic()` seconds.
+applies to its next `times` requests (default 1). An outage is not queued: it is a window
+that starts when posted (or `start_in_seconds` later) and, while it lasts, every
+registerInBulk and token request answers 503 without consuming queued rules. Not
+thread-safe: the caller holds the simulator's lock. Times are `time.monotonic()` seconds.
 """
 
 from __future__ import annotations
@@ -65,21 +65,23 @@ class FaultPlan:
 
     def __init__(self) -> None:
         self._queue: list[_Queued] = []
-        self._outage_until = 0.0
+        self._outages: list[tuple[float, float]] = []  # (start, end) windows
 
     def add(self, spec: Any, now: float) -> None:
         """Queue a rule or a list of rules (all checked first); FaultSpecError if one is bad."""
         rules = spec if isinstance(spec, list) else [spec]
         parsed = [_parse(rule, index) for index, rule in enumerate(rules)]
         for rule in parsed:
-            if isinstance(rule, float):
-                self._outage_until = max(self._outage_until, now + rule)
+            if isinstance(rule, tuple):
+                start_in, seconds = rule
+                self._outages.append((now + start_in, now + start_in + seconds))
             else:
                 self._queue.append(rule)
 
     def take(self, target: str, now: float) -> Fault | None:
         """The fault for the next request to `target`, consuming one use of its rule."""
-        if now < self._outage_until:
+        self._outages = [(start, end) for start, end in self._outages if now < end]
+        if any(start <= now for start, _ in self._outages):
             return Fault(OUTAGE, 503, OUTAGE_RETRY_AFTER)
         for queued in self._queue:
             if queued.target == target:
@@ -91,23 +93,38 @@ class FaultPlan:
 
     def clear(self) -> None:
         self._queue.clear()
-        self._outage_until = 0.0
+        self._outages.clear()
 
     def describe(self, now: float) -> dict[str, Any]:
         queued = [
             {**asdict(q.fault), "target": q.target, "times": q.remaining} for q in self._queue
         ]
-        return {"queued": queued, "outage_remaining_s": max(0.0, self._outage_until - now)}
+        current = [end - now for start, end in self._outages if start <= now < end]
+        windows = [
+            {"starts_in_s": max(0.0, start - now), "ends_in_s": end - now}
+            for start, end in self._outages
+            if now < end
+        ]
+        return {
+            "queued": queued,
+            "outage_remaining_s": max(current, default=0.0),
+            "outages": windows,
+        }
 
 
-def _parse(rule: Any, index: int) -> _Queued | float:
-    """A queued rule, or the duration of an outage."""
+def _parse(rule: Any, index: int) -> _Queued | tuple[float, float]:
+    """A queued rule, or an outage window: (starts in, lasts) seconds."""
     if not isinstance(rule, Mapping):
         raise FaultSpecError(f"rule {index}: must be an object")
     kind = rule.get("kind")
     if kind == OUTAGE:
-        _only(rule, {"kind", "seconds"}, index)
-        return _seconds(rule, index, positive=True)
+        _only(rule, {"kind", "seconds", "start_in_seconds"}, index)
+        start_in = rule.get("start_in_seconds", 0)
+        if isinstance(start_in, bool) or not isinstance(start_in, int | float):
+            raise FaultSpecError(f"rule {index}: start_in_seconds must be a number")
+        if not 0 <= start_in <= MAX_SECONDS:
+            raise FaultSpecError(f"rule {index}: start_in_seconds must be 0..{MAX_SECONDS:g}")
+        return float(start_in), _seconds(rule, index, positive=True)
     if kind not in _FIELDS:
         kinds = ", ".join([*_FIELDS, OUTAGE])
         raise FaultSpecError(f"rule {index}: kind must be one of {kinds}")

@@ -525,6 +525,21 @@ def test_an_outage_answers_503_for_a_while(client: httpx.Client, sim: SimulatorP
     assert len(sim.registrations()) == 1
 
 
+def test_outage_windows_can_be_scheduled(client: httpx.Client, sim: SimulatorProcess) -> None:
+    token = access_token(client, sim)
+    sim.add_faults({"kind": "outage", "seconds": 1, "start_in_seconds": 1})
+    assert sim.admin("GET", "/faults")["outages"][0]["starts_in_s"] > 0
+    assert register(client, sim, {"items": [item()]}, token).status_code == 200
+    deadline = time.monotonic() + 10
+    statuses: list[int] = []
+    while time.monotonic() < deadline and statuses[-2:] != [503, 200]:
+        status = register(client, sim, {"items": [item()]}, token).status_code
+        if not statuses or statuses[-1] != status:
+            statuses.append(status)
+        time.sleep(0.1)
+    assert statuses == [200, 503, 200]
+
+
 def test_token_faults_leave_registrations_alone(
     client: httpx.Client, sim: SimulatorProcess
 ) -> None:

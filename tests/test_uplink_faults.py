@@ -39,6 +39,7 @@ def uplink_section(sim: SimulatorProcess) -> dict[str, Any]:
 
 FAULTS: list[dict[str, Any]] = [
     {"kind": "outage", "seconds": 1.5},
+    {"kind": "outage", "seconds": 2, "start_in_seconds": 1},  # a scheduled window
     {"kind": "status", "status": 503, "retry_after": 1},
     {"kind": "status", "status": 429, "retry_after": 1},
     {"kind": "status", "status": 502},

@@ -431,16 +431,21 @@ class _Queries:
         row = self._conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM registrations").fetchone()
         return int(row[0])
 
+    def _pending_count_and_oldest(self) -> tuple[int, int | None]:
+        """A range scan from the oldest pending row on: cheap however long the history."""
+        count, oldest = self._conn.execute(
+            "SELECT count(*), min(wall_ns) FROM registrations"
+            " WHERE seq >= ? AND delivery = 'pending'",
+            (self._oldest_pending_seq(),),
+        ).fetchone()
+        return int(count), oldest
+
     def stats(self) -> JournalStats:
         with self._guard():
             registrations, attempts = self._conn.execute(
                 "SELECT (SELECT count(*) FROM registrations), (SELECT count(*) FROM tap_attempts)"
             ).fetchone()
-            pending, oldest = self._conn.execute(
-                "SELECT count(*), min(wall_ns) FROM registrations"
-                " WHERE seq >= ? AND delivery = 'pending'",
-                (self._oldest_pending_seq(),),
-            ).fetchone()
+            pending, oldest = self._pending_count_and_oldest()
             rejected = self._conn.execute(
                 "SELECT count(*) FROM registrations WHERE delivery = 'rejected'"
             ).fetchone()[0]  # a partial index holds just these: no scan
@@ -636,7 +641,8 @@ class Journal(_Queries):
     def record_transition(
         self, state: str, cause: str, detail: str | None, clock: ClockSample
     ) -> int:
-        pending = self.stats().pending
+        with self._lock:  # not stats(): that counts the whole history
+            pending, _ = self._pending_count_and_oldest()
         return self._insert(
             "INSERT INTO uplink_transitions (state, cause, detail, pending, wall_ns,"
             " monotonic_ns, boot_id, clock_synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -37,6 +37,16 @@ class ReaderHealth:
     error: str | None = None
     reads: int = 0
     bad_frames: int = 0
+    down_since_ns: int | None = None  # CLOCK_BOOTTIME since when it is not connected
+
+
+@dataclass(frozen=True, slots=True)
+class DetectedDevice:
+    """A reader found on this machine, as `badge-gateway readers list` shows it."""
+
+    driver: str  # the config's driver = "..."
+    path: str  # what to put in the config (port, path or device)
+    description: str
 
 
 OnRead = Callable[[BadgeRead], None]

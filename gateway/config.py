@@ -145,9 +145,58 @@ class SimulatedReaderConfig(_ReaderBase):
     start_delay_seconds: float = Field(default=1.0, ge=0)
 
 
-# A driver adds its `_ReaderBase` subclass, with its own `driver` literal, to this union:
-# Annotated[SimulatedReaderConfig | NfcReaderConfig, Field(discriminator="driver")].
-ReaderConfig = Annotated[SimulatedReaderConfig, Field(discriminator="driver")]
+class _DeviceReaderBase(_ReaderBase):
+    """What every hardware reader shares: how it reconnects and when it counts as failed."""
+
+    # Down (unplugged, not answering) for this long: reported as failed, an outage cause.
+    failed_after_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    reconnect_max_seconds: float = Field(default=5.0, gt=0, le=300)
+
+
+class NfcReaderConfig(_DeviceReaderBase):
+    """An nfcpy device: PN532, PN533, ACR122U (../shared/reference: nfcpy quirks)."""
+
+    driver: Literal["nfc"]
+    # nfcpy's device path: "usb", "usb:072f:2200", "tty:AMA0:pn532", "tty:USB0", "udp:host:port"
+    path: NonEmptyStr = "usb"
+
+
+class Rdm6300ReaderConfig(_DeviceReaderBase):
+    """A 125 kHz EM4100 module speaking RDM6300 frames (STX, 10 hex, 2 hex checksum, ETX)."""
+
+    driver: Literal["rdm6300"]
+    port: NonEmptyStr  # a device path (/dev/serial0) or a pyserial URL
+    baudrate: int = Field(default=9600, gt=0)
+    # "hex": all 5 bytes as 10 upper-case hex digits; "decimal": the 4-byte card id as the
+    # 10-digit decimal number printed on most cards.
+    uid_format: Literal["hex", "decimal"] = "hex"
+
+
+class SerialLineReaderConfig(_DeviceReaderBase):
+    """A reader that sends one badge per line; `pattern` extracts the uid (group "uid")."""
+
+    driver: Literal["serial-line"]
+    port: NonEmptyStr
+    baudrate: int = Field(default=9600, gt=0)
+    pattern: NonEmptyStr = r"(?P<uid>[0-9A-Fa-f]{4,32})"
+
+
+class KeyboardReaderConfig(_DeviceReaderBase):
+    """A USB reader that types the badge number and Enter (keyboard wedge), via evdev."""
+
+    driver: Literal["keyboard"]
+    device: Path  # a stable path: /dev/input/by-id/usb-...-event-kbd
+    uid_format: Literal["decimal", "hex"] = "decimal"
+
+
+ReaderConfig = Annotated[
+    SimulatedReaderConfig
+    | NfcReaderConfig
+    | Rdm6300ReaderConfig
+    | SerialLineReaderConfig
+    | KeyboardReaderConfig,
+    Field(discriminator="driver"),
+]
 
 
 HttpsUrl = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^https://\S+$")]

@@ -22,7 +22,7 @@ from typing import Any
 
 from gateway import control, logs
 from gateway.cli import render_status
-from gateway.config import GatewayConfig, config_from_dict
+from gateway.config import GatewayConfig, SimulatedReaderConfig, config_from_dict
 from gateway.daemon import Daemon
 from gateway.identifiers import make_niss
 
@@ -106,9 +106,11 @@ async def run_demo() -> int:
 
 async def _run_daemon(config: GatewayConfig) -> None:
     daemon = Daemon(config)
+    scripted = config.readers[0]
+    assert isinstance(scripted, SimulatedReaderConfig)
     runner = asyncio.create_task(daemon.run())
     try:
-        await _wait_for_reads(daemon, expected=len(config.readers[0].taps), timeout=30)
+        await _wait_for_reads(daemon, expected=len(scripted.taps), timeout=30)
         await _wait_for_delivery(config.control.socket, timeout=30)
         socket = config.control.socket
         status = await asyncio.to_thread(control.request, socket, {"cmd": "status"})

@@ -279,7 +279,8 @@ BAD_INPUTS: list[tuple[str, str, str]] = [
     (
         "unknown reader driver",
         variant(append=DOOR.replace('"simulated"', '"nfcpy"')),
-        "readers[0].driver: unknown driver (expected 'simulated', 'nfc', 'rdm6300', 'serial-line', 'keyboard') (got 'nfcpy')",
+        "readers[0].driver: unknown driver (expected 'simulated', 'nfc', 'rdm6300',"
+        " 'serial-line', 'keyboard') (got 'nfcpy')",
     ),
     (
         "reader without a driver",

@@ -389,13 +389,14 @@ class _Queries:
             )
             return [{**dict(row), "time_utc": iso_utc(row["wall_ns"])} for row in rows]
 
-    def pending(self, limit: int) -> list[StoredRegistration]:
-        """The uplink's queue: registrations not yet delivered nor rejected, oldest first."""
+    def pending(self, limit: int, after_seq: int = 0) -> list[StoredRegistration]:
+        """The uplink's queue: registrations not yet delivered nor rejected, oldest first
+        (those after `after_seq` only: the uplink reads ahead while a batch is out)."""
         with self._guard():
             rows = self._conn.execute(
                 f"SELECT seq, {_REGISTRATION_COLUMNS} FROM registrations"
                 " WHERE seq >= ? AND delivery = 'pending' ORDER BY seq LIMIT ?",
-                (self._oldest_pending_seq(), limit),
+                (max(self._oldest_pending_seq(), after_seq + 1), limit),
             )
             return [_registration_from_row(row) for row in rows]
 
@@ -545,26 +546,39 @@ class Journal(_Queries):
         )
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """Several statements, committed durably together (or not at all)."""
+    def _transaction(self, *, fsync: bool = True) -> Iterator[sqlite3.Connection]:
+        """Several statements, committed together (or not at all), durably unless `fsync`
+        is False: then the commit survives a crash of this process but may be lost in a
+        power cut, until the next durable commit (any tap) syncs the WAL up to it."""
         with self._lock:
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
+                if not fsync:
+                    self._conn.execute("PRAGMA synchronous=NORMAL")
                 try:
+                    self._conn.execute("BEGIN IMMEDIATE")
                     yield self._conn
                     self._conn.execute("COMMIT")
                 except BaseException:
                     if self._conn.in_transaction:
                         self._conn.execute("ROLLBACK")
                     raise
+                finally:
+                    if not fsync:
+                        self._conn.execute("PRAGMA synchronous=FULL")
             except sqlite3.Error as error:
                 raise StorageError(f"{self.path}: {error}") from error
             self._commits_since_checkpoint += 1
 
     def settle(self, acks: Sequence[Acknowledgement], rejections: Sequence[Rejection] = ()) -> None:
         """What the ONSS answered for a batch, in one commit: ids and remarks of the created
-        ones, errors of the refused ones (never sent again by themselves)."""
-        with self._transaction() as conn:
+        ones, errors of the refused ones (never sent again by themselves).
+
+        Not fsync'd: the in-flight mark made before sending was. If a power cut loses this
+        commit, the mark survives and the batch is resent flagged "possibly duplicated",
+        exactly as after a crash mid-request. That halves the uplink's fsyncs, which share
+        the SD card with the taps' (docs/benchmarks.md, tap latency during a drain).
+        """
+        with self._transaction(fsync=False) as conn:
             conn.executemany(
                 "UPDATE registrations SET delivery = 'delivered', onss_id = ?, onss_validity = ?,"
                 " onss_remarks = ?, delivered_wall_ns = ?, sent_registration_date = ?, late = ?,"
@@ -595,8 +609,9 @@ class Journal(_Queries):
 
     def mark_in_flight(self, seqs: Sequence[int], in_flight: bool) -> None:
         """Set before a request and cleared after a definite outcome: a crash in between
-        leaves the mark, and the next start flags those registrations (see recover)."""
-        with self._transaction() as conn:
+        leaves the mark, and the next start flags those registrations (see recover).
+        Setting it is durable; clearing it need not be (a lost clear only over-flags)."""
+        with self._transaction(fsync=in_flight) as conn:
             conn.executemany(
                 "UPDATE registrations SET in_flight = ? WHERE seq = ?",
                 [(int(in_flight), seq) for seq in seqs],

@@ -9,6 +9,10 @@ capped exponential backoff and full jitter, or as long as the server's Retry-Aft
 - no answer after sending (timeout, reset): flagged "possibly duplicated", then resent;
 - 413: smaller batches; 403: nothing is sent until the configuration is fixed, taps keep
   being queued, status says why.
+
+One request is out at a time, so the ONSS receives registrations in journal order. While
+it is out, the next batch is read and its items built (read-ahead): the journal read and
+the item building overlap the network and the server instead of adding to each request.
 """
 
 from __future__ import annotations
@@ -54,9 +58,16 @@ class Outgoing:
     seq: int
     stored: StoredRegistration
     time: SendTime
+    item: dict[str, object]
 
-    def item(self) -> dict[str, object]:
-        return payload.item(self.stored.registration, self.time.wall_ns)
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The oldest pending registrations ready to go (empty: the oldest is held back)."""
+
+    outgoing: list[Outgoing]  # in journal order, locally invalid ones already rejected
+    last_seq: int  # the last registration looked at; the read-ahead starts after it
+    held: bool = False  # the oldest pending one waits for the clock: nothing to send
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +92,7 @@ class Uplink:
             multiplier=policy.backoff_initial, max=policy.backoff_max
         )
         self._settled: set[int] = set()
+        self._read_ahead: asyncio.Task[Batch | None] | None = None
         self.connectivity = Connectivity()
 
     async def run(self) -> None:
@@ -90,25 +102,47 @@ class Uplink:
                 "sent before a crash without a known answer: possibly duplicated",
                 registrations=recovered,
             )
-        while True:
-            try:
-                delivered = await self.deliver_once()
-            except Exception:  # a bug or a journal error must not end delivery for good
-                log.exception("uplink failed; trying again")
-                delivered = False
-            if not delivered:
-                await asyncio.sleep(self._policy.idle_poll)
+        try:
+            while True:
+                try:
+                    delivered = await self.deliver_once()
+                except Exception:  # a bug or a journal error must not end delivery for good
+                    log.exception("uplink failed; trying again")
+                    delivered = False
+                if not delivered:
+                    await asyncio.sleep(self._policy.idle_poll)
+        finally:
+            if self._read_ahead is not None:
+                self._read_ahead.cancel()
 
     async def deliver_once(self) -> bool:
         """Send one batch (retrying until it is settled); False when nothing could be sent."""
-        pending = await asyncio.to_thread(self._journal.pending, self._batch_size)
-        outgoing = self._ready(pending, self._clock.sample())
-        if not outgoing:
+        batch = await self._next_batch()
+        if batch is None or batch.held:
             return False
-        outgoing = await self._reject_locally_invalid(outgoing)
-        if outgoing:
-            await self._send_until_settled(outgoing)
+        if not batch.outgoing:  # all rejected locally: look again at once
+            return True
+        self._read_ahead = asyncio.create_task(self._prepare(after_seq=batch.last_seq))
+        await self._send_until_settled(batch.outgoing)
         return True
+
+    async def _next_batch(self) -> Batch | None:
+        read_ahead, self._read_ahead = self._read_ahead, None
+        if read_ahead is not None:
+            batch = await read_ahead
+            if batch is not None and batch.outgoing:
+                return batch
+        return await self._prepare(after_seq=0)  # from the oldest pending one
+
+    async def _prepare(self, after_seq: int) -> Batch | None:
+        """The next batch after `after_seq`, locally invalid ones rejected; None if none."""
+        pending = await asyncio.to_thread(self._journal.pending, self._batch_size, after_seq)
+        if not pending:
+            return None
+        ready = self._ready(pending, self._clock.sample())
+        if not ready:
+            return Batch([], after_seq, held=True)
+        return Batch(await self._reject_locally_invalid(ready), ready[-1].seq)
 
     def _ready(self, pending: Sequence[StoredRegistration], now: ClockSample) -> list[Outgoing]:
         """The oldest registrations up to the first one held for the clock (keeps order)."""
@@ -129,7 +163,8 @@ class Uplink:
                     "clock never synchronised during that boot: best known time sent",
                     registration=str(stored.registration.id),
                 )
-            ready.append(Outgoing(stored.seq, stored, time_to_send))
+            item = payload.item(stored.registration, time_to_send.wall_ns)
+            ready.append(Outgoing(stored.seq, stored, time_to_send, item))
         held = len(pending) - len(ready)
         if held and held != self.connectivity.held_for_clock:
             log.warning("registrations held until the clock is synchronised", held=held)
@@ -170,7 +205,7 @@ class Uplink:
         seqs = [out.seq for out in chunk]
         await asyncio.to_thread(self._journal.mark_in_flight, seqs, True)
         try:
-            results = await self._client.register_in_bulk([out.item() for out in chunk])
+            results = await self._client.register_in_bulk([out.item for out in chunk])
         except AmbiguousError as error:
             await self._flag_possibly_duplicated(chunk, error)
             raise

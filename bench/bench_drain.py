@@ -1,6 +1,6 @@
 """Uplink drain benchmark (issue 3): backlog drain rate, taps during a drain, daemon memory.
 
-Run from the repository root: `python -m bench.bench_drain [--backlog N] [--skip-nodelay]`.
+Run from the repository root: `python -m bench.bench_drain [--backlog N] [--skip-slow-link]`.
 It prints its figures and a table of targets; it is a measurement, not a test. One ONSS
 simulator process (`onss_sim.testing.SimulatorProcess`, real HTTPS) serves the parts;
 its registrations and request log are reset before each.
@@ -26,9 +26,10 @@ its registrations and request log are reset before each.
    of the backlog; VmRSS sampled every 0.2 s until its status says the queue is empty.
 5. Where the time goes: per request, the journal calls (wall time, fsyncs included), the
    benchmark process's CPU outside them, the simulator process's CPU, and the rest (time
-   neither process was computing: waiting on the network stack). As a diagnostic, the
-   drains are repeated against the same simulator with TCP_NODELAY set on its connections
-   (a launcher sets `disable_nagle_algorithm` on its request handler; its code is unchanged).
+   neither process was computing: waiting on the network stack).
+6. Over a slower link: the drains and the baseline again, the simulator holding every
+   request `--rtt-ms` (20) ms before answering (its latency fault): a stand-in for a
+   building's 4G round trip, where a request's fixed cost is no longer only CPU.
 """
 
 from __future__ import annotations
@@ -49,8 +50,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from bench.bench_tap import (
     KIB,
@@ -94,11 +93,6 @@ RSS_SAMPLE_S = 0.2
 DRAIN_BUDGET_S = 300.0
 REPO = Path(__file__).resolve().parents[1]
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
-NODELAY_LAUNCHER = (
-    "import sys; import onss_sim.server as server;"
-    " server.Handler.disable_nagle_algorithm = True;"
-    " from onss_sim.__main__ import main; sys.exit(main(sys.argv[1:]))"
-)
 FSYNC_PROBE = """
 import json, os, signal, sys, time
 path, period = sys.argv[1], float(sys.argv[2])
@@ -157,10 +151,10 @@ class TimedJournal(Journal):
         finally:
             self.last_append_ns = time.perf_counter_ns() - started
 
-    def pending(self, limit: int) -> list[StoredRegistration]:
+    def pending(self, limit: int, after_seq: int = 0) -> list[StoredRegistration]:
         wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
         try:
-            return super().pending(limit)
+            return super().pending(limit, after_seq)
         finally:
             self._add(wall, cpu)
 
@@ -408,9 +402,12 @@ def run_drain(
     budget: float = DRAIN_BUDGET_S,
     taps: TapSetup | None = None,
     probe: FsyncProbe | None = None,
+    latency_s: float = 0.0,
 ) -> DrainRun:
     """One drain of a fresh copy of the backlog, with the tap stream or the fsync probe."""
     sim.reset()
+    if latency_s:
+        sim.add_faults({"kind": "latency", "seconds": latency_s, "times": 10**9})
     path = copy_backlog(backlog, state / "journal.db")
     (state / "synchronized").touch()
     journal = TimedJournal(path)
@@ -650,31 +647,12 @@ def _sample_until_empty(daemon: DaemonProcess, pid: int, result: DaemonRun) -> N
     result.hwm_end_kib = vm_kib(pid, "VmHWM")
 
 
-# --- 5. diagnostic: the same simulator with TCP_NODELAY ----------------------------------
-
-
-class NoDelaySimulator(SimulatorProcess):
-    """The simulator, unchanged, started by a launcher that sets `disable_nagle_algorithm`
-    on its request handler (socketserver then sets TCP_NODELAY on each connection)."""
-
-    def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-c", NODELAY_LAUNCHER, "--dir", str(self.directory)]
-        with self.log_file.open("ab") as log:
-            self._process = subprocess.Popen(command, stdout=log, stderr=log, cwd=REPO)
-        try:
-            self.info = self._wait_for_info()
-        except BaseException:
-            self.stop()
-            raise
-        self._client = httpx.Client(verify=self.ssl_context(), timeout=10.0)
-
-
 @dataclass(slots=True)
 class Drains:
     baseline: DrainRun
     by_batch: list[DrainRun]
     probed: DrainRun | None = None  # the first batch size again, with the fsync probe
+    latency_s: float = 0.0  # what the simulator added to each request
 
 
 def run_drains(
@@ -685,6 +663,7 @@ def run_drains(
     tag: str,
     taps: TapSetup | None,
     probe: FsyncProbe | None,
+    latency_s: float = 0.0,
 ) -> Drains:
     by_batch = []
     first = args.batch_sizes[0]
@@ -692,7 +671,9 @@ def run_drains(
         stream = taps if batch_size == first else None
         label = f"{tag}drain, batch {batch_size}"
         state = root / f"{tag}drain-{batch_size}"
-        by_batch.append(run_drain(sim, state, backlog, label, batch_size, taps=stream))
+        by_batch.append(
+            run_drain(sim, state, backlog, label, batch_size, taps=stream, latency_s=latency_s)
+        )
     probed = None
     if probe is not None:
         label = f"{tag}drain, batch {first}, fsync probe"
@@ -706,8 +687,9 @@ def run_drains(
         1,
         limit=args.baseline,
         budget=args.baseline_budget,
+        latency_s=latency_s,
     )
-    return Drains(baseline, by_batch, probed)
+    return Drains(baseline, by_batch, probed, latency_s)
 
 
 # --- the report --------------------------------------------------------------------------
@@ -886,14 +868,14 @@ def print_report(
     drains: Drains,
     idle: TapStream,
     daemon: DaemonRun | None,
-    nodelay: Drains | None,
+    slow_link: Drains | None,
 ) -> None:
     print("\n== machine")
     for key, value in info.items():
         print(f"{key:>13}: {value}")
     print(f"{'load at end':>13}: {load_average()}")
     runs = [*drains.by_batch, *([drains.probed] if drains.probed else []), drains.baseline]
-    runs += [*nodelay.by_batch, nodelay.baseline] if nodelay else []
+    runs += [*slow_link.by_batch, slow_link.baseline] if slow_link else []
     print("\n== where the time goes, per registerInBulk request")
     print_columns(breakdown_rows(runs))
     print(
@@ -918,9 +900,11 @@ def print_report(
     rows += drain_rows(drains) + tap_rows(idle, during)
     rows += fsync_rows(drains.probed.fsync) if drains.probed and drains.probed.fsync else []
     rows += daemon_rows(daemon) if daemon is not None else []
-    if nodelay is not None:
-        rows += [("diagnostic: simulator with TCP_NODELAY", "", "", "")]
-        rows += drain_rows(nodelay, "  nodelay ")
+    if slow_link is not None:
+        rows += [
+            (f"each request held {slow_link.latency_s * 1000:.0f} ms by the simulator", "", "", "")
+        ]
+        rows += drain_rows(slow_link, "  ")
     print_table(rows)
 
 
@@ -958,8 +942,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-probe", action="store_true", help="no fsync-probe drain")
     parser.add_argument("--skip-daemon", action="store_true", help="no daemon-process part")
     parser.add_argument(
-        "--skip-nodelay", action="store_true", help="no TCP_NODELAY simulator diagnostic"
+        "--rtt-ms", type=float, default=20.0, help="the slow-link variant's delay (20) ms"
     )
+    parser.add_argument("--skip-slow-link", action="store_true", help="no slow-link variant")
     add_directory_arguments(parser)
     return parser.parse_args(argv)
 
@@ -981,7 +966,7 @@ def _run(args: argparse.Namespace, root: Path) -> int:
     fill = make_backlog(backlog, args.backlog, site_rules(config))
     print(f"  {args.backlog:,} in {fill:.1f} s ({file_size(backlog) / MB:.1f} MB)", flush=True)
     taps = TapSetup(config, args.tap_rate, args.idle_taps, args.workers)
-    daemon = nodelay = None
+    daemon = slow_link = None
     with SimulatorProcess(root / "onss") as sim:
         print(f"simulator pid {sim.pid}: drains", flush=True)
         probe = None if args.skip_probe else FsyncProbe(args.tap_rate, args.probe_idle)
@@ -989,11 +974,12 @@ def _run(args: argparse.Namespace, root: Path) -> int:
         if not args.skip_daemon:
             print("daemon process", flush=True)
             daemon = run_daemon(sim, root / "daemon", backlog, args.backlog)
-    if not args.skip_nodelay:
-        with NoDelaySimulator(root / "onss-nodelay") as sim:
-            print(f"diagnostic: simulator with TCP_NODELAY, pid {sim.pid}", flush=True)
-            nodelay = run_drains(sim, root, backlog, args, "nodelay ", None, None)
-    print_report(info, drains, taps.idle, daemon, nodelay)
+        if not args.skip_slow_link:
+            print(f"slow link: every request held {args.rtt_ms:.0f} ms", flush=True)
+            slow_link = run_drains(
+                sim, root, backlog, args, "slow link ", None, None, args.rtt_ms / 1000
+            )
+    print_report(info, drains, taps.idle, daemon, slow_link)
     print(f"\nwhole run: {time.perf_counter() - started:.0f} s")
     return 0
 

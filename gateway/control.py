@@ -22,7 +22,18 @@ import structlog
 MAX_MESSAGE = 64 * 1024
 IDLE_TIMEOUT = 60.0
 
-Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+class EncodedReply(bytes):
+    """A whole reply line encoded by the handler itself, off the event loop: for replies
+    large enough (a `queue export` of 100,000 registrations) that encoding them would stall
+    every tap answer and status request queued behind it."""
+
+    @classmethod
+    def of(cls, fields: dict[str, Any]) -> EncodedReply:
+        return cls(json.dumps({"ok": True, **fields}, default=str).encode() + b"\n")
+
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | EncodedReply]]
 log = structlog.get_logger("control")
 
 
@@ -81,7 +92,7 @@ class ControlServer:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _dispatch(self, line: bytes) -> dict[str, Any]:
+    async def _dispatch(self, line: bytes) -> dict[str, Any] | EncodedReply:
         try:
             request = json.loads(line)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -92,7 +103,8 @@ class ControlServer:
         if handler is None:
             return _error(f"unknown command {request['cmd']!r}; known: {sorted(self._handlers)}")
         try:
-            return {"ok": True, **await handler(request)}
+            reply = await handler(request)
+            return reply if isinstance(reply, EncodedReply) else {"ok": True, **reply}
         except ControlError as error:
             return _error(str(error))
         except Exception as error:
@@ -104,8 +116,10 @@ def _error(message: str) -> dict[str, Any]:
     return {"ok": False, "error": message}
 
 
-async def _reply(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
-    writer.write(json.dumps(message, default=str).encode() + b"\n")
+async def _reply(writer: asyncio.StreamWriter, message: dict[str, Any] | EncodedReply) -> None:
+    if not isinstance(message, EncodedReply):
+        message = EncodedReply(json.dumps(message, default=str).encode() + b"\n")
+    writer.write(message)
     await writer.drain()
 
 

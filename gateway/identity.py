@@ -36,6 +36,7 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _MAX_SHOWN_CHARS = 40
 _SAVE_AS_UTF8_HINT = "save the file as 'CSV UTF-8'"
+CP1252_NOTE = f"not UTF-8: read as Windows-1252 (Excel's 'CSV'); {_SAVE_AS_UTF8_HINT} to be sure"
 
 _T = TypeVar("_T")
 
@@ -68,6 +69,7 @@ class BadgeRegister:
     workers: Mapping[str, Worker]
     errors: tuple[LineError, ...]
     sha256: str
+    encoding: str = "utf-8"  # or "cp1252": see _encoding
 
     def lookup(self, uid: str) -> Worker | None:
         try:
@@ -83,6 +85,7 @@ class _Header(NamedTuple):
     line: int
     columns: tuple[str, ...]
     delimiter: str
+    encoding: str
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ class _LineResult:
 def load_badge_register(path: Path) -> BadgeRegister:
     data = _read_bytes(path)
     lines = _physical_lines(data)
-    header = _parse_header(path, lines)
+    header = _parse_header(path, lines, _encoding(data))
     results = [
         result
         for number, raw in lines
@@ -109,6 +112,7 @@ def load_badge_register(path: Path) -> BadgeRegister:
         workers=MappingProxyType(workers),
         errors=tuple(error for r in results for error in r.errors),
         sha256=hashlib.sha256(data).hexdigest(),
+        encoding=header.encoding,
     )
 
 
@@ -117,6 +121,35 @@ def _read_bytes(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as error:
         raise BadgeFileError(f"{path}: cannot read: {error.strerror or error}") from error
+
+
+def _encoding(data: bytes) -> str:
+    """UTF-8, unless the file is not UTF-8 but reads whole as Windows-1252 (what Excel's
+    "CSV (comma delimited)" writes on a Belgian PC: "Hélène" must not become an unknown
+    badge). A file mixing UTF-8 lines with accents and other bytes stays UTF-8: its
+    undecodable lines are refused, since either reading would garble some names."""
+    try:
+        data.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    if b"\x00" in data:  # UTF-16 (Excel's "Unicode text"), not a Windows-1252 file
+        return "utf-8"
+    try:
+        data.decode("cp1252")
+    except UnicodeDecodeError:
+        return "utf-8"
+    return "utf-8" if any(_is_utf8_beyond_ascii(line) for line in data.splitlines()) else "cp1252"
+
+
+def _is_utf8_beyond_ascii(line: bytes) -> bool:
+    if line.isascii():
+        return False
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _physical_lines(data: bytes) -> list[tuple[int, bytes]]:
@@ -130,22 +163,22 @@ def _is_blank_or_comment(text: str) -> bool:
     return not stripped or stripped.startswith("#")
 
 
-def _parse_header(path: Path, lines: Sequence[tuple[int, bytes]]) -> _Header:
+def _parse_header(path: Path, lines: Sequence[tuple[int, bytes]], encoding: str) -> _Header:
     for number, raw in lines:
-        # A comment above the header may hold any bytes; the header itself must be UTF-8.
-        if _is_blank_or_comment(raw.decode("utf-8", errors="replace")):
+        # A comment above the header may hold any bytes; the header itself must decode.
+        if _is_blank_or_comment(raw.decode(encoding, errors="replace")):
             continue
         try:
-            text = raw.decode("utf-8")
+            text = raw.decode(encoding)
         except UnicodeDecodeError:
             raise BadgeFileError(
                 f"{path}:{number}: header line is not UTF-8 ({_SAVE_AS_UTF8_HINT})"
             ) from None
-        return _header_from_text(path, number, text)
+        return _header_from_text(path, number, text, encoding)
     raise BadgeFileError(f"{path}: no header line")
 
 
-def _header_from_text(path: Path, number: int, text: str) -> _Header:
+def _header_from_text(path: Path, number: int, text: str, encoding: str) -> _Header:
     # Belgian Excel exports use ';' because ',' is the decimal separator there.
     delimiter = ";" if text.count(";") > text.count(",") else ","
     try:
@@ -153,7 +186,7 @@ def _header_from_text(path: Path, number: int, text: str) -> _Header:
     except csv.Error as error:
         raise BadgeFileError(f"{path}:{number}: header line has bad quoting: {error}") from None
     _check_columns(path, number, columns)
-    return _Header(number, columns, delimiter)
+    return _Header(number, columns, delimiter, encoding)
 
 
 def _split_cells(text: str, delimiter: str) -> list[str]:
@@ -180,7 +213,7 @@ def _parse_line(path: Path, number: int, raw: bytes, header: _Header) -> _LineRe
         return _LineResult(number, None, None, (LineError(path, number, None, message),))
 
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode(header.encoding)
     except UnicodeDecodeError as error:
         bad_byte = raw[error.start]
         return refused(

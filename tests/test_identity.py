@@ -461,3 +461,25 @@ def test_watcher_refuses_to_start_without_a_usable_file(tmp_path: Path) -> None:
         BadgeRegisterWatcher(tmp_path / "missing.csv")
     with pytest.raises(BadgeFileError):
         BadgeRegisterWatcher(write(tmp_path, "just,some,words"))
+
+
+def test_a_whole_windows_1252_file_is_read_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "badges.csv"
+    renee = f"55667788,{NISS_C},{ENTERPRISE},Ren\xe9e Hélène,fr,employee,,"
+    path.write_bytes("\r\n".join([HEADER, LINE_A, renee, ""]).encode("cp1252"))
+
+    register = load_badge_register(path)
+
+    assert register.errors == ()
+    assert register.encoding == "cp1252"
+    assert register.workers["55667788"].name == "Renée Hélène"
+
+
+def test_a_utf8_file_with_accents_stays_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "badges.csv"
+    path.write_text("\n".join([HEADER, LINE_B.replace("Jan", "Zoë"), ""]), encoding="utf-8")
+
+    register = load_badge_register(path)
+
+    assert register.encoding == "utf-8"
+    assert register.workers["11223344"].name == "Zoë Peeters"

@@ -23,6 +23,7 @@ from drivers.base import BadgeRead, OnRead, ReaderHealth, ReaderState
 log = structlog.get_logger("drivers")
 
 Handle = TypeVar("Handle")
+STARTING = "starting"
 
 
 def boottime_ns() -> int:
@@ -109,7 +110,9 @@ class DeviceReader(ABC, Generic[Handle]):
     def start(self, on_read: OnRead) -> None:
         self._on_read = on_read
         self.stopping.clear()
-        self._set_state(ReaderState.RECONNECTING, "starting")
+        with self._lock:  # not yet connected, and nothing worth a log line
+            self._state, self._error = ReaderState.RECONNECTING, STARTING
+            self._down_since_ns = boottime_ns()
         self._thread = threading.Thread(target=self._run, name=f"reader-{self.name}", daemon=True)
         self._thread.start()
 
@@ -183,6 +186,7 @@ class DeviceReader(ABC, Generic[Handle]):
     def _set_state(self, state: ReaderState, error: str | None) -> None:
         with self._lock:
             previous, previous_error = self._state, self._error
+            down_since = self._down_since_ns
             self._state, self._error = state, error
             if state is ReaderState.CONNECTED or state is ReaderState.STOPPED:
                 self._down_since_ns = None
@@ -190,9 +194,12 @@ class DeviceReader(ABC, Generic[Handle]):
                 self._down_since_ns = boottime_ns()
         if state is ReaderState.CONNECTED:
             self._failure_reported = False
-            log.info("reader connected", reader=self.name)
+            down_s = None if down_since is None else round((boottime_ns() - down_since) / 1e9, 1)
+            log.info("reader connected", reader=self.name, down_seconds=down_s)
         elif state is ReaderState.RECONNECTING and previous is ReaderState.CONNECTED:
             log.warning("reader down", reader=self.name, error=error)
+        elif state is ReaderState.RECONNECTING and previous_error == STARTING:
+            log.warning("reader not available", reader=self.name, error=error)
         elif state is ReaderState.RECONNECTING and error != previous_error:
             log.info("reader still down", reader=self.name, error=error)
         elif state is ReaderState.STOPPED and previous is not ReaderState.STOPPED:

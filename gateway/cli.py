@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from gateway import control
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.reader_tools import add_reader_commands
 from gateway.status import QUEUE_MAX, delivery_json
 
 DEFAULT_CONFIG = Path("/etc/badge-gateway/gateway.toml")
@@ -94,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     since.set_defaults(command=_registrations)
 
     _add_queue_commands(commands)
+
+    add_reader_commands(commands)
 
     demo = commands.add_parser("demo", help="run a self-contained demonstration")
     demo.set_defaults(command=_demo)
@@ -172,7 +175,7 @@ def _config_check(args: argparse.Namespace) -> int:
 
 
 def _badges_check(args: argparse.Namespace) -> int:
-    from gateway.identity import BadgeFileError, load_badge_register
+    from gateway.identity import CP1252_NOTE, BadgeFileError, load_badge_register
 
     try:
         register = load_badge_register(args.file)
@@ -181,6 +184,8 @@ def _badges_check(args: argparse.Namespace) -> int:
         return 1
     for line_error in register.errors:
         print(line_error, file=sys.stderr)
+    if register.encoding != "utf-8":
+        print(f"{args.file}: {CP1252_NOTE}", file=sys.stderr)
     print(f"{args.file}: {len(register.workers)} badge(s) loaded, {len(register.errors)} refused")
     return 1 if register.errors else 0
 

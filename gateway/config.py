@@ -159,6 +159,15 @@ class NfcReaderConfig(_DeviceReaderBase):
     driver: Literal["nfc"]
     # nfcpy's device path: "usb", "usb:072f:2200", "tty:AMA0:pn532", "tty:USB0", "udp:host:port"
     path: NonEmptyStr = "usb"
+    # The card technologies each poll looks for, in this order (nfcpy's names): ISO 14443A
+    # (MIFARE, DESFire: most badges), ISO 14443B, FeliCa. Fewer make each poll quicker.
+    technologies: list[Literal["106A", "106B", "212F"]] = Field(
+        default=["106A", "106B", "212F"], min_length=1
+    )
+    # Polls that have missed the card for this long count it as removed: a card lying on
+    # the reader is one tap however long it stays, and one poll missing a card at the edge
+    # of the field is not a second tap. A quicker re-tap meets the attendance debounce.
+    presence_gap_seconds: float = Field(default=0.5, gt=0, le=10)
 
 
 class Rdm6300ReaderConfig(_DeviceReaderBase):
@@ -170,6 +179,10 @@ class Rdm6300ReaderConfig(_DeviceReaderBase):
     # "hex": all 5 bytes as 10 upper-case hex digits; "decimal": the 4-byte card id as the
     # 10-digit decimal number printed on most cards.
     uid_format: Literal["hex", "decimal"] = "hex"
+    # The module repeats the frame while the card lies on it; the card counts as removed
+    # after this long without a frame (arduino12/rdm6300 uses 300 ms; 0.5 s leaves margin
+    # for a busy Pi, and a quicker re-tap of the same card meets the attendance debounce).
+    presence_gap_seconds: float = Field(default=0.5, gt=0, le=10)
 
 
 class SerialLineReaderConfig(_DeviceReaderBase):
@@ -179,6 +192,18 @@ class SerialLineReaderConfig(_DeviceReaderBase):
     port: NonEmptyStr
     baudrate: int = Field(default=9600, gt=0)
     pattern: NonEmptyStr = r"(?P<uid>[0-9A-Fa-f]{4,32})"
+    # An identical line again within this long of the previous one is the same presentation
+    # (readers that repeat while the card is present); any longer silence starts a new one.
+    presence_gap_seconds: float = Field(default=0.5, gt=0, le=10)
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return pattern
 
 
 class KeyboardReaderConfig(_DeviceReaderBase):
@@ -187,6 +212,10 @@ class KeyboardReaderConfig(_DeviceReaderBase):
     driver: Literal["keyboard"]
     device: Path  # a stable path: /dev/input/by-id/usb-...-event-kbd
     uid_format: Literal["decimal", "hex"] = "decimal"
+    # Keys further apart than this end the badge as bad: a reader types every 2-20 ms, a
+    # person much slower, so typing on a keyboard never becomes a badge. Raise it only for
+    # a slow reader (Bluetooth, or one set to an inter-character delay).
+    max_key_gap_seconds: float = Field(default=0.1, gt=0, le=2)
 
 
 ReaderConfig = Annotated[
@@ -196,6 +225,57 @@ ReaderConfig = Annotated[
     | SerialLineReaderConfig
     | KeyboardReaderConfig,
     Field(discriminator="driver"),
+]
+
+
+class LogOutputConfig(_Section):
+    """One log line per tap, with the worker's message (the console; journald under systemd)."""
+
+    output: Literal["log"]
+
+
+class GpioLineConfig(_Section):
+    line: int = Field(ge=0)  # the line's offset on the chip (the BCM number on a Raspberry Pi)
+    active_low: bool = False  # on when the pin is low (an LED wired from 3.3 V to the pin)
+
+
+class GpioOutputConfig(_Section):
+    """LEDs and a buzzer on GPIO lines, through libgpiod; each optional, at least one."""
+
+    output: Literal["gpio"]
+    chip: NonEmptyStr = "/dev/gpiochip0"
+    green_led: GpioLineConfig | None = None
+    red_led: GpioLineConfig | None = None
+    buzzer: GpioLineConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_line_each(self) -> GpioOutputConfig:
+        roles = {"green_led": self.green_led, "red_led": self.red_led, "buzzer": self.buzzer}
+        by_offset: dict[int, list[str]] = {}
+        for role, line in roles.items():
+            if line is not None:
+                by_offset.setdefault(line.line, []).append(role)
+        if not by_offset:
+            raise ValueError("give at least one of green_led, red_led or buzzer")
+        for offset, sharing in by_offset.items():
+            if len(sharing) > 1:
+                raise ValueError(f"{' and '.join(sharing)} are both line {offset}")
+        return self
+
+
+class DisplayOutputConfig(_Section):
+    """A text display: a terminal (the console, a serial LCD's tty), or a file or FIFO."""
+
+    output: Literal["display"]
+    device: Path = Path("/dev/tty1")
+    colour: bool = True  # ANSI colours, on a terminal only
+    # Cleared this long after a tap, so that the next worker does not see who came before.
+    clear_after_seconds: float = Field(default=10.0, gt=0, le=3600)
+
+
+# The ACR122U's own LED and buzzer will be one more member here: output = "acr122u".
+FeedbackConfig = Annotated[
+    LogOutputConfig | GpioOutputConfig | DisplayOutputConfig, Field(discriminator="output")
 ]
 
 
@@ -250,6 +330,7 @@ class GatewayConfig(BaseSettings):
     clock: ClockConfig = ClockConfig()
     logging: LoggingConfig = LoggingConfig()
     readers: list[ReaderConfig] = []
+    feedback: list[FeedbackConfig] = [LogOutputConfig(output="log")]
     uplink: UplinkConfig = UplinkConfig()
 
     @field_validator("readers", mode="wrap")
@@ -399,14 +480,18 @@ _TOML_TYPES = {
 }
 
 
-def _driver_tags() -> frozenset[str]:
-    union = get_args(ReaderConfig)[0]
+def _union_tags(union_type: Any, key: str) -> frozenset[str]:
+    union = get_args(union_type)[0]
     members = get_args(union) or (union,)
-    return frozenset(t for m in members for t in get_args(m.model_fields["driver"].annotation))
+    return frozenset(t for m in members for t in get_args(m.model_fields[key].annotation))
 
 
-# pydantic puts the chosen `driver` into the path of errors inside a reader; we drop it.
-_READER_TAGS = _driver_tags()
+# pydantic puts the chosen tag (a reader's `driver`, an output's `output`) into the path of
+# errors inside an entry of these lists; we drop it.
+_LIST_TAGS = {
+    "readers": _union_tags(ReaderConfig, "driver"),
+    "feedback": _union_tags(FeedbackConfig, "output"),
+}
 
 
 def _describe(error: ErrorDetails, overrides: Mapping[tuple[str, ...], str]) -> str:
@@ -427,18 +512,23 @@ def _explain(error: ErrorDetails) -> tuple[Loc, str, Any]:
     if kind == "extra_forbidden":
         return loc, "unknown key", None
     if kind == "union_tag_not_found":
-        return (*loc, "driver"), "required, but missing", None
+        return (*loc, _tag_key(ctx)), "required, but missing", None
     if kind == "union_tag_invalid":
-        return (*loc, "driver"), f"unknown driver (expected {ctx['expected_tags']})", ctx["tag"]
+        key = _tag_key(ctx)
+        return (*loc, key), f"unknown {key} (expected {ctx['expected_tags']})", ctx["tag"]
     message = _TOML_TYPES.get(kind) or _reason(error["msg"])
     return loc, message, error["input"]
+
+
+def _tag_key(ctx: Mapping[str, Any]) -> str:
+    return str(ctx["discriminator"]).strip("'")  # given quoted: "'driver'"
 
 
 def _without_tags(loc: Loc) -> Loc:
     kept: list[str | int] = []
     for part in loc:
-        in_reader = len(kept) == 2 and kept[0] == "readers" and isinstance(kept[1], int)
-        if not (in_reader and part in _READER_TAGS):
+        in_entry = len(kept) == 2 and isinstance(kept[1], int)
+        if not (in_entry and part in _LIST_TAGS.get(str(kept[0]), ())):
             kept.append(part)
     return tuple(kept)
 

@@ -27,11 +27,12 @@ from gateway import logs, status
 from gateway.attendance import AttendanceRules, Site
 from gateway.clock import Clock, boottime_ns
 from gateway.config import GatewayConfig
-from gateway.control import AlreadyRunningError, ControlError, ControlServer
-from gateway.feedback import Feedback, LogFeedback, TapOutcome
+from gateway.control import AlreadyRunningError, ControlError, ControlServer, EncodedReply
+from gateway.feedback import Feedback, TapOutcome
 from gateway.identifiers import InvalidIdentifier, normalise_uid
-from gateway.identity import BadgeFileError, BadgeRegisterWatcher
+from gateway.identity import CP1252_NOTE, BadgeFileError, BadgeRegisterWatcher
 from gateway.journal import Journal, JournalLockedError, JournalVersionError, StorageError
+from gateway.outputs import build_outputs, close_outputs
 from gateway.readers import build_readers
 from gateway.sdnotify import notify, watchdog_interval
 from gateway.tap import TapPipeline
@@ -55,7 +56,9 @@ class Daemon:
         readers: Sequence[Reader] | None = None,
     ) -> None:
         self.config = config
-        self._outputs = list(outputs) if outputs is not None else [LogFeedback()]
+        # Outputs built from the configuration are the daemon's to close; given ones are not.
+        self._own_outputs = build_outputs(config.feedback) if outputs is None else []
+        self._outputs: list[Feedback] = [*(outputs or []), *self._own_outputs]
         self.readers = list(readers) if readers is not None else build_readers(config.readers)
         self._stopping = asyncio.Event()
         self._injected: set[asyncio.Future[TapOutcome]] = set()
@@ -120,6 +123,7 @@ class Daemon:
             if http is not None:
                 await http.aclose()
             await asyncio.to_thread(self.journal.close)
+            await asyncio.to_thread(close_outputs, self._own_outputs)
             self._remove_signals(loop)
             log.info("daemon stopped cleanly")
 
@@ -137,7 +141,14 @@ class Daemon:
             journal=journal,
             outputs=self._outputs,
             site_language=site.language,
+            uplink_online=self._uplink_online,
         )
+
+    def _uplink_online(self) -> bool | None:
+        """For the worker's display, on the tap's thread: reads one attribute the loop sets."""
+        if self.uplink is not None:
+            return {"online": True, "unknown": None}.get(self.uplink.connectivity.state, False)
+        return False if self.uplink_error is not None else None  # no delivery: nothing to say
 
     def _start_uplink(self, tasks: list[asyncio.Task[None]]) -> httpx.AsyncClient | None:
         """Taps are captured whatever happens here: a bad key only stops delivery."""
@@ -230,6 +241,8 @@ class Daemon:
         register = self.badges.current
         for error in register.errors:
             log.warning("badge register line refused", error=str(error))
+        if register.encoding != "utf-8":
+            log.warning("badge register " + CP1252_NOTE, file=str(register.path))
         with contextlib.suppress(OSError):
             mode = stat.S_IMODE(register.path.stat().st_mode)
             if mode & 0o077:
@@ -282,20 +295,19 @@ class Daemon:
         stored = await asyncio.to_thread(self.journal.registrations_since, since_ns, limit)
         return {"registrations": [status.registration_json(item) for item in stored]}
 
-    async def _cmd_queue(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def _cmd_queue(self, request: dict[str, Any]) -> EncodedReply:
         """Registrations with their delivery details, newest first (`queue list`, `export`)."""
         state, limit, show_niss = _queue_query(request)
-        return {"records": await asyncio.to_thread(self._queue_records, state, limit, show_niss)}
+        return await asyncio.to_thread(self._queue_reply, state, limit, show_niss)
 
-    def _queue_records(
-        self, state: str | None, limit: int, show_niss: bool
-    ) -> list[dict[str, Any]]:
+    def _queue_reply(self, state: str | None, limit: int, show_niss: bool) -> EncodedReply:
         assert self.journal is not None
         tz = self.config.site.tz
-        return [
+        records = [
             status.delivery_json(record, tz, full_niss=show_niss)
             for record in self.journal.deliveries(state, limit)
         ]
+        return EncodedReply.of({"records": records})
 
     async def _cmd_requeue(self, request: dict[str, Any]) -> dict[str, Any]:
         """Send a rejected registration again, once the employer fixed its cause."""

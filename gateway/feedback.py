@@ -2,7 +2,8 @@
 
 A Feedback output receives a TapOutcome only after the journal has committed whatever the
 tap produced (DESIGN.md principle 1). Outputs must be quick and must not raise; the
-pipeline shields itself from a failing output anyway.
+pipeline shields itself from a failing output anyway. What each outcome looks and sounds
+like on LEDs and buzzers is gateway.signals; the outputs themselves are gateway.outputs.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class TapOutcome:
     direction: Direction | None = None
     worker_name: str | None = None
     registration_id: uuid.UUID | None = None
+    # Whether the ONSS can be reached at the time of the tap; None: not known yet, or this
+    # box does not deliver.
+    uplink_online: bool | None = None
 
     def message(self) -> str:
         return render(self)
@@ -52,6 +56,12 @@ class Feedback(Protocol):
     """Called on the tap's thread, once the tap is settled; return quickly, never raise."""
 
     def show(self, outcome: TapOutcome) -> None: ...
+
+
+class Output(Feedback, Protocol):
+    """An output the daemon built and owns: closed, once, when the daemon stops."""
+
+    def close(self) -> None: ...
 
 
 _DIRECTION_WORDS: dict[Language, dict[Direction, str]] = {
@@ -103,6 +113,15 @@ _TEMPLATES: dict[Language, dict[OutcomeKind, str]] = {
 }
 
 
+# The tap is kept on the box, though the ONSS has not acknowledged it yet.
+_OFFLINE_SAVED: dict[Language, str] = {
+    Language.EN: "Offline — saved",
+    Language.FR: "Hors ligne — enregistré",
+    Language.NL: "Offline — opgeslagen",
+    Language.DE: "Offline — gespeichert",
+}
+
+
 def render(outcome: TapOutcome) -> str:
     direction = _DIRECTION_WORDS[outcome.language][outcome.direction] if outcome.direction else ""
     return (
@@ -114,6 +133,16 @@ def render(outcome: TapOutcome) -> str:
         )
         .strip()
     )
+
+
+def display_lines(outcome: TapOutcome) -> list[str]:
+    """What a text display shows: the message, whose badge it was, the offline notice."""
+    lines = [render(outcome)]
+    if outcome.worker_name and outcome.kind is not OutcomeKind.REGISTERED:  # not in the message
+        lines.append(outcome.worker_name)
+    if outcome.kind.positive and outcome.uplink_online is False:
+        lines.append(_OFFLINE_SAVED[outcome.language])
+    return lines
 
 
 class LogFeedback:
@@ -131,3 +160,6 @@ class LogFeedback:
             badge=outcome.badge_uid,
             registration=str(outcome.registration_id) if outcome.registration_id else None,
         )
+
+    def close(self) -> None:
+        pass

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 from drivers.base import Reader
+from drivers.device import Backoff
+from drivers.keyboard import KeyboardReader
+from drivers.nfc import NfcReader
+from drivers.rdm6300 import Rdm6300Parser, Rdm6300Reader
+from drivers.serial_line import LineParser, SerialLineReader
 from drivers.simulated import ScriptedTap, SimulatedReader
-from gateway.config import ReaderConfig, SimulatedReaderConfig
+from gateway.config import (
+    KeyboardReaderConfig,
+    NfcReaderConfig,
+    Rdm6300ReaderConfig,
+    ReaderConfig,
+    SerialLineReaderConfig,
+    SimulatedReaderConfig,
+)
 
 
 def build_reader(config: ReaderConfig) -> Reader:
@@ -14,6 +27,44 @@ def build_reader(config: ReaderConfig) -> Reader:
         case SimulatedReaderConfig():
             taps = [ScriptedTap(t.uid, t.after_seconds, t.direction) for t in config.taps]
             return SimulatedReader(config.name, taps, config.start_delay_seconds)
+        case NfcReaderConfig():
+            return NfcReader(
+                config.name,
+                config.path,
+                technologies=config.technologies,
+                presence_gap=config.presence_gap_seconds,
+                backoff=Backoff(maximum=config.reconnect_max_seconds),
+                failed_after=config.failed_after_seconds,
+            )
+        case KeyboardReaderConfig():
+            return KeyboardReader(
+                config.name,
+                config.device,
+                config.uid_format,
+                config.max_key_gap_seconds,
+                backoff=Backoff(maximum=config.reconnect_max_seconds),
+                failed_after=config.failed_after_seconds,
+            )
+        case Rdm6300ReaderConfig():
+            return Rdm6300Reader(
+                config.name,
+                port=config.port,
+                parser=partial(Rdm6300Parser, config.uid_format),
+                baudrate=config.baudrate,
+                presence_gap=config.presence_gap_seconds,
+                backoff=Backoff(maximum=config.reconnect_max_seconds),
+                failed_after=config.failed_after_seconds,
+            )
+        case SerialLineReaderConfig():
+            return SerialLineReader(
+                config.name,
+                port=config.port,
+                parser=partial(LineParser, config.pattern),
+                baudrate=config.baudrate,
+                presence_gap=config.presence_gap_seconds,
+                backoff=Backoff(maximum=config.reconnect_max_seconds),
+                failed_after=config.failed_after_seconds,
+            )
     raise ValueError(f"no driver for {config!r}")  # unreachable while the union is matched
 
 

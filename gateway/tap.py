@@ -46,6 +46,7 @@ class TapPipeline:
         journal: Journal,
         outputs: Sequence[Feedback],
         site_language: Language,
+        uplink_online: Callable[[], bool | None] = lambda: None,
     ) -> None:
         self.clock = clock
         self._badges = badges
@@ -53,6 +54,7 @@ class TapPipeline:
         self._journal = journal
         self._outputs = tuple(outputs)
         self._site_language = site_language
+        self._uplink_online = uplink_online
         self._one_at_a_time = threading.Lock()
         self.counters = TapCounters()
         self.busy_since: float | None = None  # time.monotonic() of the tap in progress
@@ -139,6 +141,7 @@ class TapPipeline:
             direction=registration.direction if registration else None,
             worker_name=worker.name if worker else None,
             registration_id=registration.id if registration else None,
+            uplink_online=self._uplink_online(),
         )
 
     def _cannot_store(

@@ -253,3 +253,33 @@ async def with_daemon(
 
 def tap_read(uid: str, direction: Literal["IN", "OUT"] | None = None) -> BadgeRead:
     return BadgeRead(uid, "test", "test", boottime_ns(), direction)
+
+
+# --- readers in configurations (issue 4: serial drivers) -----------------------------------
+
+
+def write_config_with_readers(
+    state: Path, readers: Sequence[dict[str, Any]], **sections: dict[str, Any]
+) -> Path:
+    """write_config, plus one [[readers]] table per entry (scalar values only)."""
+    path = write_config(state, **sections)
+    tables = [
+        "\n\n[[readers]]\n"
+        + "\n".join(f"{key} = {_toml_value(value)}" for key, value in reader.items())
+        for reader in readers
+    ]
+    with path.open("a", encoding="utf-8") as file:
+        file.write("".join(tables) + "\n")
+    return path
+
+
+def make_config_with_readers(
+    state: Path,
+    workers: Sequence[Badge],
+    readers: Sequence[dict[str, Any]],
+    **sections: dict[str, Any],
+) -> GatewayConfig:
+    """make_config, with these reader entries (shaped like the TOML file's [[readers]])."""
+    write_badge_file(state / "badges.csv", workers)
+    data = {**config_data(state, **sections), "readers": list(readers)}
+    return config_from_dict(data, source="test")

@@ -93,13 +93,15 @@ class DeviceReader(ABC, Generic[Handle]):
 
     # -- what a driver calls ------------------------------------------------------------
 
-    def emit(self, uid: str, monotonic_ns: int | None = None) -> None:
+    def emit(
+        self, uid: str, monotonic_ns: int | None = None, *, technology: str | None = None
+    ) -> None:
         """Hand one card presentation to the daemon (on this reader's thread)."""
         with self._lock:
             self._reads += 1
         assert self._on_read is not None
-        read = BadgeRead(uid, self.name, self.technology, monotonic_ns or boottime_ns())
-        self._on_read(read)
+        technology = technology or self.technology
+        self._on_read(BadgeRead(uid, self.name, technology, monotonic_ns or boottime_ns()))
 
     def count_bad_frame(self) -> None:
         with self._lock:

@@ -54,6 +54,10 @@ UART_ALIASES: Final = ("serial0", "serial1")  # a Raspberry Pi's GPIO UARTs, by 
 OpenFrontend = Callable[[str], nfc.ContactlessFrontend]
 
 
+# What a read records as its technology, by nfcpy's target type.
+TECHNOLOGY_NAMES = {"106A": "iso14443a", "106B": "iso14443b", "212F": "felica"}
+
+
 def uid_of(target: nfc.clf.RemoteTarget) -> str | None:
     """The card's identifier in upper-case hex: the UID of an ISO 14443A card, the PUPI of a
     14443B card, the IDm of a FeliCa card; None for a Type 1 tag, which no badge is."""
@@ -128,12 +132,12 @@ class NfcReader(DeviceReader[nfc.ContactlessFrontend]):
         """Poll until stopped; nfcpy's OSError (ENODEV after an unplug, ETIMEDOUT or EIO
         from a reader that stopped answering) ends the session, the base reopens."""
         while not self.stopping.is_set():
-            uid = self._poll(handle)
+            found = self._poll(handle)
             polled_ns = boottime_ns()
-            if uid is None:
+            if found is None:
                 self._presence.missed(polled_ns)
-            elif self._presence.is_new(uid, polled_ns):
-                self.emit(uid, polled_ns)
+            elif self._presence.is_new(found[0], polled_ns):
+                self.emit(found[0], polled_ns, technology=found[1])
             self.stopping.wait(self.poll_interval)
 
     def close(self, handle: nfc.ContactlessFrontend) -> None:
@@ -153,7 +157,8 @@ class NfcReader(DeviceReader[nfc.ContactlessFrontend]):
             if isinstance(device, nfc.clf.acr122.Device):
                 _play(device, ACR122_ACCEPTED if accepted else ACR122_REFUSED)
 
-    def _poll(self, frontend: nfc.ContactlessFrontend) -> str | None:
+    def _poll(self, frontend: nfc.ContactlessFrontend) -> tuple[str, str] | None:
+        """The uid and technology of a card in the field, if any."""
         for target in tuple(self._targets):
             if self.stopping.is_set():
                 return None
@@ -162,8 +167,9 @@ class NfcReader(DeviceReader[nfc.ContactlessFrontend]):
             except nfc.clf.UnsupportedTargetError as exc:
                 self._leave_out(target, exc)
                 continue
-            if found is not None:
-                return uid_of(found)
+            uid = None if found is None else uid_of(found)
+            if uid is not None:
+                return uid, TECHNOLOGY_NAMES.get(target.brty, target.brty)
         return None
 
     def _leave_out(self, target: nfc.clf.RemoteTarget, exc: Exception) -> None:

@@ -227,10 +227,7 @@ def render_status(status: dict[str, Any]) -> str:
         lines.append(f"STORAGE     cannot store: {journal['storage_error']}")
     lines.append(f"uplink      {_uplink_line(status['uplink'])}")
     for reader in status["readers"]:
-        error = f" ({reader['error']})" if reader["error"] else ""
-        lines.append(
-            f"reader      {reader['name']}: {reader['state']}{error}, {reader['reads']} read(s)"
-        )
+        lines.append(f"reader      {_reader_line(reader)}")
     lines.append("last taps")
     for reg in status["recent_registrations"]:
         lines.append(f"  {_registration_line(reg)}")
@@ -239,6 +236,19 @@ def render_status(status: dict[str, Any]) -> str:
             f"  {attempt['time_utc']}  {attempt['outcome']:<14} badge {attempt['badge_uid']}"
         )
     return "\n".join(lines)
+
+
+def _reader_line(reader: dict[str, Any]) -> str:
+    """State (and error, and since when it is down), reads, bad frames."""
+    state = reader["state"]
+    if reader.get("error"):
+        state += f" ({reader['error']})"
+    if reader.get("down_since"):
+        state += f" since {reader['down_since']} ({reader['down_seconds']:.0f} s)"
+    bad = reader.get("bad_frames") or 0
+    return f"{reader['name']}: {state}, {reader['reads']} read(s)" + (
+        f", {bad} bad frame(s)" if bad else ""
+    )
 
 
 def _uplink_line(uplink: dict[str, Any]) -> str:

@@ -27,6 +27,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
@@ -153,7 +154,18 @@ class _DeviceReaderBase(_ReaderBase):
     reconnect_max_seconds: float = Field(default=5.0, gt=0, le=300)
 
 
-class NfcReaderConfig(_DeviceReaderBase):
+class _CardPresenceReaderBase(_DeviceReaderBase):
+    """A reader that keeps reporting a card while it lies there (NFC polls, serial modules
+    repeating their frame): one read per presentation, however long the card stays."""
+
+    # Unseen for this long, the card counts as removed, and seen again it is a new
+    # presentation (arduino12/rdm6300 uses 300 ms; 0.5 s leaves margin for a busy Pi and
+    # a poll missing a card at the edge of the field). A quicker re-tap meets the
+    # attendance debounce anyway.
+    presence_gap_seconds: float = Field(default=0.5, gt=0, le=10)
+
+
+class NfcReaderConfig(_CardPresenceReaderBase):
     """An nfcpy device: PN532, PN533, ACR122U (../shared/reference: nfcpy quirks)."""
 
     driver: Literal["nfc"]
@@ -164,13 +176,9 @@ class NfcReaderConfig(_DeviceReaderBase):
     technologies: list[Literal["106A", "106B", "212F"]] = Field(
         default=["106A", "106B", "212F"], min_length=1
     )
-    # Polls that have missed the card for this long count it as removed: a card lying on
-    # the reader is one tap however long it stays, and one poll missing a card at the edge
-    # of the field is not a second tap. A quicker re-tap meets the attendance debounce.
-    presence_gap_seconds: float = Field(default=0.5, gt=0, le=10)
 
 
-class Rdm6300ReaderConfig(_DeviceReaderBase):
+class Rdm6300ReaderConfig(_CardPresenceReaderBase):
     """A 125 kHz EM4100 module speaking RDM6300 frames (STX, 10 hex, 2 hex checksum, ETX)."""
 
     driver: Literal["rdm6300"]
@@ -179,22 +187,15 @@ class Rdm6300ReaderConfig(_DeviceReaderBase):
     # "hex": all 5 bytes as 10 upper-case hex digits; "decimal": the 4-byte card id as the
     # 10-digit decimal number printed on most cards.
     uid_format: Literal["hex", "decimal"] = "hex"
-    # The module repeats the frame while the card lies on it; the card counts as removed
-    # after this long without a frame (arduino12/rdm6300 uses 300 ms; 0.5 s leaves margin
-    # for a busy Pi, and a quicker re-tap of the same card meets the attendance debounce).
-    presence_gap_seconds: float = Field(default=0.5, gt=0, le=10)
 
 
-class SerialLineReaderConfig(_DeviceReaderBase):
+class SerialLineReaderConfig(_CardPresenceReaderBase):
     """A reader that sends one badge per line; `pattern` extracts the uid (group "uid")."""
 
     driver: Literal["serial-line"]
     port: NonEmptyStr
     baudrate: int = Field(default=9600, gt=0)
     pattern: NonEmptyStr = r"(?P<uid>[0-9A-Fa-f]{4,32})"
-    # An identical line again within this long of the previous one is the same presentation
-    # (readers that repeat while the card is present); any longer silence starts a new one.
-    presence_gap_seconds: float = Field(default=0.5, gt=0, le=10)
 
     @field_validator("pattern")
     @classmethod
@@ -273,9 +274,19 @@ class DisplayOutputConfig(_Section):
     clear_after_seconds: float = Field(default=10.0, gt=0, le=3600)
 
 
-# The ACR122U's own LED and buzzer will be one more member here: output = "acr122u".
+class Acr122uOutputConfig(_Section):
+    """An ACR122U's own LED and buzzer, played by the nfc reader that drives it.
+
+    A green blink and one beep for a tap that counts, red blinks and three beeps otherwise.
+    """
+
+    output: Literal["acr122u"]
+    reader: NonEmptyStr  # the name of an nfc reader in [[readers]] (other devices: no-op)
+
+
 FeedbackConfig = Annotated[
-    LogOutputConfig | GpioOutputConfig | DisplayOutputConfig, Field(discriminator="output")
+    LogOutputConfig | GpioOutputConfig | DisplayOutputConfig | Acr122uOutputConfig,
+    Field(discriminator="output"),
 ]
 
 
@@ -352,6 +363,30 @@ class GatewayConfig(BaseSettings):
         if duplicates:
             raise ValidationError.from_exception_data("readers", duplicates)
         return readers
+
+    @field_validator("feedback", mode="wrap")
+    @classmethod
+    def _signalling_readers_exist(
+        cls, entries: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> list[FeedbackConfig]:
+        value: list[FeedbackConfig] = handler(entries)
+        nfc_readers = {r.name for r in info.data.get("readers", []) if r.driver == "nfc"}
+        errors = [
+            InitErrorDetails(
+                type=PydanticCustomError(
+                    "unknown_reader",
+                    "no nfc reader named {name} in [[readers]] (only nfc readers signal)",
+                    {"name": repr(entry.reader)},
+                ),
+                loc=(index, "reader"),
+                input=entry.reader,
+            )
+            for index, entry in enumerate(value)
+            if isinstance(entry, Acr122uOutputConfig) and entry.reader not in nfc_readers
+        ]
+        if errors:
+            raise ValidationError.from_exception_data("feedback", errors)
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -56,10 +56,10 @@ class Daemon:
         readers: Sequence[Reader] | None = None,
     ) -> None:
         self.config = config
-        # Outputs built from the configuration are the daemon's to close; given ones are not.
-        self._own_outputs = build_outputs(config.feedback) if outputs is None else []
-        self._outputs: list[Feedback] = [*(outputs or []), *self._own_outputs]
         self.readers = list(readers) if readers is not None else build_readers(config.readers)
+        # Outputs built from the configuration are the daemon's to close; given ones are not.
+        self._own_outputs = build_outputs(config.feedback, self.readers) if outputs is None else []
+        self._outputs: list[Feedback] = [*(outputs or []), *self._own_outputs]
         self._stopping = asyncio.Event()
         self._injected: set[asyncio.Future[TapOutcome]] = set()
         self.accepting = False

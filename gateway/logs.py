@@ -84,3 +84,8 @@ def configure(
     root.setLevel(level.upper())
     # One line per HTTP request is noise next to the uplink's own account of each batch.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+    # nfcpy logs every open at INFO and every failed reopen at ERROR; the reader's own
+    # health lines (drivers.device) say the same once per change, not once per retry.
+    logging.getLogger("nfc").setLevel(
+        root.level if root.level <= logging.DEBUG else logging.CRITICAL + 1
+    )

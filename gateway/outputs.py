@@ -14,13 +14,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import structlog
 
+from drivers.base import Reader
 from drivers.display import TerminalDisplay
 from drivers.gpio import GpioLine, open_indicator
 from gateway.config import (
+    Acr122uOutputConfig,
     DisplayOutputConfig,
     FeedbackConfig,
     GpioLineConfig,
@@ -160,9 +162,38 @@ class DisplayOutput:
             self._screen.clear()
 
 
-def build_output(config: FeedbackConfig) -> Output:
+@runtime_checkable
+class Signalling(Protocol):
+    """A reader that can play a verdict on its own LED and buzzer: drivers.nfc.NfcReader."""
+
+    name: str
+
+    def signal(self, accepted: bool) -> None: ...
+
+
+class ReaderSignalOutput:
+    """Plays each outcome on the reader's own LED and buzzer (it blocks while playing)."""
+
+    def __init__(self, reader: Signalling) -> None:
+        self._reader = reader
+        self._player = LatestWins(f"feedback-reader-{reader.name}", on_stop=lambda: None)
+
+    def show(self, outcome: TapOutcome) -> None:
+        accepted = outcome.kind.positive
+        self._player.submit(lambda pause: self._reader.signal(accepted))
+
+    def close(self) -> None:
+        self._player.close()
+
+
+def build_output(config: FeedbackConfig, readers: Sequence[Reader] = ()) -> Output:
     """The output for one configuration entry; OSError if its device cannot be opened."""
     match config:
+        case Acr122uOutputConfig():
+            reader = next((r for r in readers if r.name == config.reader), None)
+            if not isinstance(reader, Signalling):
+                raise OSError(f"reader {config.reader!r} cannot signal")
+            return ReaderSignalOutput(reader)
         case LogOutputConfig():
             return LogFeedback()
         case GpioOutputConfig():
@@ -181,12 +212,14 @@ def build_output(config: FeedbackConfig) -> Output:
     raise ValueError(f"no output for {config!r}")  # unreachable while the union is matched
 
 
-def build_outputs(configs: Sequence[FeedbackConfig]) -> list[Output]:
+def build_outputs(
+    configs: Sequence[FeedbackConfig], readers: Sequence[Reader] = ()
+) -> list[Output]:
     """Every output that can be opened; a missing device must not stop the daemon."""
     outputs: list[Output] = []
     for index, config in enumerate(configs):
         try:
-            outputs.append(build_output(config))
+            outputs.append(build_output(config, readers))
         except OSError as error:
             log.error(
                 "feedback output unavailable; the other outputs still work",

@@ -139,11 +139,16 @@ def collect(daemon: Daemon) -> dict[str, Any]:
 
 
 def _health(health: ReaderHealth) -> dict[str, Any]:
+    down_ns = None
+    if health.down_since_ns is not None:
+        down_ns = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - health.down_since_ns
     return {
         "state": health.state.value,
         "error": health.error,
         "reads": health.reads,
         "bad_frames": health.bad_frames,
+        "down_since": None if down_ns is None else _iso(time.time_ns() - down_ns),
+        "down_seconds": None if down_ns is None else round(down_ns / 1e9, 1),
     }
 
 

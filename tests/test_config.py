@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -96,6 +97,20 @@ def test_the_example_file_loads() -> None:
     assert isinstance(reader, SimulatedReaderConfig)
     assert [tap.after_seconds for tap in reader.taps] == [0.5, 30.0]
     assert reader.taps[1].direction == "OUT"
+
+
+def test_the_example_readers_and_signal_output_load_once_uncommented(tmp_path: Path) -> None:
+    uncommented = re.sub(
+        r"(?m)^#   (\[\[(?:readers|feedback)\]\]|\w+ = .*)$", r"\1", EXAMPLE.read_text()
+    )
+    path = tmp_path / "gateway.toml"
+    path.write_text(uncommented, encoding="utf-8")
+
+    cfg = load_config(path)
+
+    drivers = [reader.driver for reader in cfg.readers]
+    assert drivers == ["simulated", "nfc", "rdm6300", "serial-line", "keyboard"]
+    assert [output.output for output in cfg.feedback] == ["log", "acr122u"]
 
 
 def test_a_minimal_file_gets_the_defaults(tmp_path: Path) -> None:

@@ -593,6 +593,37 @@ def test_frames_on_two_serial_readers_end_as_registrations(state: Path, tmp_path
         line.unplug()
 
 
+def test_the_same_card_on_two_readers_within_the_debounce_is_one_tap(
+    state: Path, tmp_path: Path
+) -> None:
+    """An NFC and a 125 kHz reader side by side, or entrance and back door: the worker who
+    presents the card to both (or whose card both see) registers once."""
+    first, second = SerialDevice(tmp_path / "left"), SerialDevice(tmp_path / "right")
+    [marie] = badges(1)
+    write_badge_file(state / "badges.csv", [replace(marie, uid="0A00BC614E")])
+    config = write_config_with_readers(
+        state,
+        [
+            {"name": "left", "driver": "rdm6300", "port": str(first.link)},
+            {"name": "right", "driver": "rdm6300", "port": str(second.link)},
+        ],
+        attendance={"debounce_seconds": 30},
+    )
+    try:
+        with daemon_process(state, config) as daemon:
+            assert wait_until(lambda: _reader_states(daemon.request) == ["connected"] * 2, 10)
+            first.send(encode_frame(CARD))
+            second.send(encode_frame(CARD))
+            taps = lambda: daemon.request({"cmd": "status"})["status"]["taps"]  # noqa: E731
+            assert wait_until(lambda: sum(taps().values()) == 2, 10), taps()
+            assert taps() == {"registered": 1, "repeat": 1}
+            [registered] = _registrations(daemon.request)
+            assert (registered["badge_uid"], registered["type"]) == ("0A00BC614E", "IN")
+    finally:
+        first.unplug()
+        second.unplug()
+
+
 def _reader_states(request: Callable[[dict[str, Any]], dict[str, Any]]) -> list[str]:
     return [reader["state"] for reader in request({"cmd": "status"})["status"]["readers"]]
 

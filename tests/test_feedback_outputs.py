@@ -582,7 +582,8 @@ BAD_FEEDBACK: list[tuple[str, str, str]] = [
     (
         "unknown output",
         '[[feedback]]\noutput = "lcd"\n',
-        "feedback[0].output: unknown output (expected 'log', 'gpio', 'display') (got 'lcd')",
+        "feedback[0].output: unknown output (expected 'log', 'gpio', 'display', 'acr122u')"
+        " (got 'lcd')",
     ),
     ("no output", "[[feedback]]\n", "feedback[0].output: required, but missing"),
     ("not an array", 'feedback = "log"\n', "feedback: input should be an array (got 'log')"),
@@ -617,6 +618,12 @@ BAD_FEEDBACK: list[tuple[str, str, str]] = [
         '[[feedback]]\noutput = "display"\nclear_after_seconds = 0\n',
         "feedback[0].clear_after_seconds: input should be greater than 0 (got 0)",
     ),
+    (
+        "reader output without such an nfc reader",
+        '[[feedback]]\noutput = "acr122u"\nreader = "door"\n',
+        "feedback[0].reader: no nfc reader named 'door' in [[readers]] (only nfc readers"
+        " signal) (got 'door')",
+    ),
 ]
 
 
@@ -625,3 +632,39 @@ BAD_FEEDBACK: list[tuple[str, str, str]] = [
 )
 def test_a_bad_output_is_named_by_its_field(tmp_path: Path, text: str, expected: str) -> None:
     assert config_errors(tmp_path, text) == [expected]
+
+
+class SignallingReader:
+    """An ACR122U's verdict at the driver boundary: drivers.nfc.NfcReader.signal."""
+
+    technology = "nfc"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.verdicts: list[bool] = []
+
+    def start(self, on_read: Callable[..., None]) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def health(self) -> Any: ...
+
+    def signal(self, accepted: bool) -> None:
+        self.verdicts.append(accepted)
+
+
+def test_a_reader_output_plays_the_verdict_on_that_reader(tmp_path: Path) -> None:
+    reader = SignallingReader("door")
+    nfc = {"name": "door", "driver": "nfc", "path": "udp:localhost:9"}
+    data = config_data(tmp_path, feedback={})
+    data["readers"], data["feedback"] = [nfc], [{"output": "acr122u", "reader": "door"}]
+    config = config_from_dict(data, source="test")
+
+    [output] = build_outputs(config.feedback, [reader])
+    try:
+        output.show(outcome(OutcomeKind.REGISTERED))
+        wait_until(lambda: reader.verdicts == [True])
+        output.show(outcome(OutcomeKind.UNKNOWN_BADGE))
+        wait_until(lambda: reader.verdicts == [True, False])
+    finally:
+        output.close()

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from gateway import status
+from gateway.cli import render_status
+from gateway.daemon import Daemon
 from gateway.identifiers import mask_niss
-from tests.support import badges, write_badge_file, write_config
+from tests.support import (
+    badges,
+    make_config_with_readers,
+    run,
+    with_daemon,
+    write_badge_file,
+    write_config,
+)
 
 WORKERS = badges(2)
 SCRIPTED_DOOR = f"""
@@ -96,3 +109,25 @@ def test_readers_list_shows_the_configured_readers(state: Path) -> None:
     assert "Detected on this machine:" in result.stdout
     assert "detection failed" not in result.stdout
     assert "door" in result.stdout.split("Configured in")[1]
+
+
+def test_status_says_which_reader_is_down_since_when_and_why(state: Path) -> None:
+    missing = state / "ttyUSB-unplugged"
+    reader = {"name": "rfid", "driver": "rdm6300", "port": str(missing)}
+    config = make_config_with_readers(state, WORKERS, [reader])
+
+    async def body(daemon: Daemon) -> dict[str, Any]:
+        await asyncio.sleep(1.2)
+        return await asyncio.to_thread(status.collect, daemon)
+
+    snapshot = run(with_daemon(config, body))
+
+    [rfid] = snapshot["readers"]
+    assert rfid["state"] == "reconnecting"
+    assert str(missing) in rfid["error"]
+    assert 1.0 <= rfid["down_seconds"] < 30
+    down_since = datetime.fromisoformat(rfid["down_since"].replace("Z", "+00:00"))
+    assert abs((datetime.now(UTC) - down_since).total_seconds() - rfid["down_seconds"]) < 2
+    line = render_status(snapshot)
+    assert "reader      rfid: reconnecting (" in line
+    assert "since " in line.split("reader      rfid")[1]

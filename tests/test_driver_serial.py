@@ -614,14 +614,18 @@ def test_the_same_card_on_two_readers_within_the_debounce_is_one_tap(
             assert wait_until(lambda: _reader_states(daemon.request) == ["connected"] * 2, 10)
             first.send(encode_frame(CARD))
             second.send(encode_frame(CARD))
-            taps = lambda: daemon.request({"cmd": "status"})["status"]["taps"]  # noqa: E731
-            assert wait_until(lambda: sum(taps().values()) == 2, 10), taps()
-            assert taps() == {"registered": 1, "repeat": 1}
+            assert wait_until(lambda: sum(_taps(daemon.request).values()) == 2, 10)
+            assert _taps(daemon.request) == {"registered": 1, "repeat": 1}
             [registered] = _registrations(daemon.request)
             assert (registered["badge_uid"], registered["type"]) == ("0A00BC614E", "IN")
     finally:
         first.unplug()
         second.unplug()
+
+
+def _taps(request: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = request({"cmd": "status"})["status"]["taps"]
+    return counts
 
 
 def _reader_states(request: Callable[[dict[str, Any]], dict[str, Any]]) -> list[str]:

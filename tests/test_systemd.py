@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -11,9 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+import nfc.clf.device
+
 from tests.support import DaemonProcess, badges, write_badge_file, write_config
 
 UNIT = Path(__file__).parent.parent / "systemd" / "badge-gateway.service"
+NFC_RULES = UNIT.with_name("60-badge-gateway-nfc.rules")
 
 
 def installed_unit(tmp_path: Path) -> Path:
@@ -84,3 +88,18 @@ def test_daemon_speaks_the_notify_protocol(state: Path, tmp_path: Path) -> None:
         finally:
             if daemon.process is not None and daemon.process.poll() is None:
                 daemon.kill()
+
+
+def test_the_udev_rules_let_the_service_open_every_usb_reader_nfcpy_supports() -> None:
+    rules = [line for line in NFC_RULES.read_text().splitlines() if line and line[0] != "#"]
+    granted = set()
+    for rule in rules:
+        match = re.fullmatch(
+            r'SUBSYSTEM=="usb", ATTRS\{idVendor\}=="([0-9a-f]{4})",'
+            r' ATTRS\{idProduct\}=="([0-9a-f]{4})", GROUP="plugdev", MODE="0660"',
+            rule,
+        )
+        assert match, rule
+        granted.add((int(match[1], 16), int(match[2], 16)))
+    assert granted == set(nfc.clf.device.usb_device_map)
+    assert "plugdev" in UNIT.read_text().split("SupplementaryGroups=")[1].splitlines()[0]

@@ -226,6 +226,9 @@ def render_status(status: dict[str, Any]) -> str:
     if journal["storage_error"]:
         lines.append(f"STORAGE     cannot store: {journal['storage_error']}")
     lines.append(f"uplink      {_uplink_line(status['uplink'])}")
+    head = status.get("evidence_head")
+    if head:
+        lines.append(f"evidence    head #{head['seq']} {head['hash']}")
     for reader in status["readers"]:
         lines.append(f"reader      {_reader_line(reader)}")
     lines.append("last taps")

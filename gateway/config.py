@@ -317,6 +317,17 @@ class UplinkConfig(_Section):
         return self
 
 
+class EvidenceConfig(_Section):
+    """The evidence log (docs/evidence.md): what an employer shows a labour inspector."""
+
+    # How often the box notes that it is alive (one small page overwritten in place): a
+    # power cut is bounded by the last heartbeat before it.
+    heartbeat_seconds: float = Field(default=60.0, ge=5, le=3600)
+    # An Ed25519 private key (PEM) that signs exported manifests: a path, or a credential
+    # name under $CREDENTIALS_DIRECTORY. None: manifests are not signed.
+    signing_key: NonEmptyStr | None = None
+
+
 # The file (or dict) being loaded by the current load_config/config_from_dict call. A
 # context variable rather than class state: it is reset when the call returns, so nothing
 # carries over from one load to the next, and concurrent loads do not see each other's.
@@ -343,6 +354,7 @@ class GatewayConfig(BaseSettings):
     readers: list[ReaderConfig] = []
     feedback: list[FeedbackConfig] = [LogOutputConfig(output="log")]
     uplink: UplinkConfig = UplinkConfig()
+    evidence: EvidenceConfig = EvidenceConfig()
 
     @field_validator("readers", mode="wrap")
     @classmethod

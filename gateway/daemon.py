@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import os
 import signal
 import ssl
 import stat
@@ -23,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from drivers.base import BadgeRead, Reader
-from gateway import logs, status
+from gateway import __version__, logs, status
 from gateway.attendance import AttendanceRules, Site
 from gateway.clock import Clock, boottime_ns
 from gateway.config import GatewayConfig
 from gateway.control import AlreadyRunningError, ControlError, ControlServer, EncodedReply
+from gateway.evidence import Kind
 from gateway.feedback import Feedback, TapOutcome
 from gateway.identifiers import InvalidIdentifier, normalise_uid
 from gateway.identity import CP1252_NOTE, BadgeFileError, BadgeRegisterWatcher
@@ -36,6 +39,7 @@ from gateway.outputs import build_outputs, close_outputs
 from gateway.readers import build_readers
 from gateway.sdnotify import notify, watchdog_interval
 from gateway.tap import TapPipeline
+from gateway.watch import EvidenceWatch, log_head
 
 if TYPE_CHECKING:
     import httpx
@@ -69,6 +73,7 @@ class Daemon:
         self.pipeline: TapPipeline | None = None
         self.uplink: Uplink | None = None
         self.uplink_error: str | None = None
+        self.clock = Clock(config.clock.sources, config.clock.timesyncd_flag)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -79,8 +84,9 @@ class Daemon:
         self._report_register()
         storage = self.config.storage
         self.journal = await asyncio.to_thread(
-            Journal, storage.journal, max_size_mb=storage.max_size_mb
+            Journal, storage.journal, max_size_mb=storage.max_size_mb, clock=self.clock.sample
         )
+        await asyncio.to_thread(self._start_evidence, self.journal)
         self.pipeline = self._pipeline(self.journal, self.badges)
         control = ControlServer(
             self.config.control.socket,
@@ -95,7 +101,10 @@ class Daemon:
         http: httpx.AsyncClient | None = None
         try:
             await control.start()
-            tasks = [asyncio.create_task(self._poll_badges(), name="badges")]
+            tasks = [
+                asyncio.create_task(self._poll_badges(), name="badges"),
+                asyncio.create_task(self._evidence_watch(self.journal).run(), name="evidence"),
+            ]
             http = self._start_uplink(tasks)
             interval = watchdog_interval()
             if interval is not None:
@@ -122,6 +131,7 @@ class Daemon:
             await control.close()
             if http is not None:
                 await http.aclose()
+            await asyncio.to_thread(self._stop_evidence, self.journal)
             await asyncio.to_thread(self.journal.close)
             await asyncio.to_thread(close_outputs, self._own_outputs)
             self._remove_signals(loop)
@@ -131,7 +141,7 @@ class Daemon:
         site = self.config.site
         attendance = self.config.attendance
         return TapPipeline(
-            clock=Clock(self.config.clock.sources, self.config.clock.timesyncd_flag),
+            clock=self.clock,
             badges=lambda: badges.current,
             rules=AttendanceRules(
                 site=Site(site.declaration, site.place_of_work, site.tz),
@@ -142,6 +152,41 @@ class Daemon:
             outputs=self._outputs,
             site_language=site.language,
             uplink_online=self._uplink_online,
+        )
+
+    def _start_evidence(self, journal: Journal) -> None:
+        assert self.badges is not None
+        details = {
+            "version": __version__,
+            "pid": os.getpid(),
+            "config_sha256": hashlib.sha256(self.config.model_dump_json().encode()).hexdigest(),
+            "badges_sha256": self.badges.current.sha256,
+            "readers": [reader.name for reader in self.readers],
+        }
+        try:
+            written = journal.start_run(details)
+        except StorageError as error:  # taps will say it too; the daemon still starts
+            log.error("evidence: cannot record the start", error=str(error))
+            return
+        if Kind.UNCLEAN_STOP in written:
+            log.warning("evidence: the previous run did not stop cleanly (power cut or crash)")
+        log_head(journal)
+
+    def _stop_evidence(self, journal: Journal) -> None:
+        try:
+            journal.stop_run("signal")
+        except StorageError as error:
+            log.error("evidence: cannot record the clean stop", error=str(error))
+            return
+        log_head(journal)
+
+    def _evidence_watch(self, journal: Journal) -> EvidenceWatch:
+        return EvidenceWatch(
+            journal,
+            self.readers,
+            self.clock.sample,
+            heartbeat_seconds=self.config.evidence.heartbeat_seconds,
+            clock_source="+".join(self.config.clock.sources),
         )
 
     def _uplink_online(self) -> bool | None:
@@ -231,10 +276,24 @@ class Daemon:
                 sha256=changed.sha256,
             )
             self._report_register()
+            await self._record_badges_changed()
         elif self.badges.last_error and self.badges.last_error != before:
             log.error(
                 "badge register unusable, keeping the previous one", error=self.badges.last_error
             )
+
+    async def _record_badges_changed(self) -> None:
+        assert self.badges is not None and self.journal is not None
+        register = self.badges.current
+        details = {
+            "sha256": register.sha256,
+            "workers": len(register.workers),
+            "refused_lines": len(register.errors),
+        }
+        try:
+            await asyncio.to_thread(self.journal.record, Kind.BADGES_CHANGED, details)
+        except StorageError as error:
+            log.error("evidence: cannot record the badge register change", error=str(error))
 
     def _report_register(self) -> None:
         assert self.badges is not None

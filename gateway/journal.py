@@ -20,8 +20,9 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,6 +31,11 @@ from typing import Any, TypeVar
 
 import structlog
 
+from gateway import evidence_log
+from gateway.clock import boot_id, boottime_ns
+from gateway.evidence import Kind
+from gateway.evidence_log import EvidenceWriter, Head
+from gateway.identifiers import mask_niss
 from gateway.models import (
     Capacity,
     ClockSample,
@@ -112,6 +118,8 @@ MIGRATIONS: tuple[str, ...] = (
         clock_synced INTEGER NOT NULL CHECK (clock_synced IN (0, 1))
     );
     """,
+    # 3: the evidence log (docs/evidence.md).
+    evidence_log.MIGRATION,
 )
 
 _REGISTRATION_COLUMNS = (
@@ -265,9 +273,14 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 
 def _statements(script: str) -> Iterator[str]:
+    """One statement at a time; a trigger's body holds ';' of its own."""
+    statement = ""
     for part in script.split(";"):
-        if part.strip():
-            yield part
+        statement += part + ";"
+        if sqlite3.complete_statement(statement):
+            if statement.strip(" \n;"):
+                yield statement
+            statement = ""
 
 
 @lru_cache(maxsize=16)
@@ -460,9 +473,16 @@ class Journal(_Queries):
     also kept in memory, exact because this is the only writer: a tap reads nothing.
     """
 
-    def __init__(self, path: Path, *, max_size_mb: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_size_mb: int | None = None,
+        clock: Callable[[], ClockSample] | None = None,
+    ) -> None:
         self.path = path
         self._max_size_mb = max_size_mb
+        self._clock = clock or _unsynchronised_now
         self._lock = threading.RLock()
         self._last: dict[tuple[str, str], Registration | None] = {}
         self._commits_since_checkpoint = 0
@@ -471,6 +491,7 @@ class Journal(_Queries):
         self._conn = self._open()
         migrate(self._conn)
         self._pending_from = super()._oldest_pending_seq()
+        self._evidence = EvidenceWriter(self._conn)
 
     def _guard(self) -> AbstractContextManager[object]:
         return self._lock
@@ -523,27 +544,61 @@ class Journal(_Queries):
             return self._last[key]
 
     def append_registration(self, reg: Registration) -> int:
-        """Store a registration, pending delivery, in one durable transaction."""
-        with self._lock:
-            seq = self._insert(_INSERT_REGISTRATION, _registration_row(reg))
-            self._last[(reg.worker.niss, reg.declaration)] = reg
-            return seq
+        """Store a registration, pending delivery, and its evidence entry, in one durable
+        transaction."""
+        with self._transaction() as conn:
+            cursor = conn.execute(_INSERT_REGISTRATION, _registration_row(reg))
+            self._evidence.append(conn, reg.clock, Kind.REGISTRATION, _captured(reg))
+        self._last[(reg.worker.niss, reg.declaration)] = reg
+        return int(cursor.lastrowid or 0)
 
     def append_attempt(self, attempt: TapAttempt) -> int:
-        return self._insert(
-            _INSERT_ATTEMPT,
-            (
-                attempt.outcome,
-                attempt.badge_uid,
-                attempt.reader,
-                attempt.niss,
-                attempt.detail,
-                attempt.clock.wall_ns,
-                attempt.clock.monotonic_ns,
-                attempt.clock.boot_id,
-                int(attempt.clock.synced),
-            ),
-        )
+        """Store a tap that registered nothing; a refused one is evidence, a repeat is not."""
+        with self._transaction() as conn:
+            cursor = conn.execute(_INSERT_ATTEMPT, _attempt_row(attempt))
+            if attempt.outcome != "repeat":
+                refused = {
+                    "outcome": attempt.outcome,
+                    "badge_uid": attempt.badge_uid,
+                    "reader": attempt.reader,
+                }
+                self._evidence.append(conn, attempt.clock, Kind.TAP_REFUSED, refused)
+        return int(cursor.lastrowid or 0)
+
+    @property
+    def evidence_head(self) -> Head:
+        with self._lock:
+            return self._evidence.head
+
+    def record(self, kind: Kind, details: dict[str, Any], clock: ClockSample | None = None) -> None:
+        """An evidence entry on its own: the daemon, a reader, the clock, the badge file."""
+        with self._transaction() as conn:
+            self._evidence.append(conn, clock or self._clock(), kind, details)
+
+    def start_run(self, details: dict[str, Any]) -> list[Kind]:
+        """At daemon start: an `unclean-stop` entry if the last run was cut short (its last
+        heartbeat bounds the outage), then `daemon-start`. Returns the kinds written."""
+        now = self._clock()
+        with self._transaction() as conn:
+            written = []
+            previous = evidence_log.liveness(conn)
+            if previous is not None and previous.running:
+                self._evidence.append(conn, now, Kind.UNCLEAN_STOP, _cut_short(previous, now))
+                written.append(Kind.UNCLEAN_STOP)
+            self._evidence.append(conn, now, Kind.DAEMON_START, details)
+            self._evidence.beat(conn, now, running=True)
+            return [*written, Kind.DAEMON_START]
+
+    def heartbeat(self) -> None:
+        """The box is alive now: bounds a power cut that would follow (one page, in place)."""
+        with self._transaction() as conn:
+            self._evidence.beat(conn, self._clock(), running=True)
+
+    def stop_run(self, reason: str) -> None:
+        now = self._clock()
+        with self._transaction() as conn:
+            self._evidence.append(conn, now, Kind.DAEMON_STOP, {"reason": reason})
+            self._evidence.beat(conn, now, running=False)
 
     @contextmanager
     def _transaction(self, *, fsync: bool = True) -> Iterator[sqlite3.Connection]:
@@ -558,7 +613,9 @@ class Journal(_Queries):
                     self._conn.execute("BEGIN IMMEDIATE")
                     yield self._conn
                     self._conn.execute("COMMIT")
+                    self._evidence.committed()
                 except BaseException:
+                    self._evidence.rolled_back()
                     if self._conn.in_transaction:
                         self._conn.execute("ROLLBACK")
                     raise
@@ -606,6 +663,26 @@ class Journal(_Queries):
                 ],
             )
             self._advance_pending_floor()
+            self._settlement_evidence(conn, acks, rejections)
+
+    def _settlement_evidence(
+        self,
+        conn: sqlite3.Connection,
+        acks: Sequence[Acknowledgement],
+        rejections: Sequence[Rejection],
+    ) -> None:
+        ids = _ids_of(conn, [a.seq for a in acks] + [r.seq for r in rejections])
+        now = self._clock()
+        if acks:
+            acknowledged = {
+                "ids": {ids[a.seq]: a.onss_id for a in acks},
+                "late": [ids[a.seq] for a in acks if a.late],
+                "remarks": {ids[a.seq]: list(a.remarks) for a in acks if a.remarks},
+            }
+            self._evidence.append(conn, now, Kind.ACKNOWLEDGED, acknowledged)
+        for r in rejections:
+            rejected = {"id": ids[r.seq], "source": r.source, "errors": list(r.errors)}
+            self._evidence.append(conn, now, Kind.REJECTED, rejected)
 
     def mark_in_flight(self, seqs: Sequence[int], in_flight: bool) -> None:
         """Set before a request and cleared after a definite outcome: a crash in between
@@ -617,13 +694,15 @@ class Journal(_Queries):
                 [(int(in_flight), seq) for seq in seqs],
             )
 
-    def flag_possibly_duplicated(self, seqs: Sequence[int]) -> None:
+    def flag_possibly_duplicated(self, seqs: Sequence[int], cause: str) -> None:
         """Sent without an answer: the ONSS may hold them already; a resend may duplicate."""
         with self._transaction() as conn:
             conn.executemany(
                 "UPDATE registrations SET possibly_duplicated = 1, in_flight = 0 WHERE seq = ?",
                 [(seq,) for seq in seqs],
             )
+            flagged = {"ids": list(_ids_of(conn, seqs).values()), "cause": cause}
+            self._evidence.append(conn, self._clock(), Kind.POSSIBLY_DUPLICATED, flagged)
 
     def recover_in_flight(self) -> list[str]:
         """After a crash: registrations whose request had no known outcome may be duplicated
@@ -634,7 +713,8 @@ class Journal(_Queries):
                 (self._pending_from,),
             ).fetchall()
         if rows:
-            self.flag_possibly_duplicated([row["seq"] for row in rows])
+            seqs = [row["seq"] for row in rows]
+            self.flag_possibly_duplicated(seqs, "sent before a crash, no answer known")
         return [row["id"] for row in rows]
 
     def requeue(self, registration_id: str) -> bool:
@@ -656,22 +736,30 @@ class Journal(_Queries):
     def record_transition(
         self, state: str, cause: str, detail: str | None, clock: ClockSample
     ) -> int:
-        with self._lock:  # not stats(): that counts the whole history
-            pending, _ = self._pending_count_and_oldest()
-        return self._insert(
-            "INSERT INTO uplink_transitions (state, cause, detail, pending, wall_ns,"
-            " monotonic_ns, boot_id, clock_synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                state,
-                cause,
-                detail,
-                pending,
-                clock.wall_ns,
-                clock.monotonic_ns,
-                clock.boot_id,
-                int(clock.synced),
-            ),
-        )
+        """The uplink went online, offline or forbidden: its table, and the evidence (an
+        outage starts or ends)."""
+        with self._transaction() as conn:
+            pending, _ = self._pending_count_and_oldest()  # not stats(): the whole history
+            cursor = conn.execute(
+                "INSERT INTO uplink_transitions (state, cause, detail, pending, wall_ns,"
+                " monotonic_ns, boot_id, clock_synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    state,
+                    cause,
+                    detail,
+                    pending,
+                    clock.wall_ns,
+                    clock.monotonic_ns,
+                    clock.boot_id,
+                    int(clock.synced),
+                ),
+            )
+            if state == "online":
+                self._evidence.append(conn, clock, Kind.UPLINK_ONLINE, {"pending": pending})
+            else:
+                outage = {"cause": cause, "detail": detail, "pending": pending, "state": state}
+                self._evidence.append(conn, clock, Kind.UPLINK_OFFLINE, outage)
+            return int(cursor.lastrowid or 0)
 
     def _advance_pending_floor(self) -> None:
         self._pending_from = super()._oldest_pending_seq_from(self._pending_from)
@@ -710,3 +798,56 @@ class JournalReader(_Queries):
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _unsynchronised_now() -> ClockSample:
+    """Evidence time when the journal was given no clock (tools, tests): never 'synced'."""
+    return ClockSample(time.time_ns(), boottime_ns(), boot_id(), False)
+
+
+def _captured(reg: Registration) -> dict[str, Any]:
+    return {
+        "id": str(reg.id),
+        "type": reg.direction.value,
+        "registration_wall_ns": reg.clock.wall_ns,
+        "reader": reg.reader,
+        "badge_uid": reg.badge_uid,
+        "worker": reg.worker.name,
+        "niss": mask_niss(reg.worker.niss),
+    }
+
+
+def _attempt_row(attempt: TapAttempt) -> tuple[Any, ...]:
+    return (
+        attempt.outcome,
+        attempt.badge_uid,
+        attempt.reader,
+        attempt.niss,
+        attempt.detail,
+        attempt.clock.wall_ns,
+        attempt.clock.monotonic_ns,
+        attempt.clock.boot_id,
+        int(attempt.clock.synced),
+    )
+
+
+def _cut_short(previous: evidence_log.Liveness, now: ClockSample) -> dict[str, Any]:
+    same_boot = previous.boot_id == now.boot_id
+    return {
+        "last_seen_wall_ns": previous.wall_ns,
+        "last_seen_monotonic_ns": previous.monotonic_ns,
+        "last_seen_boot_id": previous.boot_id,
+        "gap_seconds": round((now.wall_ns - previous.wall_ns) / 1e9, 3),
+        "same_boot": same_boot,
+        "power_cut_likely": not same_boot,
+    }
+
+
+def _ids_of(conn: sqlite3.Connection, seqs: Sequence[int]) -> dict[int, str]:
+    found: dict[int, str] = {}
+    for start in range(0, len(seqs), 500):  # SQLite's bound-parameter limit
+        chunk = list(seqs[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(f"SELECT seq, id FROM registrations WHERE seq IN ({marks})", chunk)
+        found.update((int(row[0]), str(row[1])) for row in rows)
+    return found

@@ -115,6 +115,7 @@ def collect(daemon: Daemon) -> dict[str, Any]:
         "site": {"name": daemon.config.site.name, "declaration": daemon.config.site.declaration},
         "clock": {"synced": clock.synced, "boot_id": clock.boot_id, "now": _iso(clock.wall_ns)},
         "readers": [{"name": reader.name, **_health(reader.health())} for reader in daemon.readers],
+        "evidence_head": journal.evidence_head.as_json(),
         "badges": {
             "file": str(register.path),
             "workers": len(register.workers),

@@ -259,7 +259,9 @@ class Uplink:
             registrations=[str(out.stored.registration.id) for out in chunk],
             error=str(error),
         )
-        await asyncio.to_thread(self._journal.flag_possibly_duplicated, [o.seq for o in chunk])
+        cause = getattr(error, "cause", type(error).__name__)
+        seqs = [out.seq for out in chunk]
+        await asyncio.to_thread(self._journal.flag_possibly_duplicated, seqs, cause)
 
     async def _settle(self, chunk: list[Outgoing], results: list[ItemResult]) -> None:
         now_ns = time.time_ns()

@@ -1,0 +1,194 @@
+"""The evidence log in the journal database: an append-only table of hash-chained entries
+(gateway.evidence), and the liveness row that bounds a power cut.
+
+The journal writes an entry in the same transaction as the change it describes, through
+`EvidenceWriter.append`; the chain head advances only once that transaction committed.
+The liveness row is overwritten in place (by the heartbeat, not appended), so that an
+idle box costs one small page write a minute, not a growing log; the next start turns it
+into an `unclean-stop` entry when the previous run did not stop cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.evidence import GENESIS, Entry, Kind, canonical, make_entry
+from gateway.models import ClockSample
+
+MIGRATION = """
+    CREATE TABLE evidence (
+        seq          INTEGER PRIMARY KEY,
+        wall_ns      INTEGER NOT NULL,
+        monotonic_ns INTEGER NOT NULL,
+        boot_id      TEXT    NOT NULL,
+        clock_synced INTEGER NOT NULL CHECK (clock_synced IN (0, 1)),
+        kind         TEXT    NOT NULL,
+        details      TEXT    NOT NULL,
+        prev_hash    TEXT    NOT NULL,
+        hash         TEXT    NOT NULL
+    );
+    CREATE TRIGGER evidence_no_update BEFORE UPDATE ON evidence
+        BEGIN SELECT RAISE(ABORT, 'the evidence log is append-only'); END;
+    CREATE TRIGGER evidence_no_delete BEFORE DELETE ON evidence
+        BEGIN SELECT RAISE(ABORT, 'the evidence log is append-only'); END;
+    CREATE TABLE liveness (
+        id           INTEGER PRIMARY KEY CHECK (id = 1),
+        running      INTEGER NOT NULL,
+        wall_ns      INTEGER NOT NULL,
+        monotonic_ns INTEGER NOT NULL,
+        boot_id      TEXT    NOT NULL,
+        head_seq     INTEGER NOT NULL,
+        head_hash    TEXT    NOT NULL
+    )
+"""
+
+_INSERT = (
+    "INSERT INTO evidence (seq, wall_ns, monotonic_ns, boot_id, clock_synced, kind, details,"
+    " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_COLUMNS = "seq, wall_ns, monotonic_ns, boot_id, clock_synced, kind, details, prev_hash, hash"
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    seq: int
+    hash: str
+    wall_ns: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "hash": self.hash, "wall_ns": self.wall_ns}
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """What the last run left behind: still 'running' after its end means it was cut."""
+
+    running: bool
+    wall_ns: int
+    monotonic_ns: int
+    boot_id: str
+    head: Head
+
+
+class EvidenceWriter:
+    """The chain's writing end, used by the journal under its lock, inside its transactions."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._head = last_head(conn)
+        self._staged: Head | None = None
+
+    @property
+    def head(self) -> Head:
+        return self._head
+
+    def append(
+        self,
+        conn: sqlite3.Connection,
+        clock: ClockSample,
+        kind: Kind,
+        details: Mapping[str, Any],
+    ) -> Entry:
+        """Insert the next entry in the open transaction; it counts once that commits."""
+        base = self._staged or self._head
+        entry = make_entry(base.seq + 1, clock, kind, details, base.hash)
+        conn.execute(
+            _INSERT,
+            (
+                entry.seq,
+                entry.wall_ns,
+                entry.monotonic_ns,
+                entry.boot_id,
+                int(entry.clock_synced),
+                entry.kind,
+                canonical(entry.details).decode(),
+                entry.prev_hash,
+                entry.hash,
+            ),
+        )
+        self._staged = Head(entry.seq, entry.hash, entry.wall_ns)
+        return entry
+
+    def committed(self) -> None:
+        if self._staged is not None:
+            self._head, self._staged = self._staged, None
+
+    def rolled_back(self) -> None:
+        self._staged = None
+
+    def beat(self, conn: sqlite3.Connection, clock: ClockSample, *, running: bool) -> None:
+        """Overwrite the liveness row: the box was alive (or stopped cleanly) at `clock`."""
+        conn.execute(
+            "INSERT OR REPLACE INTO liveness (id, running, wall_ns, monotonic_ns, boot_id,"
+            " head_seq, head_hash) VALUES (1, ?, ?, ?, ?, ?, ?)",
+            (
+                int(running),
+                clock.wall_ns,
+                clock.monotonic_ns,
+                clock.boot_id,
+                (self._staged or self._head).seq,
+                (self._staged or self._head).hash,
+            ),
+        )
+
+
+def last_head(conn: sqlite3.Connection) -> Head:
+    row = conn.execute(
+        "SELECT seq, hash, wall_ns FROM evidence ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    return Head(0, GENESIS) if row is None else Head(int(row[0]), str(row[1]), int(row[2]))
+
+
+def liveness(conn: sqlite3.Connection) -> Liveness | None:
+    row = conn.execute(
+        "SELECT running, wall_ns, monotonic_ns, boot_id, head_seq, head_hash FROM liveness"
+    ).fetchone()
+    if row is None:
+        return None
+    return Liveness(bool(row[0]), int(row[1]), int(row[2]), str(row[3]), Head(row[4], row[5]))
+
+
+def entries(
+    conn: sqlite3.Connection,
+    *,
+    from_seq: int = 1,
+    from_wall_ns: int | None = None,
+    to_wall_ns: int | None = None,
+) -> Iterator[Entry]:
+    """Entries in seq order, those from `from_seq` on whose wall time is in the range."""
+    where, values = ["seq >= ?"], [from_seq]
+    if from_wall_ns is not None:
+        where.append("wall_ns >= ?")
+        values.append(from_wall_ns)
+    if to_wall_ns is not None:
+        where.append("wall_ns < ?")
+        values.append(to_wall_ns)
+    sql = f"SELECT {_COLUMNS} FROM evidence WHERE {' AND '.join(where)} ORDER BY seq"  # noqa: S608
+    for row in conn.execute(sql, values):
+        yield _entry_from_row(row)
+
+
+def entry_at(conn: sqlite3.Connection, seq: int) -> Entry | None:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM evidence WHERE seq = ?", (seq,)).fetchone()  # noqa: S608
+    return None if row is None else _entry_from_row(row)
+
+
+def _entry_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Entry:
+    try:
+        details = json.loads(row[6])
+    except ValueError:
+        details = {"unreadable": str(row[6])}  # verify will name it as edited
+    return Entry(
+        seq=int(row[0]),
+        wall_ns=int(row[1]),
+        monotonic_ns=int(row[2]),
+        boot_id=str(row[3]),
+        clock_synced=bool(row[4]),
+        kind=str(row[5]),
+        details=details if isinstance(details, dict) else {"unreadable": details},
+        prev_hash=str(row[7]),
+        hash=str(row[8]),
+    )

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.evidence import GENESIS, Entry, Kind, canonical, make_entry
+from gateway.evidence import GENESIS, ChainCheck, Entry, Kind, canonical, make_entry, verify_chain
 from gateway.models import ClockSample
 
 MIGRATION = """
@@ -192,3 +192,75 @@ def _entry_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Entry:
         prev_hash=str(row[7]),
         hash=str(row[8]),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LogCheck:
+    """The chain, then what else the journal says that the chain must agree with."""
+
+    chain: ChainCheck
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.chain.ok and not self.problems
+
+
+def verify_journal(conn: sqlite3.Connection, *, anchor: Head | None = None) -> LogCheck:
+    """The whole log: every hash and link; every registration row has its entry and every
+    registration entry its row (a deleted or edited registration, a truncated log); the
+    head the box last noted (liveness) and an anchor kept elsewhere are still there."""
+    captured: dict[str, tuple[str, int]] = {}
+
+    def noting_registrations(stream: Iterator[Entry]) -> Iterator[Entry]:
+        for entry in stream:
+            if entry.kind == Kind.REGISTRATION.value:
+                captured[str(entry.details.get("id"))] = (
+                    str(entry.details.get("type")),
+                    int(entry.details.get("registration_wall_ns") or 0),
+                )
+            yield entry
+
+    chain = verify_chain(noting_registrations(entries(conn)))
+    problems = [*_registrations_against(conn, captured), *_heads_against(conn, chain, anchor)]
+    return LogCheck(chain, tuple(problems))
+
+
+def _registrations_against(
+    conn: sqlite3.Connection, captured: dict[str, tuple[str, int]]
+) -> Iterator[str]:
+    rows = conn.execute("SELECT seq, id, direction, wall_ns FROM registrations ORDER BY seq")
+    for seq, registration_id, direction, wall_ns in rows:
+        entry = captured.pop(registration_id, None)
+        if entry is None:
+            yield f"registration {registration_id} (journal row {seq}) has no evidence entry"
+        elif entry != (direction, wall_ns):
+            yield (
+                f"registration {registration_id} (journal row {seq}) differs from its evidence"
+                f" entry: {direction} at {wall_ns} in the journal, {entry[0]} at {entry[1]}"
+                " in the evidence"
+            )
+    for registration_id in captured:
+        yield f"registration {registration_id} is in the evidence but not in the journal"
+
+
+def _heads_against(
+    conn: sqlite3.Connection, chain: ChainCheck, anchor: Head | None
+) -> Iterator[str]:
+    noted = liveness(conn)
+    last = chain.last.seq if chain.last else 0
+    for source, head in (
+        ("the box's last noted head", noted.head if noted else None),
+        ("the anchor", anchor),
+    ):
+        if head is None or head.seq == 0:
+            continue
+        if head.seq > last:
+            yield f"truncated: {source} is entry {head.seq}, the log ends at entry {last}"
+            continue
+        found = entry_at(conn, head.seq)
+        if found is not None and found.hash != head.hash:
+            yield (
+                f"rewritten: {source} says entry {head.seq} has hash {head.hash[:16]}...,"
+                f" the log has {found.hash[:16]}..."
+            )

@@ -131,11 +131,13 @@ class DaemonProcess:
         self.socket = socket
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+        self.wrapper: Sequence[str] = ()  # a command the daemon runs under (a fake clock...)
 
     def spawn(self) -> None:
+        command = [sys.executable, "-m", "gateway", "--config", str(self.config_path), "run"]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "--config", str(self.config_path), "run"],
+                [*self.wrapper, *command],
                 stdout=log,
                 stderr=log,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},

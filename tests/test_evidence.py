@@ -1,0 +1,336 @@
+"""The evidence log: the chain holds, tampering is named precisely, a power cut is bounded."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.clock import boot_id
+from gateway.evidence import Entry, Kind, entry_hash, verify_chain
+from gateway.evidence_log import Head, LogCheck, entries, liveness, verify_journal
+from gateway.journal import Journal
+from tests.support import (
+    WORKER,
+    DaemonProcess,
+    a_registration,
+    badges,
+    daemon_process,
+    write_badge_file,
+    write_config,
+)
+
+# --- a journal with a known log: 1 start, 2-7 registrations, 8 reader failed, 9 stop ------
+
+
+def filled_journal(path: Path) -> Path:
+    journal = Journal(path)
+    try:
+        journal.start_run({"version": "test"})
+        for hour in range(6):
+            name = "Marie" if hour % 2 else "Jan"
+            reg = a_registration(f"2026-11-23T{hour + 6:02d}:00", monotonic_s=100.0 + hour)
+            journal.append_registration(replace(reg, worker=replace(WORKER, name=name)))
+        journal.record(Kind.READER_FAILED, {"reader": "entrance", "error": "ENODEV"})
+        journal.stop_run("signal")
+    finally:
+        journal.close()
+    return path
+
+
+def tamper(path: Path, *statements: str) -> None:
+    """What someone with the SD card and sqlite3 can do: the append-only triggers first."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("DROP TRIGGER evidence_no_update")
+        conn.execute("DROP TRIGGER evidence_no_delete")
+        for statement in statements:
+            conn.execute(statement)
+    finally:
+        conn.close()
+
+
+def check(path: Path, anchor: Head | None = None) -> LogCheck:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return verify_journal(conn, anchor=anchor)
+    finally:
+        conn.close()
+
+
+def read_entries(path: Path) -> list[Entry]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return list(entries(conn))
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def journal_path(tmp_path: Path) -> Path:
+    return filled_journal(tmp_path / "journal.db")
+
+
+def test_an_untouched_log_verifies_and_links_every_entry(journal_path: Path) -> None:
+    logged = read_entries(journal_path)
+
+    assert [e.kind for e in logged] == [
+        "daemon-start",
+        *["registration"] * 6,
+        "reader-failed",
+        "daemon-stop",
+    ]
+    assert [e.seq for e in logged] == list(range(1, 10))
+    assert all(later.prev_hash == earlier.hash for earlier, later in pairwise(logged))
+    result = check(journal_path)
+    assert result.ok, (result.chain.broken, result.problems)
+    assert result.chain.entries == 9
+
+
+def test_entries_never_hold_a_full_niss(journal_path: Path) -> None:
+    registrations = [e for e in read_entries(journal_path) if e.kind == "registration"]
+
+    assert {e.details["niss"] for e in registrations} == {"********328"}
+    assert WORKER.niss not in json.dumps([e.as_json() for e in read_entries(journal_path)])
+
+
+def test_the_log_refuses_updates_and_deletes(journal_path: Path) -> None:
+    conn = sqlite3.connect(journal_path, isolation_level=None)
+    try:
+        for statement in ("UPDATE evidence SET kind = 'x' WHERE seq = 2", "DELETE FROM evidence"):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                conn.execute(statement)
+    finally:
+        conn.close()
+
+
+TAMPERING: list[tuple[str, list[str], int, str]] = [
+    (
+        "a field edited",
+        ["""UPDATE evidence SET details = replace(details, '"IN"', '"OUT"') WHERE seq = 4"""],
+        4,
+        "edited",
+    ),
+    ("an entry deleted", ["DELETE FROM evidence WHERE seq = 4"], 4, "deleted"),
+    (
+        "two entries swapped",
+        [
+            "UPDATE evidence SET seq = -1 WHERE seq = 4",
+            "UPDATE evidence SET seq = 4 WHERE seq = 5",
+            "UPDATE evidence SET seq = 5 WHERE seq = -1",
+        ],
+        4,
+        "reordered",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("statements", "seq", "problem"), [t[1:] for t in TAMPERING], ids=[t[0] for t in TAMPERING]
+)
+def test_tampering_names_the_entry(
+    journal_path: Path, statements: list[str], seq: int, problem: str
+) -> None:
+    tamper(journal_path, *statements)
+
+    broken = check(journal_path).chain.broken
+
+    assert broken is not None
+    assert (broken.seq, broken.problem) == (seq, problem)
+
+
+def test_an_edit_with_its_hash_recomputed_is_caught_by_the_next_link(journal_path: Path) -> None:
+    fourth = read_entries(journal_path)[3]
+    forged = replace(fourth, details={**fourth.details, "worker": "Mario"})
+    forged_hash = entry_hash(forged)
+    details = json.dumps(forged.details, sort_keys=True, separators=(",", ":"))
+    tamper(
+        journal_path,
+        f"UPDATE evidence SET details = '{details}', hash = '{forged_hash}' WHERE seq = 4",
+    )
+
+    broken = check(journal_path).chain.broken
+
+    assert broken is not None
+    assert (broken.seq, broken.problem) == (4, "edited")
+    assert "its hash was changed" in broken.detail
+
+
+def test_a_truncated_tail_is_named_by_the_head_the_box_noted(journal_path: Path) -> None:
+    tamper(journal_path, "DELETE FROM evidence WHERE seq > 6")
+
+    result = check(journal_path)
+
+    assert result.chain.ok  # what is left links up: only the journal's other records tell
+    assert "truncated: the box's last noted head is entry 9, the log ends at entry 6" in (
+        result.problems
+    )
+    assert any("has no evidence entry" in p for p in result.problems)
+
+
+def test_a_rewritten_log_is_caught_by_an_older_anchor(journal_path: Path) -> None:
+    anchor = Head(read_entries(journal_path)[4].seq, read_entries(journal_path)[4].hash)
+    rewritten = filled_journal(journal_path.with_name("other.db"))  # same shape, new hashes
+    shutil.copyfile(rewritten, journal_path)
+
+    result = check(journal_path, anchor)
+
+    assert result.chain.ok
+    assert [p for p in result.problems if p.startswith("rewritten: the anchor says entry 5")]
+
+
+def test_an_edited_registration_row_disagrees_with_its_entry(journal_path: Path) -> None:
+    conn = sqlite3.connect(journal_path, isolation_level=None)
+    conn.execute("UPDATE registrations SET direction = 'OUT' WHERE seq = 2")
+    conn.close()
+
+    problems = check(journal_path).problems
+
+    assert len(problems) == 1
+    assert "differs from its evidence entry: OUT at" in problems[0]
+
+
+def test_a_chain_check_from_mid_chain_needs_the_entry_before() -> None:
+    logged = read_entries(
+        filled_journal(Path(os.environ.get("TMPDIR", "/tmp")) / f"mid-{os.getpid()}.db")
+    )
+
+    assert verify_chain(logged[3:], after=logged[2]).ok
+    broken = verify_chain(logged[3:]).broken
+    assert broken is not None and broken.problem == "deleted"
+
+
+# --- the command, as the employer runs it -----------------------------------------------------
+
+
+def verify_command(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "evidence", "verify", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_verify_exits_1_and_names_the_break(journal_path: Path) -> None:
+    good = verify_command("--journal", str(journal_path))
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "verified" in good.stdout
+    head = good.stdout.split("head: ")[1].split()[0]
+
+    tamper(journal_path, "DELETE FROM evidence WHERE seq = 3")
+    bad = verify_command("--journal", str(journal_path), "--head", head)
+
+    assert bad.returncode == 1
+    assert "BROKEN at entry 3: deleted: entries 3 are missing" in bad.stdout
+
+
+# --- the daemon: what it writes, and a power cut ---------------------------------------------
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout} s")
+
+
+def noted_alive_after(path: Path, wall_ns: int) -> bool:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        seen = liveness(conn)
+    finally:
+        conn.close()
+    return seen is not None and seen.running and seen.wall_ns > wall_ns
+
+
+def test_a_power_cut_is_bounded_by_the_last_heartbeat(state: Path, tmp_path: Path) -> None:
+    libfaketime = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    if not (libfaketime and shutil.which("unshare")):
+        pytest.fail("libfaketime and unshare are needed: ./dev test installs them")
+    [marie] = badges(1)
+    write_badge_file(state / "badges.csv", [marie])
+    config = write_config(state, evidence={"heartbeat_seconds": 5})
+    journal = state / "journal.db"
+    with daemon_process(state, config) as daemon:
+        assert daemon.tap(marie.uid)["kind"] == "registered"
+        tapped_ns = time.time_ns()
+        wait_for(lambda: noted_alive_after(journal, tapped_ns))  # a heartbeat after the tap
+        daemon.kill()  # the power cut: nothing more is written
+    cut_ns = time.time_ns()
+
+    # The box comes back after a reboot (a new boot id) with its clock an hour behind, as a
+    # Pi without a battery-backed clock does until NTP answers.
+    fake_boot = tmp_path / "boot_id"
+    fake_boot.write_text("0badb007-0000-4000-8000-000000000001\n")
+    restarted = DaemonProcess(config, state / "control.sock", state / "daemon.log")
+    restarted.wrapper = [
+        "unshare",
+        "--mount",
+        "sh",
+        "-c",
+        f'mount --bind "{fake_boot}" /proc/sys/kernel/random/boot_id && exec "$@"',
+        "--",
+        "env",
+        f"LD_PRELOAD={libfaketime[0]}",
+        "FAKETIME=-1h",
+    ]
+    restarted.start()
+    assert restarted.stop() == 0
+
+    logged = read_entries(journal)
+    kinds = [e.kind for e in logged]
+    assert kinds == ["daemon-start", "registration", "unclean-stop", "daemon-start", "daemon-stop"]
+    cut = logged[2]
+    assert cut.boot_id == logged[3].boot_id == "0badb007-0000-4000-8000-000000000001"
+    assert cut.details["last_seen_boot_id"] == boot_id()
+    assert cut.details["power_cut_likely"] is True and cut.details["same_boot"] is False
+    # bounded: the last heartbeat came after the tap and before the cut
+    assert tapped_ns < cut.details["last_seen_wall_ns"] <= cut_ns
+    # the box's clock says it came back an hour before it went: the gap shows it
+    assert -3700 < cut.details["gap_seconds"] < -3500
+    assert verify_command("--journal", str(journal)).returncode == 0
+
+
+def test_the_daemon_logs_its_life_and_refused_taps(state: Path) -> None:
+    [marie] = badges(1)
+    write_badge_file(state / "badges.csv", [marie])
+    with daemon_process(state, write_config(state)) as daemon:
+        daemon.tap(marie.uid)
+        daemon.tap("DEADBEEF")  # unknown badge
+        daemon.tap(marie.uid)  # a repeat: not evidence
+        head = daemon.request({"cmd": "status"})["status"]["evidence_head"]
+        daemon.signal(signal.SIGTERM)
+        assert daemon.process is not None and daemon.process.wait(timeout=20) == 0
+
+    logged = read_entries(state / "journal.db")
+    assert [e.kind for e in logged] == [
+        "daemon-start",
+        "registration",
+        "tap-refused",
+        "daemon-stop",
+    ]
+    assert logged[2].details == {
+        "outcome": "unknown-badge",
+        "badge_uid": "DEADBEEF",
+        "reader": "control",
+    }
+    assert head["seq"] == 3 and head["hash"] == logged[2].hash
+    assert logged[0].details["badges_sha256"]
+    assert '"event": "evidence head"' in (state / "daemon.log").read_text()

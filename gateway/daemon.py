@@ -200,8 +200,8 @@ class Daemon:
         if not self.config.uplink.enabled:
             return None
         # Imported here: a box that does not deliver does not pay for TLS and HTTP in RAM.
+        from gateway.credentials import CredentialError
         from gateway.uplink import open_uplink
-        from gateway.uplink.credentials import CredentialError
 
         assert self.journal is not None and self.pipeline is not None
         try:

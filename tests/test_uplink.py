@@ -15,11 +15,11 @@ import pytest
 from gateway.attendance import AttendanceRules
 from gateway.clock import Clock, boot_id, boottime_ns
 from gateway.config import UplinkConfig
+from gateway.credentials import CredentialError, load_private_key
 from gateway.identifiers import make_niss
 from gateway.journal import Journal
 from gateway.models import ClockSample, Registration
 from gateway.uplink import open_uplink
-from gateway.uplink.credentials import CredentialError, load_private_key
 from gateway.uplink.sender import Uplink
 from onss_sim.testing import SimulatorProcess
 from tests.support import SITE, WORKER, read, registered, run

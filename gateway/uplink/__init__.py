@@ -12,9 +12,9 @@ import httpx
 
 from gateway.clock import Clock
 from gateway.config import UplinkConfig
+from gateway.credentials import key_path, load_private_key
 from gateway.journal import Journal
 from gateway.uplink.client import OnssClient
-from gateway.uplink.credentials import key_path, load_private_key
 from gateway.uplink.sender import Uplink, UplinkPolicy
 from gateway.uplink.token import TokenProvider
 

@@ -1,7 +1,8 @@
-"""The technical user's private key: from a file, or from systemd's credentials directory.
+"""Private keys: from a file, or from systemd's credentials directory.
 
-The key is the employer's identity at the ONSS. A key file that others may read is
-refused outright rather than used: it would mean the key has already leaked on the box.
+The technical user's RSA key is the employer's identity at the ONSS; the Ed25519 key signs
+evidence exports. A key file that others may read is refused outright rather than used:
+it would mean the key has already leaked on the box.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import stat
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 
 class CredentialError(Exception):
@@ -33,6 +36,20 @@ def key_path(name: str, credentials_directory: str | None = None) -> Path:
 
 
 def load_private_key(path: Path) -> RSAPrivateKey:
+    key = _load_pem(path)
+    if not isinstance(key, RSAPrivateKey):
+        raise CredentialError(f"{path}: the ONSS client assertion needs an RSA key (RS256)")
+    return key
+
+
+def load_signing_key(path: Path) -> Ed25519PrivateKey:
+    key = _load_pem(path)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise CredentialError(f"{path}: evidence manifests are signed with an Ed25519 key")
+    return key
+
+
+def _load_pem(path: Path) -> PrivateKeyTypes:
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
         if mode & 0o077:
@@ -44,9 +61,6 @@ def load_private_key(path: Path) -> RSAPrivateKey:
     except OSError as error:
         raise CredentialError(f"{path}: cannot read the private key: {error.strerror}") from error
     try:
-        key = serialization.load_pem_private_key(data, password=None)
+        return serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as error:
         raise CredentialError(f"{path}: not an unencrypted PEM private key: {error}") from error
-    if not isinstance(key, RSAPrivateKey):
-        raise CredentialError(f"{path}: the ONSS client assertion needs an RSA key (RS256)")
-    return key

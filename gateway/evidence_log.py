@@ -1,8 +1,12 @@
-"""The evidence log in the journal database: an append-only table of hash-chained entries
-(gateway.evidence), and the liveness row that bounds a power cut.
+"""The evidence log in the journal database: hash-chained entries (gateway.evidence), and the
+liveness row that bounds a power cut.
 
 The journal writes an entry in the same transaction as the change it describes, through
-`EvidenceWriter.append`; the chain head advances only once that transaction committed.
+`EvidenceWriter`; the chain head advances only once that transaction committed. A
+registration's entry lives in the registration's own row (its seq and the two hashes; the
+details are the row's fields), so that a tap writes no page beyond the ones it wrote before
+the log existed; every other entry is a row of the append-only `evidence` table. The view
+`evidence_chain` reads both as one chain.
 The liveness row is overwritten in place (by the heartbeat, not appended), so that an
 idle box costs one small page write a minute, not a growing log; the next start turns it
 into an `unclean-stop` entry when the previous run did not stop cleanly.
@@ -20,6 +24,9 @@ from gateway.evidence import GENESIS, ChainCheck, Entry, Kind, canonical, make_e
 from gateway.models import ClockSample
 
 MIGRATION = """
+    ALTER TABLE registrations ADD COLUMN ev_seq INTEGER;
+    ALTER TABLE registrations ADD COLUMN ev_prev TEXT;
+    ALTER TABLE registrations ADD COLUMN ev_hash TEXT;
     CREATE TABLE evidence (
         seq          INTEGER PRIMARY KEY,
         wall_ns      INTEGER NOT NULL,
@@ -43,7 +50,19 @@ MIGRATION = """
         boot_id      TEXT    NOT NULL,
         head_seq     INTEGER NOT NULL,
         head_hash    TEXT    NOT NULL
-    )
+    );
+    CREATE VIEW evidence_chain AS
+        SELECT seq, wall_ns, monotonic_ns, boot_id, clock_synced, kind, details, prev_hash, hash
+        FROM evidence
+        UNION ALL
+        SELECT ev_seq, wall_ns, monotonic_ns, boot_id, clock_synced, 'registration',
+               json_object(
+                   'id', id, 'type', direction, 'registration_wall_ns', wall_ns,
+                   'reader', reader, 'badge_uid', badge_uid, 'worker', worker_name,
+                   'niss', substr('********************', 1, max(length(niss) - 3, 0))
+                           || substr(niss, -3)),
+               ev_prev, ev_hash
+        FROM registrations WHERE ev_seq IS NOT NULL
 """
 
 _INSERT = (
@@ -85,6 +104,14 @@ class EvidenceWriter:
     def head(self) -> Head:
         return self._head
 
+    def stage(self, clock: ClockSample, kind: Kind, details: Mapping[str, Any]) -> Entry:
+        """The next entry, for the caller to store in the open transaction (a registration
+        stores it in its own row); it counts once that transaction commits."""
+        base = self._staged or self._head
+        entry = make_entry(base.seq + 1, clock, kind, details, base.hash)
+        self._staged = Head(entry.seq, entry.hash, entry.wall_ns)
+        return entry
+
     def append(
         self,
         conn: sqlite3.Connection,
@@ -92,9 +119,8 @@ class EvidenceWriter:
         kind: Kind,
         details: Mapping[str, Any],
     ) -> Entry:
-        """Insert the next entry in the open transaction; it counts once that commits."""
-        base = self._staged or self._head
-        entry = make_entry(base.seq + 1, clock, kind, details, base.hash)
+        """Insert the next entry into the evidence table, in the open transaction."""
+        entry = self.stage(clock, kind, details)
         conn.execute(
             _INSERT,
             (
@@ -109,7 +135,6 @@ class EvidenceWriter:
                 entry.hash,
             ),
         )
-        self._staged = Head(entry.seq, entry.hash, entry.wall_ns)
         return entry
 
     def committed(self) -> None:
@@ -136,10 +161,19 @@ class EvidenceWriter:
 
 
 def last_head(conn: sqlite3.Connection) -> Head:
-    row = conn.execute(
-        "SELECT seq, hash, wall_ns FROM evidence ORDER BY seq DESC LIMIT 1"
-    ).fetchone()
-    return Head(0, GENESIS) if row is None else Head(int(row[0]), str(row[1]), int(row[2]))
+    """The chain's last entry, from either table (both by their rowid: no scan)."""
+    rows = [
+        conn.execute("SELECT seq, hash, wall_ns FROM evidence ORDER BY seq DESC LIMIT 1"),
+        conn.execute(
+            "SELECT ev_seq, ev_hash, wall_ns FROM registrations WHERE ev_seq IS NOT NULL"
+            " ORDER BY seq DESC LIMIT 1"
+        ),
+    ]
+    found = [row for cursor in rows if (row := cursor.fetchone()) is not None]
+    if not found:
+        return Head(0, GENESIS)
+    seq, hash_, wall_ns = max(found, key=lambda row: int(row[0]))
+    return Head(int(seq), str(hash_), int(wall_ns))
 
 
 def liveness(conn: sqlite3.Connection) -> Liveness | None:
@@ -166,13 +200,15 @@ def entries(
     if to_wall_ns is not None:
         where.append("wall_ns < ?")
         values.append(to_wall_ns)
-    sql = f"SELECT {_COLUMNS} FROM evidence WHERE {' AND '.join(where)} ORDER BY seq"  # noqa: S608
+    where_all = " AND ".join(where)
+    sql = f"SELECT {_COLUMNS} FROM evidence_chain WHERE {where_all} ORDER BY seq"  # noqa: S608
     for row in conn.execute(sql, values):
         yield _entry_from_row(row)
 
 
 def entry_at(conn: sqlite3.Connection, seq: int) -> Entry | None:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM evidence WHERE seq = ?", (seq,)).fetchone()  # noqa: S608
+    sql = f"SELECT {_COLUMNS} FROM evidence_chain WHERE seq = ?"  # noqa: S608
+    row = conn.execute(sql, (seq,)).fetchone()
     return None if row is None else _entry_from_row(row)
 
 
@@ -207,41 +243,11 @@ class LogCheck:
 
 
 def verify_journal(conn: sqlite3.Connection, *, anchor: Head | None = None) -> LogCheck:
-    """The whole log: every hash and link; every registration row has its entry and every
-    registration entry its row (a deleted or edited registration, a truncated log); the
-    head the box last noted (liveness) and an anchor kept elsewhere are still there."""
-    captured: dict[str, tuple[str, int]] = {}
-
-    def noting_registrations(stream: Iterator[Entry]) -> Iterator[Entry]:
-        for entry in stream:
-            if entry.kind == Kind.REGISTRATION.value:
-                captured[str(entry.details.get("id"))] = (
-                    str(entry.details.get("type")),
-                    int(entry.details.get("registration_wall_ns") or 0),
-                )
-            yield entry
-
-    chain = verify_chain(noting_registrations(entries(conn)))
-    problems = [*_registrations_against(conn, captured), *_heads_against(conn, chain, anchor)]
-    return LogCheck(chain, tuple(problems))
-
-
-def _registrations_against(
-    conn: sqlite3.Connection, captured: dict[str, tuple[str, int]]
-) -> Iterator[str]:
-    rows = conn.execute("SELECT seq, id, direction, wall_ns FROM registrations ORDER BY seq")
-    for seq, registration_id, direction, wall_ns in rows:
-        entry = captured.pop(registration_id, None)
-        if entry is None:
-            yield f"registration {registration_id} (journal row {seq}) has no evidence entry"
-        elif entry != (direction, wall_ns):
-            yield (
-                f"registration {registration_id} (journal row {seq}) differs from its evidence"
-                f" entry: {direction} at {wall_ns} in the journal, {entry[0]} at {entry[1]}"
-                " in the evidence"
-            )
-    for registration_id in captured:
-        yield f"registration {registration_id} is in the evidence but not in the journal"
+    """The whole log: every hash and link (a registration row edited or deleted breaks its
+    entry, which is that row); then whether the head the box last noted (liveness) and an
+    anchor kept elsewhere are still there (a truncated or rewritten log)."""
+    chain = verify_chain(entries(conn))
+    return LogCheck(chain, tuple(_heads_against(conn, chain, anchor)))
 
 
 def _heads_against(

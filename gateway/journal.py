@@ -136,7 +136,8 @@ _INSERT_ATTEMPT = (
     " boot_id, clock_synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_REGISTRATION = (
-    f"INSERT INTO registrations ({_REGISTRATION_COLUMNS}) VALUES ({', '.join('?' * 17)})"
+    f"INSERT INTO registrations ({_REGISTRATION_COLUMNS}, ev_seq, ev_prev, ev_hash)"
+    f" VALUES ({', '.join('?' * 20)})"
 )
 
 
@@ -547,8 +548,9 @@ class Journal(_Queries):
         """Store a registration, pending delivery, and its evidence entry, in one durable
         transaction."""
         with self._transaction() as conn:
-            cursor = conn.execute(_INSERT_REGISTRATION, _registration_row(reg))
-            self._evidence.append(conn, reg.clock, Kind.REGISTRATION, _captured(reg))
+            entry = self._evidence.stage(reg.clock, Kind.REGISTRATION, _captured(reg))
+            row = (*_registration_row(reg), entry.seq, entry.prev_hash, entry.hash)
+            cursor = conn.execute(_INSERT_REGISTRATION, row)
         self._last[(reg.worker.niss, reg.declaration)] = reg
         return int(cursor.lastrowid or 0)
 

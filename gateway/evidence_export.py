@@ -1,0 +1,227 @@
+"""An evidence export: what the employer hands a labour inspector (docs/evidence.md).
+
+`export` writes entries.jsonl (the period's entries, with the one before so that the
+first link can be checked), report.html (gateway.report) and manifest.json (counts,
+hashes, the chain head, signed with Ed25519 when a key is configured). `verify_export`
+checks a directory offline, on any machine, with nothing but the files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from gateway.evidence import Entry, Kind, canonical, verify_chain
+from gateway.evidence_log import entries, entry_at, last_head, verify_journal
+
+ENTRIES, MANIFEST, REPORT = "entries.jsonl", "manifest.json", "report.html"
+FORMAT = "badge-gateway evidence export 1"
+
+RenderReport = Callable[[Sequence[Entry], dict[str, Any], dict[str, str] | None], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    from_ns: int
+    to_ns: int  # exclusive
+
+
+def export(
+    conn: sqlite3.Connection,
+    out: Path,
+    period: Period,
+    *,
+    site: dict[str, str],
+    render: RenderReport,
+    signing_key: Ed25519PrivateKey | None = None,
+    full_niss: bool = False,
+) -> dict[str, Any]:
+    """Write the three files into `out` (created 0700, files 0600); returns the manifest."""
+    before, chosen = _period_entries(conn, period)
+    check = verify_chain(chosen, after=before)
+    whole = verify_journal(conn)
+    niss = _full_niss(conn, chosen) if full_niss else None
+    summary = {
+        "period": period,
+        "check": check,
+        "whole": whole,
+        "head": entry_at(conn, last_head(conn).seq),
+    }
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lines = [entry.as_json() for entry in ([before] if before else []) + chosen]
+    entries_bytes = b"".join(canonical(line) + b"\n" for line in lines)
+    report_bytes = render(chosen, summary, niss).encode()
+    _write_private(out / ENTRIES, entries_bytes)
+    _write_private(out / REPORT, report_bytes)
+    manifest = _manifest(site, period, before, chosen, summary, entries_bytes, report_bytes)
+    if signing_key is not None:
+        manifest = _signed(manifest, signing_key)
+    _write_private(out / MANIFEST, json.dumps(manifest, indent=2).encode() + b"\n")
+    return manifest
+
+
+def _period_entries(conn: sqlite3.Connection, period: Period) -> tuple[Entry | None, list[Entry]]:
+    """The contiguous run of entries from the first made in the period to the last (wall
+    clocks can step back; the chain cannot have holes), and the entry before it."""
+    row = conn.execute(
+        "SELECT MIN(seq), MAX(seq) FROM evidence WHERE wall_ns >= ? AND wall_ns < ?",
+        (period.from_ns, period.to_ns),
+    ).fetchone()
+    if row is None or row[0] is None:
+        return None, []
+    first, last = int(row[0]), int(row[1])
+    chosen = [entry for entry in entries(conn, from_seq=first) if entry.seq <= last]
+    return entry_at(conn, first - 1), chosen
+
+
+def _full_niss(conn: sqlite3.Connection, chosen: Sequence[Entry]) -> dict[str, str]:
+    ids = [str(e.details.get("id")) for e in chosen if e.kind == Kind.REGISTRATION.value]
+    found: dict[str, str] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT id, niss FROM registrations WHERE id IN ({marks})"  # noqa: S608
+        found.update((str(i), str(n)) for i, n in conn.execute(sql, chunk))
+    return found
+
+
+def _manifest(
+    site: dict[str, str],
+    period: Period,
+    before: Entry | None,
+    chosen: Sequence[Entry],
+    summary: dict[str, Any],
+    entries_bytes: bytes,
+    report_bytes: bytes,
+) -> dict[str, Any]:
+    head = summary["head"]
+    return {
+        "format": FORMAT,
+        "site": site,
+        "period": {"from_ns": period.from_ns, "to_ns": period.to_ns},
+        "entries": len(chosen),
+        "linked_from": None if before is None else _ref(before),
+        "first": _ref(chosen[0]) if chosen else None,
+        "last": _ref(chosen[-1]) if chosen else None,
+        "head": None if head is None else _ref(head),
+        "chain_verified": summary["check"].ok,
+        "journal_verified": summary["whole"].ok,
+        "entries_sha256": hashlib.sha256(entries_bytes).hexdigest(),
+        "report_sha256": hashlib.sha256(report_bytes).hexdigest(),
+        "created_wall_ns": time.time_ns(),
+    }
+
+
+def _ref(entry: Entry) -> dict[str, Any]:
+    return {"seq": entry.seq, "hash": entry.hash, "wall_ns": entry.wall_ns}
+
+
+def _signed(manifest: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+    unsigned = {**manifest, "public_key": public}
+    return {**unsigned, "signature": key.sign(canonical(unsigned)).hex()}
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+
+
+# --- offline verification -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ExportCheck:
+    problems: tuple[str, ...]
+    entries: int
+    signed_by: str | None  # the public key (hex) whose signature holds
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_export(directory: Path, *, public_key: str | None = None) -> ExportCheck:
+    """Everything an export claims, checked from its files alone."""
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+        entries_bytes = (directory / ENTRIES).read_bytes()
+        report_bytes = (directory / REPORT).read_bytes()
+    except (OSError, ValueError) as error:
+        return ExportCheck((f"{directory}: not a readable export: {error}",), 0, None)
+    problems = [
+        *_file_hashes(manifest, entries_bytes, report_bytes),
+        *_signature(manifest, public_key),
+    ]
+    chosen, parse_problems = _parse_entries(entries_bytes, manifest)
+    problems += parse_problems
+    signed_by = manifest.get("public_key") if "signature" in manifest and not problems else None
+    return ExportCheck(tuple(problems), len(chosen), signed_by)
+
+
+def _file_hashes(manifest: dict[str, Any], entries_bytes: bytes, report_bytes: bytes) -> list[str]:
+    problems = []
+    files = ((ENTRIES, entries_bytes, "entries_sha256"), (REPORT, report_bytes, "report_sha256"))
+    for name, data, key in files:
+        if hashlib.sha256(data).hexdigest() != manifest.get(key):
+            problems.append(f"{name} does not match the manifest's {key}: changed since export")
+    return problems
+
+
+def _signature(manifest: dict[str, Any], pinned: str | None) -> list[str]:
+    signature, key_hex = manifest.get("signature"), manifest.get("public_key")
+    if signature is None:
+        return ["the manifest is not signed, and a key was given"] if pinned else []
+    if pinned is not None and pinned.lower() != str(key_hex).lower():
+        return [f"signed by key {key_hex}, not by the expected {pinned}"]
+    unsigned = {k: v for k, v in manifest.items() if k != "signature"}
+    try:
+        Ed25519PublicKey.from_public_bytes(bytes.fromhex(str(key_hex))).verify(
+            bytes.fromhex(str(signature)), canonical(unsigned)
+        )
+    except (InvalidSignature, ValueError):
+        return ["the manifest's signature does not hold: the manifest was changed"]
+    return []
+
+
+def _parse_entries(data: bytes, manifest: dict[str, Any]) -> tuple[list[Entry], list[str]]:
+    try:
+        parsed = [Entry.from_json(json.loads(line)) for line in data.splitlines() if line.strip()]
+    except (KeyError, TypeError, ValueError) as error:
+        return [], [f"{ENTRIES}: unreadable entry: {error}"]
+    linked = manifest.get("linked_from")
+    before = parsed.pop(0) if linked and parsed and parsed[0].seq == linked.get("seq") else None
+    if linked and before is None:
+        return parsed, [f"{ENTRIES}: the entry before the period ({linked.get('seq')}) is missing"]
+    check = verify_chain(parsed, after=before)
+    problems = [] if check.broken is None else [f"chain broken at {check.broken}"]
+    if len(parsed) != manifest.get("entries"):
+        problems.append(f"{len(parsed)} entries, the manifest says {manifest.get('entries')}")
+    for name, entry in (("first", check.first), ("last", check.last)):
+        expected = manifest.get(name)
+        if (
+            entry is not None
+            and expected
+            and (entry.seq, entry.hash)
+            != (
+                expected.get("seq"),
+                expected.get("hash"),
+            )
+        ):
+            problems.append(f"the {name} entry differs from the manifest's")
+    return parsed, problems

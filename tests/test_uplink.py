@@ -16,6 +16,8 @@ from gateway.attendance import AttendanceRules
 from gateway.clock import Clock, boot_id, boottime_ns
 from gateway.config import UplinkConfig
 from gateway.credentials import CredentialError, load_private_key
+from gateway.evidence import Entry
+from gateway.evidence_log import entries
 from gateway.identifiers import make_niss
 from gateway.journal import Journal
 from gateway.models import ClockSample, Registration
@@ -95,6 +97,10 @@ async def deliver(uplink: Uplink, http: Any, timeout: float = 30) -> None:
         await http.aclose()
 
 
+def evidence_of(journal: Journal, *kinds: str) -> list[Entry]:
+    return [entry for entry in entries(journal._conn) if entry.kind in kinds]
+
+
 def delivered(journal: Journal) -> list[sqlite3.Row]:
     return journal._conn.execute(
         "SELECT id, delivery, onss_id, possibly_duplicated, late, time_uncertain, rejection,"
@@ -116,6 +122,8 @@ def test_a_batch_is_delivered_in_order_with_its_acknowledgements(
     assert [row["onss_id"] for row in rows] == [r["id"] for r in at_onss]
     assert uplink.connectivity.state == "online"
     assert journal.stats().pending == 0
+    [acknowledged] = evidence_of(journal, "acknowledged")
+    assert acknowledged.details["ids"] == {row["id"]: row["onss_id"] for row in rows}
     journal.close()
 
 
@@ -152,6 +160,13 @@ def test_503_with_retry_after_is_retried_and_the_outage_recorded(
     transitions = journal.uplink_transitions()
     assert [t["state"] for t in reversed(transitions)] == ["offline", "online"]
     assert transitions[-1]["cause"] == "http 503"
+    offline, online = evidence_of(journal, "uplink-offline", "uplink-online")
+    assert (offline.kind, offline.details["cause"], offline.details["pending"]) == (
+        "uplink-offline",
+        "http 503",
+        3,
+    )
+    assert online.kind == "uplink-online" and online.wall_ns - offline.wall_ns >= 1e9
     journal.close()
 
 
@@ -166,6 +181,8 @@ def test_an_answer_lost_after_processing_is_resent_and_flagged(
     assert len(simulator.registrations()) == 4  # the ONSS got them twice: it will remark it
     rows = delivered(journal)
     assert [(row["delivery"], row["possibly_duplicated"]) for row in rows] == [("delivered", 1)] * 2
+    [flagged] = evidence_of(journal, "possibly-duplicated")
+    assert sorted(flagged.details["ids"]) == sorted(row["id"] for row in rows)
     journal.close()
 
 

@@ -1,0 +1,433 @@
+"""What an inspector asks of the evidence log: which outages, from when to when, and what
+became of the registrations they held back (docs/evidence.md, "The report").
+
+Pure: a sequence of entries (in seq order) in, typed periods and lists out. The entries
+may be any slice of the chain, so an outage may have begun before the first entry or still
+be going on after the last. A malformed entry is skipped with a note, never raised, so that
+one bad entry cannot hide the rest of the evidence.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.evidence import Entry, Kind
+
+
+class OutageKind(enum.StrEnum):
+    UPLINK = "uplink"  # the internet or the ONSS service
+    POWER_CUT = "power-cut"  # unclean stop with a new boot id: the whole box was off
+    CRASH = "crash"  # unclean stop within the same boot: the daemon died
+    READER = "reader"
+    CLOCK = "clock"  # the wall clock was not synchronised
+
+
+@dataclass(frozen=True, slots=True)
+class Captured:
+    """A `registration` entry: a tap the box stored."""
+
+    direction: str
+    wall_ns: int
+    worker: str
+    niss: str  # masked
+    reader: str
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    wall_ns: int
+    onss_id: str
+    late: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    wall_ns: int
+    source: str
+    errors: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationRecord:
+    """One registration and what became of it, as far as the entries tell."""
+
+    id: str
+    captured: Captured | None  # None: its registration entry lies outside the entries
+    acknowledgement: Acknowledgement | None
+    rejection: Rejection | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    kind: OutageKind
+    start_ns: int
+    end_ns: int | None  # None: still going on at the last entry
+    cause: str = ""  # uplink cause, reader error, clock source
+    detail: str = ""
+    subject: str = ""  # the reader, for a reader failure
+    began_before: bool = False  # its start is not in the entries: start_ns is a bound
+    held: tuple[RegistrationRecord, ...] = ()
+    pending_at_start: int | None = None  # taps already waiting when the uplink went down
+
+    @property
+    def ongoing(self) -> bool:
+        return self.end_ns is None
+
+
+@dataclass(frozen=True, slots=True)
+class ClockJump:
+    wall_ns: int
+    correction_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    record: RegistrationRecord
+    flagged_ns: int
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """An entry the analysis could not read."""
+
+    seq: int
+    kind: str
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    outages: tuple[Outage, ...]  # ordered by start
+    clock_jumps: tuple[ClockJump, ...]
+    records: tuple[RegistrationRecord, ...]  # every registration mentioned, captured first
+    late: tuple[RegistrationRecord, ...]
+    duplicated: tuple[Duplicate, ...]
+    rejected: tuple[RegistrationRecord, ...]
+    readers: tuple[str, ...]  # every reader named, in order of appearance
+    notes: tuple[Note, ...]
+
+    @property
+    def captured(self) -> int:
+        return sum(record.captured is not None for record in self.records)
+
+    @property
+    def acknowledged(self) -> int:
+        return sum(record.acknowledgement is not None for record in self.records)
+
+
+class _Fields:
+    """An entry's details, read with the types docs/evidence.md gives them."""
+
+    def __init__(self, entry: Entry) -> None:
+        if not isinstance(entry.details, Mapping):
+            raise ValueError("details is not an object")
+        self._details = entry.details
+
+    def _get(self, key: str, kind: type | tuple[type, ...], what: str) -> Any:
+        value = self._details.get(key)
+        if isinstance(value, bool) and bool not in _as_tuple(kind):
+            raise ValueError(f"{key} is not {what}")
+        if not isinstance(value, kind):
+            raise ValueError(f"{key} is not {what}")
+        return value
+
+    def text(self, key: str) -> str:
+        value: str = self._get(key, str, "a text")
+        return value
+
+    def optional_text(self, key: str) -> str:
+        return "" if self._details.get(key) is None else self.text(key)
+
+    def integer(self, key: str) -> int:
+        value: int = self._get(key, int, "an integer")
+        return value
+
+    def optional_integer(self, key: str) -> int | None:
+        return None if self._details.get(key) is None else self.integer(key)
+
+    def optional_seconds_ns(self, key: str) -> int | None:
+        if self._details.get(key) is None:
+            return None
+        seconds: float = self._get(key, (int, float), "a number of seconds")
+        return round(seconds * 1e9)
+
+    def flag(self, key: str) -> bool:
+        value: bool = self._get(key, bool, "true or false")
+        return value
+
+    def texts(self, key: str) -> tuple[str, ...]:
+        values: list[Any] = self._get(key, list, "a list")
+        if not all(isinstance(value, str) for value in values):
+            raise ValueError(f"{key} is not a list of texts")
+        return tuple(values)
+
+    def optional_texts(self, key: str) -> tuple[str, ...]:
+        return () if self._details.get(key) is None else self.texts(key)
+
+    def text_mapping(self, key: str) -> dict[str, str]:
+        values: dict[Any, Any] = self._get(key, dict, "an object")
+        return {str(k): str(v) for k, v in values.items()}
+
+    def items(self, key: str) -> list[Any]:
+        values: list[Any] = self._get(key, list, "a list")
+        return values
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def analyse(entries: Iterable[Entry]) -> Analysis:
+    """Every outage, clock correction and registration problem the entries record."""
+    ordered = list(entries)
+    index = _Index()
+    tracks = _Tracks(ordered[0] if ordered else None)
+    for entry in ordered:
+        _read(entry, index.handlers, index.notes)
+        tracks.follow_clock(entry)
+        _read(entry, tracks.handlers, index.notes)
+    tracks.finish()
+    records = index.all_records()
+    return Analysis(
+        outages=tuple(sorted(tracks.outages(index), key=lambda o: (o.start_ns, o.kind))),
+        clock_jumps=tuple(index.clock_jumps),
+        records=tuple(records),
+        late=tuple(r for r in records if r.acknowledgement and r.acknowledgement.late),
+        duplicated=tuple(index.duplicates()),
+        rejected=tuple(r for r in records if r.rejection),
+        readers=tuple(index.readers),
+        notes=tuple(index.notes),
+    )
+
+
+_Handler = Callable[[Entry, _Fields], None]
+
+
+def _read(entry: Entry, handlers: Mapping[str, _Handler], notes: list[Note]) -> None:
+    read = handlers.get(entry.kind)
+    if read is None:
+        return
+    try:
+        read(entry, _Fields(entry))
+    except (KeyError, TypeError, ValueError) as exc:
+        # Both passes may trip on the same entry: one note is enough.
+        note = Note(entry.seq, entry.kind, str(exc) or type(exc).__name__)
+        if note not in notes:
+            notes.append(note)
+
+
+class _Index:
+    """First pass: each registration, its acknowledgement, rejection or duplication."""
+
+    def __init__(self) -> None:
+        self.captured: dict[str, Captured] = {}
+        self.acknowledgements: dict[str, Acknowledgement] = {}
+        self.rejections: dict[str, Rejection] = {}
+        self.flagged: list[tuple[str, int, str]] = []
+        self.clock_jumps: list[ClockJump] = []
+        self.readers: dict[str, None] = {}  # an ordered set
+        self.notes: list[Note] = []
+        self.handlers: dict[str, _Handler] = {
+            Kind.READER_CONNECTED: self._reader_named,
+            Kind.READER_FAILED: self._reader_named,
+            Kind.REGISTRATION: self._registration,
+            Kind.ACKNOWLEDGED: self._acknowledged,
+            Kind.REJECTED: self._rejected,
+            Kind.POSSIBLY_DUPLICATED: self._possibly_duplicated,
+            Kind.CLOCK_JUMPED: self._clock_jumped,
+        }
+
+    def _reader_named(self, entry: Entry, fields: _Fields) -> None:
+        self.readers[fields.text("reader")] = None
+
+    def _registration(self, entry: Entry, fields: _Fields) -> None:
+        captured = Captured(
+            direction=fields.text("type"),
+            wall_ns=fields.integer("registration_wall_ns"),
+            worker=fields.optional_text("worker"),
+            niss=fields.optional_text("niss"),
+            reader=fields.optional_text("reader"),
+        )
+        self.captured[fields.text("id")] = captured
+        if captured.reader:
+            self.readers[captured.reader] = None
+
+    def _acknowledged(self, entry: Entry, fields: _Fields) -> None:
+        late = set(fields.optional_texts("late"))
+        for reg_id, onss_id in fields.text_mapping("ids").items():
+            self.acknowledgements[reg_id] = Acknowledgement(entry.wall_ns, onss_id, reg_id in late)
+
+    def _rejected(self, entry: Entry, fields: _Fields) -> None:
+        errors = tuple(_error_text(error) for error in fields.items("errors"))
+        source = fields.optional_text("source")
+        self.rejections[fields.text("id")] = Rejection(entry.wall_ns, source, errors)
+
+    def _possibly_duplicated(self, entry: Entry, fields: _Fields) -> None:
+        cause = fields.optional_text("cause")
+        self.flagged.extend((reg_id, entry.wall_ns, cause) for reg_id in fields.texts("ids"))
+
+    def _clock_jumped(self, entry: Entry, fields: _Fields) -> None:
+        self.clock_jumps.append(ClockJump(entry.wall_ns, fields.integer("correction_ns")))
+
+    def record(self, reg_id: str) -> RegistrationRecord:
+        return RegistrationRecord(
+            id=reg_id,
+            captured=self.captured.get(reg_id),
+            acknowledgement=self.acknowledgements.get(reg_id),
+            rejection=self.rejections.get(reg_id),
+        )
+
+    def all_records(self) -> list[RegistrationRecord]:
+        """Every registration the entries mention, the captured ones first, in order."""
+        ids = dict.fromkeys([*self.captured, *self.acknowledgements, *self.rejections])
+        return sorted(map(self.record, ids), key=_capture_order)
+
+    def duplicates(self) -> list[Duplicate]:
+        return [Duplicate(self.record(reg_id), at, cause) for reg_id, at, cause in self.flagged]
+
+
+def _capture_order(record: RegistrationRecord) -> tuple[int, int]:
+    if record.captured is not None:
+        return (0, record.captured.wall_ns)
+    return (1, record.acknowledgement.wall_ns if record.acknowledgement else 0)
+
+
+def _error_text(error: Any) -> str:
+    """An ONSS error ({"code", "description"}) or whatever else the entry holds, as text."""
+    if isinstance(error, Mapping):
+        parts = [str(error[key]) for key in ("code", "description") if error.get(key)]
+        return ": ".join(parts) or json.dumps(error, ensure_ascii=False, sort_keys=True)
+    return str(error)
+
+
+@dataclass(slots=True)
+class _Open:
+    """An outage whose end has not been seen yet."""
+
+    kind: OutageKind
+    start_ns: int
+    cause: str = ""
+    detail: str = ""
+    subject: str = ""
+    began_before: bool = False
+    pending_at_start: int | None = None
+    held_ids: list[str] = field(default_factory=list)
+
+    def closed(self, end_ns: int | None, index: _Index) -> Outage:
+        return Outage(
+            kind=self.kind,
+            start_ns=self.start_ns,
+            end_ns=end_ns,
+            cause=self.cause,
+            detail=self.detail,
+            subject=self.subject,
+            began_before=self.began_before,
+            held=tuple(index.record(reg_id) for reg_id in self.held_ids),
+            pending_at_start=self.pending_at_start,
+        )
+
+
+class _Tracks:
+    """Second pass: one state machine per track (uplink, each reader, clock)."""
+
+    def __init__(self, first: Entry | None) -> None:
+        self.first_seq = first.seq if first else 0
+        self.first_wall_ns = first.wall_ns if first else 0
+        self.uplink: _Open | None = None
+        self.uplink_seen = False
+        self.readers_down: dict[str, _Open] = {}
+        self.clock: _Open | None = None
+        self.closed: list[tuple[_Open, int | None]] = []
+        self.handlers: dict[str, _Handler] = {
+            Kind.UPLINK_OFFLINE: self._uplink_offline,
+            Kind.UPLINK_ONLINE: self._uplink_online,
+            Kind.REGISTRATION: self._registration,
+            Kind.UNCLEAN_STOP: self._unclean_stop,
+            Kind.READER_FAILED: self._reader_failed,
+            Kind.READER_CONNECTED: self._reader_connected,
+        }
+
+    def outages(self, index: _Index) -> list[Outage]:
+        return [opened.closed(end_ns, index) for opened, end_ns in self.closed]
+
+    def finish(self) -> None:
+        still_open = [self.uplink, self.clock, *self.readers_down.values()]
+        self.closed.extend((opened, None) for opened in still_open if opened is not None)
+
+    def _uplink_offline(self, entry: Entry, fields: _Fields) -> None:
+        opened = _Open(
+            OutageKind.UPLINK,
+            entry.wall_ns,
+            cause=fields.optional_text("cause"),
+            detail=fields.optional_text("detail"),
+            pending_at_start=fields.optional_integer("pending"),
+        )
+        self.uplink_seen = True
+        # Said again (after a restart, or with a new cause): the outage began the first time.
+        self.uplink = self.uplink or opened
+
+    def _uplink_online(self, entry: Entry, fields: _Fields) -> None:
+        offline_ns = fields.optional_seconds_ns("offline_seconds")
+        opened, self.uplink = self.uplink, None
+        if opened is None and not self.uplink_seen and offline_ns:
+            opened = self._begun_before(OutageKind.UPLINK, entry.wall_ns - offline_ns)
+        self.uplink_seen = True
+        if opened is not None:
+            self.closed.append((opened, entry.wall_ns))
+
+    def _registration(self, entry: Entry, fields: _Fields) -> None:
+        if self.uplink is not None:
+            self.uplink.held_ids.append(fields.text("id"))
+
+    def _unclean_stop(self, entry: Entry, fields: _Fields) -> None:
+        kind = OutageKind.POWER_CUT if fields.flag("power_cut_likely") else OutageKind.CRASH
+        self.closed.append((_Open(kind, fields.integer("last_seen_wall_ns")), entry.wall_ns))
+
+    def _reader_failed(self, entry: Entry, fields: _Fields) -> None:
+        reader = fields.text("reader")
+        if reader in self.readers_down:
+            return
+        down_since = fields.optional_integer("down_since_wall_ns") or entry.wall_ns
+        self.readers_down[reader] = _Open(
+            OutageKind.READER, down_since, cause=fields.optional_text("error"), subject=reader
+        )
+
+    def _reader_connected(self, entry: Entry, fields: _Fields) -> None:
+        reader = fields.text("reader")
+        opened = self.readers_down.pop(reader, None)
+        down_ns = fields.optional_seconds_ns("down_seconds")
+        # Back from before the first entry: it failed before the period began. (A shorter
+        # disconnection within the period is no failure: reader-failed would say so.)
+        if opened is None and down_ns and entry.wall_ns - down_ns < self.first_wall_ns:
+            opened = self._begun_before(OutageKind.READER, entry.wall_ns - down_ns)
+            opened.subject = reader
+        if opened is not None:
+            self.closed.append((opened, entry.wall_ns))
+
+    def follow_clock(self, entry: Entry) -> None:
+        """The clock track follows every entry's own flag, not only clock-lost/-synced, so
+        that a box that started unsynchronised (no RTC, no network) shows it too."""
+        lost = entry.kind == Kind.CLOCK_LOST or (
+            not entry.clock_synced and entry.kind != Kind.CLOCK_SYNCED
+        )
+        if self.clock is None and lost:
+            self.clock = _Open(OutageKind.CLOCK, entry.wall_ns, cause=_clock_source(entry))
+            self.clock.began_before = entry.seq == self.first_seq and entry.kind != Kind.CLOCK_LOST
+        elif self.clock is not None and not lost:
+            self.closed.append((self.clock, entry.wall_ns))
+            self.clock = None
+
+    def _begun_before(self, kind: OutageKind, start_ns: int) -> _Open:
+        return _Open(kind, min(start_ns, self.first_wall_ns), began_before=True)
+
+
+def _clock_source(entry: Entry) -> str:
+    if entry.kind != Kind.CLOCK_LOST or not isinstance(entry.details, Mapping):
+        return ""
+    source = entry.details.get("source")
+    return source if isinstance(source, str) else ""

@@ -84,22 +84,17 @@ def make_entry(
     seq: int, clock: ClockSample, kind: Kind, details: Mapping[str, Any], prev_hash: str
 ) -> Entry:
     """The next link of the chain, its hash computed."""
-    unhashed = Entry(
-        seq=seq,
-        wall_ns=clock.wall_ns,
-        monotonic_ns=clock.monotonic_ns,
-        boot_id=clock.boot_id,
-        clock_synced=clock.synced,
-        kind=kind.value,
-        details=dict(details),
-        prev_hash=prev_hash,
-        hash="",
-    )
-    return _with_hash(unhashed)
-
-
-def _with_hash(entry: Entry) -> Entry:
-    return Entry(**{**_hashed_fields(entry), "hash": entry_hash(entry)})
+    fields: dict[str, Any] = {
+        "seq": seq,
+        "wall_ns": clock.wall_ns,
+        "monotonic_ns": clock.monotonic_ns,
+        "boot_id": clock.boot_id,
+        "clock_synced": clock.synced,
+        "kind": kind.value,
+        "details": dict(details),
+        "prev_hash": prev_hash,
+    }
+    return Entry(**fields, hash=hashlib.sha256(canonical(fields)).hexdigest())
 
 
 def _hashed_fields(entry: Entry) -> dict[str, Any]:

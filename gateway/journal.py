@@ -547,12 +547,17 @@ class Journal(_Queries):
     def append_registration(self, reg: Registration) -> int:
         """Store a registration, pending delivery, and its evidence entry, in one durable
         transaction."""
-        with self._transaction() as conn:
+        with self._lock:
             entry = self._evidence.stage(reg.clock, Kind.REGISTRATION, _captured(reg))
             row = (*_registration_row(reg), entry.seq, entry.prev_hash, entry.hash)
-            cursor = conn.execute(_INSERT_REGISTRATION, row)
-        self._last[(reg.worker.niss, reg.declaration)] = reg
-        return int(cursor.lastrowid or 0)
+            try:
+                seq = self._insert(_INSERT_REGISTRATION, row)  # one statement: atomic
+            except StorageError:
+                self._evidence.rolled_back()
+                raise
+            self._evidence.committed()
+            self._last[(reg.worker.niss, reg.declaration)] = reg
+            return seq
 
     def append_attempt(self, attempt: TapAttempt) -> int:
         """Store a tap that registered nothing; a refused one is evidence, a repeat is not."""

@@ -323,6 +323,10 @@ class EvidenceConfig(_Section):
     # How often the box notes that it is alive (one small page overwritten in place): a
     # power cut is bounded by the last heartbeat before it.
     heartbeat_seconds: float = Field(default=60.0, ge=5, le=3600)
+    # Delivered registrations older than this are pruned (once a day), behind a summary
+    # entry that keeps the chain verifiable; pending and rejected ones never are. Also
+    # pruned, oldest first, when the journal nears [storage] max_size_mb. Default: 7 years.
+    retention_days: int = Field(default=2557, ge=30, le=36_500)
     # An Ed25519 private key (PEM) that signs exported manifests: a path, or a credential
     # name under $CREDENTIALS_DIRECTORY. None: manifests are not signed.
     signing_key: NonEmptyStr | None = None

@@ -19,7 +19,7 @@ import ssl
 import stat
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -39,7 +39,7 @@ from gateway.outputs import build_outputs, close_outputs
 from gateway.readers import build_readers
 from gateway.sdnotify import notify, watchdog_interval
 from gateway.tap import TapPipeline
-from gateway.watch import EvidenceWatch, log_head
+from gateway.watch import EvidenceWatch, Retention, log_head
 
 if TYPE_CHECKING:
     import httpx
@@ -187,7 +187,27 @@ class Daemon:
             self.clock.sample,
             heartbeat_seconds=self.config.evidence.heartbeat_seconds,
             clock_source="+".join(self.config.clock.sources),
+            retention=Retention(
+                self.config.evidence.retention_days,
+                self.config.storage.max_size_mb,
+                self._retention_signer(),
+            ),
         )
+
+    def _retention_signer(self) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+        """Retention summaries are signed with the export key, when there is one."""
+        name = self.config.evidence.signing_key
+        if name is None:
+            return None
+        from gateway.credentials import CredentialError, key_path, load_signing_key
+        from gateway.evidence_export import signed
+
+        try:
+            key = load_signing_key(key_path(name))
+        except CredentialError as error:
+            log.error("evidence: retention summaries will not be signed", error=str(error))
+            return None
+        return lambda summary: signed(summary, key)
 
     def _uplink_online(self) -> bool | None:
         """For the worker's display, on the tap's thread: reads one attribute the loop sets."""

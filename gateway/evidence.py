@@ -12,7 +12,7 @@ import enum
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.models import ClockSample
@@ -134,14 +134,20 @@ class ChainCheck:
         return self.broken is None
 
 
-def verify_chain(entries: Iterable[Entry], *, after: Entry | None = None) -> ChainCheck:
+def verify_chain(
+    entries: Iterable[Entry],
+    *,
+    after: Entry | None = None,
+    pruned: Pruned | None = None,
+) -> ChainCheck:
     """Recompute every hash and link, in order. `after`: the trusted entry just before the
-    first (an export starts mid-chain); without it the first must be entry 1."""
+    first (an export starts mid-chain); without it the first must be entry 1. `pruned`:
+    what retention summaries vouch for (gaps the retention made)."""
     previous = after
     first = last = None
     count = 0
     for entry in entries:
-        broken = _check_link(previous, entry)
+        broken = _check_link(previous, entry, pruned or Pruned())
         if broken is not None:
             return ChainCheck(count, first, last, broken)
         first = first or entry
@@ -150,10 +156,14 @@ def verify_chain(entries: Iterable[Entry], *, after: Entry | None = None) -> Cha
     return ChainCheck(count, first, last, None)
 
 
-def _check_link(previous: Entry | None, entry: Entry) -> Break | None:
+def _check_link(previous: Entry | None, entry: Entry, pruned: Pruned) -> Break | None:
     expected_seq = 1 if previous is None else previous.seq + 1
     expected_prev = GENESIS if previous is None else previous.hash
     own_hash_holds = entry_hash(entry) == entry.hash
+    # A gap the retention made; a check starting mid-chain needs only the entry before pruned.
+    gap_from = expected_seq if previous is not None else entry.seq - 1
+    if entry.seq > expected_seq and pruned.vouches(gap_from, entry):
+        expected_seq, expected_prev = entry.seq, entry.prev_hash  # a gap retention made
     if entry.seq != expected_seq:
         if entry.seq > expected_seq:
             missing = f"{expected_seq}" + (
@@ -187,3 +197,44 @@ def _original_seq(entry: Entry, reach: int = 1000) -> int | None:
             if entry_hash(moved) == entry.hash:
                 return candidate
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What retention summaries vouch for: the runs of entries pruned (`[first, last]`),
+    and for each kept entry right after a pruned one, the hash it links to."""
+
+    runs: tuple[tuple[int, int], ...] = ()
+    links: Mapping[int, str] = field(default_factory=dict)
+
+    def vouches(self, gap_from: int, entry: Entry) -> bool:
+        """Entries gap_from .. entry.seq - 1 were all pruned, and entry links to the last."""
+        if self.links.get(entry.seq) != entry.prev_hash:
+            return False
+        needed = gap_from
+        for first, last in sorted(self.runs):
+            if first <= needed <= last:
+                needed = last + 1
+        return needed >= entry.seq
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "runs": [list(run) for run in self.runs],
+            "links": {str(k): v for k, v in self.links.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Pruned:
+        runs = tuple((int(a), int(b)) for a, b in data.get("runs") or ())
+        return cls(runs, {int(k): str(v) for k, v in (data.get("links") or {}).items()})
+
+
+def pruned_by(summaries: Iterable[Entry]) -> Pruned:
+    runs: list[tuple[int, int]] = []
+    links: dict[int, str] = {}
+    for summary in summaries:
+        if summary.kind == Kind.RETENTION_SUMMARY.value:
+            part = Pruned.from_json(summary.details)
+            runs += part.runs
+            links.update(part.links)
+    return Pruned(tuple(runs), links)

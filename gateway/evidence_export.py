@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from gateway.evidence import Entry, Kind, canonical, verify_chain
-from gateway.evidence_log import entries, entry_at, last_head, verify_journal
+from gateway.evidence import Entry, Kind, Pruned, canonical, pruned_by, verify_chain
+from gateway.evidence_log import entries, entry_at, last_head, summaries, verify_journal
 
 ENTRIES, MANIFEST, REPORT = "entries.jsonl", "manifest.json", "report.html"
 FORMAT = "badge-gateway evidence export 1"
@@ -52,7 +52,8 @@ def export(
 ) -> dict[str, Any]:
     """Write the three files into `out` (created 0700, files 0600); returns the manifest."""
     before, chosen = _period_entries(conn, period)
-    check = verify_chain(chosen, after=before)
+    links = _links_within(conn, chosen)
+    check = verify_chain(chosen, after=before, pruned=links)
     whole = verify_journal(conn)
     niss = _full_niss(conn, chosen) if full_niss else None
     summary = {
@@ -68,8 +69,9 @@ def export(
     _write_private(out / ENTRIES, entries_bytes)
     _write_private(out / REPORT, report_bytes)
     manifest = _manifest(site, period, before, chosen, summary, entries_bytes, report_bytes)
+    manifest["pruned"] = links.as_json()
     if signing_key is not None:
-        manifest = _signed(manifest, signing_key)
+        manifest = signed(manifest, signing_key)
     _write_private(out / MANIFEST, json.dumps(manifest, indent=2).encode() + b"\n")
     return manifest
 
@@ -86,6 +88,18 @@ def _period_entries(conn: sqlite3.Connection, period: Period) -> tuple[Entry | N
     first, last = int(row[0]), int(row[1])
     chosen = [entry for entry in entries(conn, from_seq=first) if entry.seq <= last]
     return entry_at(conn, first - 1), chosen
+
+
+def _links_within(conn: sqlite3.Connection, chosen: Sequence[Entry]) -> Pruned:
+    """What an offline check of these entries needs of the retention (gaps inside them)."""
+    if not chosen:
+        return Pruned()
+    low, high = chosen[0].seq, chosen[-1].seq
+    pruned = pruned_by(summaries(conn))
+    return Pruned(
+        tuple(run for run in pruned.runs if run[1] >= low - 1 and run[0] <= high),
+        {seq: h for seq, h in pruned.links.items() if low <= seq <= high},
+    )
 
 
 def _full_niss(conn: sqlite3.Connection, chosen: Sequence[Entry]) -> dict[str, str]:
@@ -130,9 +144,11 @@ def _ref(entry: Entry) -> dict[str, Any]:
     return {"seq": entry.seq, "hash": entry.hash, "wall_ns": entry.wall_ns}
 
 
-def _signed(manifest: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
+def signed(document: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
+    """The document with `public_key` and an Ed25519 `signature` over the rest (canonical
+    encoding): a manifest, or a retention summary."""
     public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
-    unsigned = {**manifest, "public_key": public}
+    unsigned = {**document, "public_key": public}
     return {**unsigned, "signature": key.sign(canonical(unsigned)).hex()}
 
 
@@ -208,7 +224,9 @@ def _parse_entries(data: bytes, manifest: dict[str, Any]) -> tuple[list[Entry], 
     before = parsed.pop(0) if linked and parsed and parsed[0].seq == linked.get("seq") else None
     if linked and before is None:
         return parsed, [f"{ENTRIES}: the entry before the period ({linked.get('seq')}) is missing"]
-    check = verify_chain(parsed, after=before)
+    check = verify_chain(
+        parsed, after=before, pruned=Pruned.from_json(manifest.get("pruned") or {})
+    )
     problems = [] if check.broken is None else [f"chain broken at {check.broken}"]
     if len(parsed) != manifest.get("entries"):
         problems.append(f"{len(parsed)} entries, the manifest says {manifest.get('entries')}")

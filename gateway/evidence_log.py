@@ -20,7 +20,16 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.evidence import GENESIS, ChainCheck, Entry, Kind, canonical, make_entry, verify_chain
+from gateway.evidence import (
+    GENESIS,
+    ChainCheck,
+    Entry,
+    Kind,
+    canonical,
+    make_entry,
+    pruned_by,
+    verify_chain,
+)
 from gateway.models import ClockSample
 
 MIGRATION = """
@@ -246,8 +255,14 @@ def verify_journal(conn: sqlite3.Connection, *, anchor: Head | None = None) -> L
     """The whole log: every hash and link (a registration row edited or deleted breaks its
     entry, which is that row); then whether the head the box last noted (liveness) and an
     anchor kept elsewhere are still there (a truncated or rewritten log)."""
-    chain = verify_chain(entries(conn))
+    chain = verify_chain(entries(conn), pruned=pruned_by(summaries(conn)))
     return LogCheck(chain, tuple(_heads_against(conn, chain, anchor)))
+
+
+def summaries(conn: sqlite3.Connection) -> list[Entry]:
+    """The retention summaries (few: one per pruning run)."""
+    sql = f"SELECT {_COLUMNS} FROM evidence WHERE kind = ? ORDER BY seq"  # noqa: S608
+    return [_entry_from_row(row) for row in conn.execute(sql, (Kind.RETENTION_SUMMARY.value,))]
 
 
 def _heads_against(

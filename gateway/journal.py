@@ -16,6 +16,7 @@ run on the journal thread after a tap's commit, never between a commit and its b
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import sqlite3
@@ -596,6 +597,39 @@ class Journal(_Queries):
             self._evidence.beat(conn, now, running=True)
             return [*written, Kind.DAEMON_START]
 
+    def prune(
+        self,
+        before_wall_ns: int,
+        *,
+        limit: int = 10_000,
+        sign: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> int:
+        """Delete delivered registrations made before `before_wall_ns`, oldest first (never
+        pending or rejected ones), behind one `retention-summary` entry that vouches for
+        the chain across them; every other entry stays. Returns how many were pruned."""
+        with self._transaction() as conn:
+            rows = conn.execute(
+                "SELECT seq, ev_seq, ev_hash, wall_ns FROM registrations"
+                " WHERE delivery = 'delivered' AND wall_ns < ? AND ev_seq IS NOT NULL"
+                " ORDER BY seq LIMIT ?",
+                (before_wall_ns, limit),
+            ).fetchall()
+            if not rows:
+                return 0
+            summary = _retention_summary(rows, before_wall_ns)
+            summary = sign(summary) if sign is not None else summary
+            self._evidence.append(conn, self._clock(), Kind.RETENTION_SUMMARY, summary)
+            conn.executemany("DELETE FROM registrations WHERE seq = ?", [(r[0],) for r in rows])
+            return len(rows)
+
+    def size_bytes(self) -> int:
+        """Pages in use: what counts against the disk budget (max_page_count)."""
+        with self._lock:
+            pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+            free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+            size = self._conn.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * size)
+
     def heartbeat(self) -> None:
         """The box is alive now: bounds a power cut that would follow (one page, in place)."""
         with self._transaction() as conn:
@@ -858,3 +892,29 @@ def _ids_of(conn: sqlite3.Connection, seqs: Sequence[int]) -> dict[int, str]:
         rows = conn.execute(f"SELECT seq, id FROM registrations WHERE seq IN ({marks})", chunk)
         found.update((int(row[0]), str(row[1])) for row in rows)
     return found
+
+
+def _retention_summary(rows: Sequence[sqlite3.Row], before_wall_ns: int) -> dict[str, Any]:
+    """What stands in for pruned registrations: how many, when, a digest of their entries'
+    hashes, and for each kept entry right after a pruned one the hash it links to."""
+    hashes = {int(row["ev_seq"]): str(row["ev_hash"]) for row in rows}
+    # The entry after the last pruned one may be this summary itself: linked the same way.
+    links = {str(seq + 1): hash_ for seq, hash_ in hashes.items() if seq + 1 not in hashes}
+    ordered = sorted(hashes)
+    runs: list[list[int]] = []
+    for seq in ordered:
+        if runs and runs[-1][1] == seq - 1:
+            runs[-1][1] = seq
+        else:
+            runs.append([seq, seq])
+    return {
+        "runs": runs,
+        "pruned": len(rows),
+        "before_wall_ns": before_wall_ns,
+        "first_wall_ns": min(int(row["wall_ns"]) for row in rows),
+        "last_wall_ns": max(int(row["wall_ns"]) for row in rows),
+        "from_seq": ordered[0],
+        "to_seq": ordered[-1],
+        "digest": hashlib.sha256("".join(hashes[seq] for seq in ordered).encode()).hexdigest(),
+        "links": links,
+    }

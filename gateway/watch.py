@@ -1,7 +1,8 @@
 """What the evidence log must record that no tap or request reports: readers going down and
 coming back, the clock losing or regaining synchronisation or jumping, and the heartbeat
 that bounds a power cut. One asyncio task polls them about once a second; each change is
-one entry (docs/evidence.md), written on a worker thread.
+one entry (docs/evidence.md), written on a worker thread. The same task applies the
+retention once a day.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ log = structlog.get_logger("evidence")
 POLL_SECONDS = 1.0
 JUMP_NS = 2_000_000_000  # the wall clock moved this much against the monotonic clock
 HEAD_LOG_SECONDS = 3600.0
+RETAIN_EVERY_SECONDS = 86_400.0
+FIRST_RETAIN_SECONDS = 60.0  # not during start-up
+BUDGET_FILL = 0.9  # of [storage] max_size_mb: prune younger delivered ones too
+DAY_NS = 86_400 * 1_000_000_000
 
 Change = tuple[Kind, dict[str, Any]]
 
@@ -83,16 +88,19 @@ class EvidenceWatch:
         *,
         heartbeat_seconds: float,
         clock_source: str,
+        retention: Retention,
     ) -> None:
         self._journal = journal
         self._readers = readers
         self._clock = clock
         self._heartbeat_s = heartbeat_seconds
         self._clock_source = clock_source
+        self._retention = retention
         self.state = WatchState()
 
     async def run(self) -> None:
         last_beat = last_head = time.monotonic()
+        next_retain = time.monotonic() + FIRST_RETAIN_SECONDS
         while True:
             await asyncio.sleep(POLL_SECONDS)
             try:
@@ -100,6 +108,9 @@ class EvidenceWatch:
                 if time.monotonic() - last_beat >= self._heartbeat_s:
                     await asyncio.to_thread(self._journal.heartbeat)
                     last_beat = time.monotonic()
+                if time.monotonic() >= next_retain:
+                    next_retain = time.monotonic() + RETAIN_EVERY_SECONDS
+                    await asyncio.to_thread(self._retention.apply, self._journal, self._clock())
             except StorageError as error:  # the tap path says it louder; try again later
                 log.warning("evidence not written", error=str(error))
             if time.monotonic() - last_head >= HEAD_LOG_SECONDS:
@@ -114,6 +125,33 @@ class EvidenceWatch:
             self._journal.record(kind, details, now)
             level = log.info if kind in (Kind.READER_CONNECTED, Kind.CLOCK_SYNCED) else log.warning
             level("evidence: " + kind.value, **details)
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    days: int
+    max_size_mb: int | None = None
+    sign: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    def apply(self, journal: Journal, now: ClockSample) -> int:
+        """Prune what is older than the retention, then, if the journal nears its disk
+        budget, the oldest delivered registrations whatever their age. Returns how many."""
+        if not now.synced:  # an unsynchronised clock could make recent taps look old
+            return 0
+        pruned = journal.prune(now.wall_ns - self.days * DAY_NS, sign=self.sign)
+        if pruned:
+            log.info("retention: delivered registrations pruned", pruned=pruned, days=self.days)
+        if self.max_size_mb is not None and journal.size_bytes() > (
+            BUDGET_FILL * self.max_size_mb * 1024 * 1024
+        ):
+            forced = journal.prune(now.wall_ns, limit=5_000, sign=self.sign)
+            log.warning(
+                "disk budget nearly spent: delivered registrations pruned before their time",
+                pruned=forced,
+                max_size_mb=self.max_size_mb,
+            )
+            pruned += forced
+        return pruned
 
 
 def log_head(journal: Journal) -> None:

@@ -21,7 +21,8 @@ import pytest
 from gateway.clock import boot_id
 from gateway.evidence import Entry, Kind, entry_hash, verify_chain
 from gateway.evidence_log import Head, LogCheck, entries, liveness, verify_journal
-from gateway.journal import Journal
+from gateway.journal import Acknowledgement, Journal, Rejection
+from gateway.watch import Retention
 from tests.support import (
     WORKER,
     DaemonProcess,
@@ -439,3 +440,145 @@ def test_a_signed_manifest_names_its_key_and_any_change_breaks_it(
     bad = verify_command("--export", str(out))
     assert bad.returncode == 1
     assert "the manifest's signature does not hold" in bad.stdout
+
+
+# --- retention ------------------------------------------------------------------------------
+
+
+def acknowledged(seq: int) -> Acknowledgement:
+    return Acknowledgement(
+        seq=seq,
+        onss_id=1000 + seq,
+        validity="valid",
+        remarks=(),
+        sent_registration_date="2018-01-01T07:00:00Z",
+        delivered_wall_ns=0,
+        late=False,
+        time_uncertain=False,
+    )
+
+
+def aged_journal(path: Path) -> tuple[Journal, list[int]]:
+    """Registrations of 2018 (delivered, but for one pending and one rejected) and of 2026,
+    with a reader entry between two old ones; returns the journal and the old seqs."""
+    journal = Journal(path, clock=lambda: clock_at("2026-11-23T12:00", 9000.0))
+    journal.start_run({"version": "test"})
+    old = []
+    for day in range(1, 7):
+        reg = a_registration(f"2018-01-{day:02d}T07:00", monotonic_s=float(day))
+        old.append(journal.append_registration(reg))
+        if day == 3:
+            journal.record(Kind.READER_FAILED, {"reader": "entrance", "error": "ENODEV"})
+    journal.settle([acknowledged(seq) for seq in old[:4]], [Rejection(old[4], "onss", ())])
+    journal.append_registration(a_registration("2026-11-23T07:00", monotonic_s=50.0))
+    return journal, old
+
+
+def test_retention_prunes_old_delivered_registrations_and_the_chain_still_holds(
+    tmp_path: Path,
+) -> None:
+    journal, old = aged_journal(tmp_path / "journal.db")
+    try:
+        pruned = journal.prune(clock_at("2020-01-01T00:00").wall_ns)
+        remaining = [r["seq"] for r in journal._conn.execute("SELECT seq FROM registrations")]
+        result = verify_journal(journal._conn)
+        logged = list(entries(journal._conn))
+    finally:
+        journal.close()
+
+    assert pruned == 4
+    assert remaining == [old[4], old[5], old[5] + 1]  # rejected, pending, and the recent one
+    assert result.ok, (result.chain.broken, result.problems)
+    summary = logged[-1]
+    assert summary.kind == "retention-summary"
+    assert summary.details["pruned"] == 4 and summary.details["links"]
+    assert "reader-failed" in [e.kind for e in logged]  # outages are never pruned
+
+
+def test_deleting_a_kept_entry_beside_a_pruned_gap_is_still_caught(tmp_path: Path) -> None:
+    journal, _ = aged_journal(tmp_path / "journal.db")
+    journal.prune(clock_at("2020-01-01T00:00").wall_ns)
+    journal.close()
+    tamper(tmp_path / "journal.db", "DELETE FROM evidence WHERE kind = 'reader-failed'")
+
+    broken = check(tmp_path / "journal.db").chain.broken
+
+    assert broken is not None and broken.problem == "deleted"
+
+
+def test_a_retention_summary_is_signed_when_a_key_is_set(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from gateway.evidence import canonical
+    from gateway.evidence_export import signed
+
+    key = Ed25519PrivateKey.generate()
+    journal, _ = aged_journal(tmp_path / "journal.db")
+    try:
+        journal.prune(clock_at("2020-01-01T00:00").wall_ns, sign=lambda d: signed(d, key))
+        summary = list(entries(journal._conn))[-1]
+    finally:
+        journal.close()
+
+    details = dict(summary.details)
+    signature = bytes.fromhex(details.pop("signature"))
+    key.public_key().verify(signature, canonical(details))  # raises if it does not hold
+
+
+def test_an_export_across_a_pruned_gap_verifies_offline(state: Path, tmp_path: Path) -> None:
+    journal, _ = aged_journal(state / "journal.db")
+    journal.prune(clock_at("2020-01-01T00:00").wall_ns)
+    journal.close()
+    [marie] = badges(1)
+    write_badge_file(state / "badges.csv", [marie])
+    config = write_config(state)
+    out = tmp_path / "export"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "--config",
+            str(config),
+            "evidence",
+            "export",
+            "--from",
+            "2018-01-01",
+            "--to",
+            "2026-12-31",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    assert json.loads((out / "manifest.json").read_text())["pruned"]["runs"]
+    good = verify_command("--export", str(out))
+    assert good.returncode == 0, good.stdout
+
+
+def test_the_daily_retention_waits_for_a_synchronised_clock_and_keeps_to_the_budget(
+    tmp_path: Path,
+) -> None:
+    journal, old = aged_journal(tmp_path / "journal.db")
+    seven_years = Retention(days=7 * 365)
+    now = clock_at("2026-11-23T12:00")
+    try:
+        assert seven_years.apply(journal, replace(now, synced=False)) == 0  # 2018 may be wrong
+        assert seven_years.apply(journal, now) == 4  # the delivered ones of 2018
+        journal.settle([acknowledged(old[5] + 1)])  # the 2026 one, delivered
+        assert seven_years.apply(journal, now) == 0  # young: kept
+        # A journal past its budget (0 MB here: always) loses its oldest delivered ones
+        # whatever their age; the rejected and the pending one stay.
+        assert Retention(days=7 * 365, max_size_mb=0).apply(journal, now) == 1
+        left = [
+            row["delivery"] for row in journal._conn.execute("SELECT delivery FROM registrations")
+        ]
+        assert sorted(left) == ["pending", "rejected"]
+        assert verify_journal(journal._conn).ok
+    finally:
+        journal.close()

@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
+from drivers.base import ReaderHealth, ReaderState
 from gateway.clock import boot_id
 from gateway.evidence import Entry, Kind, entry_hash, verify_chain
 from gateway.evidence_log import Head, LogCheck, entries, liveness, verify_journal
 from gateway.journal import Acknowledgement, Journal, Rejection
-from gateway.watch import Retention
+from gateway.watch import Retention, WatchState, clock_changes, reader_changes
 from tests.support import (
     WORKER,
     DaemonProcess,
@@ -582,3 +583,57 @@ def test_the_daily_retention_waits_for_a_synchronised_clock_and_keeps_to_the_bud
         assert verify_journal(journal._conn).ok
     finally:
         journal.close()
+
+
+# --- what the watch turns into entries ---------------------------------------------------------
+
+
+class FlakyReader:
+    """A reader's health at the Reader boundary, as drivers.device reports it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.now = ReaderHealth(ReaderState.CONNECTED)
+
+    def start(self, on_read: Callable[..., None]) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def health(self) -> ReaderHealth:
+        return self.now
+
+
+def test_a_reader_failing_and_coming_back_is_two_entries() -> None:
+    reader, state = FlakyReader("back-door"), WatchState()
+    now = clock_at("2026-11-23T07:20", monotonic_s=1000.0)
+    down_since = now.monotonic_ns - 90 * 1_000_000_000
+
+    assert reader_changes([reader], state, now) == [
+        (Kind.READER_CONNECTED, {"reader": "back-door", "down_seconds": None})
+    ]
+    reader.now = ReaderHealth(ReaderState.RECONNECTING, "ENODEV", down_since_ns=down_since)
+    assert reader_changes([reader], state, now) == []  # down, not yet failed
+    reader.now = ReaderHealth(ReaderState.FAILED, "ENODEV", down_since_ns=down_since)
+    [(kind, failed)] = reader_changes([reader], state, now)
+    assert kind is Kind.READER_FAILED
+    assert failed["down_since_wall_ns"] == now.wall_ns - 90 * 1_000_000_000
+    reader.now = ReaderHealth(ReaderState.CONNECTED)
+    later = replace(now, monotonic_ns=now.monotonic_ns + 30 * 1_000_000_000)
+    assert reader_changes([reader], state, later) == [
+        (Kind.READER_CONNECTED, {"reader": "back-door", "down_seconds": 120.0})
+    ]
+
+
+def test_the_clock_losing_sync_and_jumping_are_entries() -> None:
+    state = WatchState()
+    now = clock_at("2026-11-23T07:00", monotonic_s=1000.0)
+    assert clock_changes(state, now, "timesyncd") == []  # the first look sets the scene
+    lost = replace(
+        now, synced=False, monotonic_ns=now.monotonic_ns + 10**9, wall_ns=now.wall_ns + 10**9
+    )
+    assert clock_changes(state, lost, "timesyncd") == [(Kind.CLOCK_LOST, {"source": "timesyncd"})]
+    stepped = replace(lost, synced=True, wall_ns=lost.wall_ns - 5 * 10**9)  # NTP steps back 5 s
+    assert clock_changes(state, stepped, "timesyncd") == [
+        (Kind.CLOCK_SYNCED, {"source": "timesyncd"}),
+        (Kind.CLOCK_JUMPED, {"correction_ns": -5 * 10**9}),
+    ]

@@ -13,10 +13,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.config import ConfigError, load_config
-from gateway.credentials import key_path, load_signing_key
 from gateway.evidence import Entry
-from gateway.evidence_export import Period, export, verify_export
 from gateway.evidence_log import Head, LogCheck, verify_journal
+
+# gateway.credentials, gateway.evidence_export and gateway.report are imported where they
+# are used: they bring cryptography, which `badge-gateway run` must not pay for in RAM.
 
 _HEAD = re.compile(r"(?P<seq>[0-9]+):(?P<hash>[0-9a-f]{64})")
 
@@ -103,6 +104,8 @@ def describe(source: Path, check: LogCheck) -> str:
 
 
 def _verify_export(directory: Path, public_key: str | None) -> int:
+    from gateway.evidence_export import verify_export
+
     check = verify_export(directory, public_key=public_key)
     print(f"{directory}: {check.entries} evidence entries")
     for problem in check.problems:
@@ -114,6 +117,8 @@ def _verify_export(directory: Path, public_key: str | None) -> int:
 
 
 def evidence_export(args: argparse.Namespace) -> int:
+    from gateway.credentials import key_path, load_signing_key
+    from gateway.evidence_export import Period, export
     from gateway.report import ReportContext, render_report
 
     config = load_config(args.config)

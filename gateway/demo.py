@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,10 @@ from gateway import control, logs
 from gateway.cli import render_status
 from gateway.config import GatewayConfig, SimulatedReaderConfig, config_from_dict
 from gateway.daemon import Daemon
+from gateway.evidence_cli import describe
+from gateway.evidence_log import entries, verify_journal
 from gateway.identifiers import make_niss
+from gateway.models import iso_utc
 
 MARIE, JAN, OLGA, UNKNOWN = "04A23B9C", "04:5E:11:7F", "04C0FFEE", "DEADBEEF"
 
@@ -98,6 +102,7 @@ async def run_demo() -> int:
             )
             print(f"demo: state in {state}; ONSS simulator at {onss['base_url']}\n")
             await _run_daemon(config)
+            _show_evidence(config.storage.journal)
         finally:
             simulator.terminate()
             simulator.wait(timeout=10)
@@ -124,6 +129,19 @@ async def _run_daemon(config: GatewayConfig) -> None:
     finally:
         daemon.stop()
         await runner
+
+
+def _show_evidence(journal: Path) -> None:
+    """What the employer keeps: the chain, verified, entry by entry."""
+    conn = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        print("\n$ badge-gateway evidence verify")
+        print(describe(journal, verify_journal(conn)))
+        print("\nthe evidence log, entry by entry:")
+        for entry in entries(conn):
+            print(f"  #{entry.seq:<3} {iso_utc(entry.wall_ns)}  {entry.kind:<19} {entry.hash[:16]}")
+    finally:
+        conn.close()
 
 
 def _start_simulator(directory: Path) -> subprocess.Popen[bytes]:

@@ -69,6 +69,21 @@ def write_badge_file(path: Path, rows: Sequence[Badge]) -> Path:
     return path
 
 
+# The smallest valid configuration file, for tests of what one more section may hold.
+MINIMAL_CONFIG_TOML = """\
+[site]
+name = "Test site"
+declaration = "A1B2C3D4E5F6G"
+
+[site.place_of_work.coordinates]
+latitude = 50.85
+longitude = 4.35
+
+[badges]
+file = "/srv/badges.csv"
+"""
+
+
 def config_data(state: Path, **sections: dict[str, Any]) -> dict[str, Any]:
     data: dict[str, Any] = {
         "site": {

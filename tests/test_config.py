@@ -20,21 +20,11 @@ from gateway.config import (
     load_config,
 )
 from gateway.models import Language
+from tests.support import MINIMAL_CONFIG_TOML
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "gateway.example.toml"
 
-BASE = """\
-[site]
-name = "Test site"
-declaration = "A1B2C3D4E5F6G"
-
-[site.place_of_work.coordinates]
-latitude = 50.85
-longitude = 4.35
-
-[badges]
-file = "/srv/badges.csv"
-"""
+BASE = MINIMAL_CONFIG_TOML
 
 DOOR = """
 [[readers]]

@@ -336,24 +336,12 @@ def test_the_daemon_logs_its_life_and_refused_taps(state: Path) -> None:
 # --- export: what the employer hands over, checked offline ------------------------------
 
 
-def export_command(config: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def export_command(
+    config: Path, out: Path, *extra: str, days: tuple[str, str] = ("2026-11-23", "2026-11-23")
+) -> subprocess.CompletedProcess[str]:
+    command = ["evidence", "export", "--from", days[0], "--to", days[1], "--out", str(out)]
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "--config",
-            str(config),
-            "evidence",
-            "export",
-            "--from",
-            "2026-11-23",
-            "--to",
-            "2026-11-23",
-            "--out",
-            str(out),
-            *extra,
-        ],
+        [sys.executable, "-m", "gateway", "--config", str(config), *command, *extra],
         capture_output=True,
         text=True,
         timeout=60,
@@ -534,27 +522,7 @@ def test_an_export_across_a_pruned_gap_verifies_offline(state: Path, tmp_path: P
     write_badge_file(state / "badges.csv", [marie])
     config = write_config(state)
     out = tmp_path / "export"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "--config",
-            str(config),
-            "evidence",
-            "export",
-            "--from",
-            "2018-01-01",
-            "--to",
-            "2026-12-31",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = export_command(config, out, days=("2018-01-01", "2026-12-31"))
     assert result.returncode == 0, result.stdout + result.stderr
 
     assert json.loads((out / "manifest.json").read_text())["pruned"]["runs"]

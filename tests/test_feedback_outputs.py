@@ -48,6 +48,7 @@ from gateway.models import Direction, Language
 from gateway.outputs import DisplayOutput, IndicatorOutput, build_outputs
 from gateway.signals import PATTERNS, Colour, Pattern, Signal, signal_for
 from tests.support import (
+    MINIMAL_CONFIG_TOML,
     badges,
     config_data,
     make_config,
@@ -531,18 +532,7 @@ def test_the_daemon_builds_its_outputs_says_offline_and_closes_them(
 
 # --- configuration ---------------------------------------------------------------------
 
-BASE = """\
-[site]
-name = "Test site"
-declaration = "A1B2C3D4E5F6G"
-
-[site.place_of_work.coordinates]
-latitude = 50.85
-longitude = 4.35
-
-[badges]
-file = "/srv/badges.csv"
-"""
+BASE = MINIMAL_CONFIG_TOML
 
 
 def config_errors(tmp_path: Path, feedback: str) -> list[str]:

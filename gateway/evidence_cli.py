@@ -99,7 +99,9 @@ def describe(source: Path, check: LogCheck) -> str:
         lines.append(f"BROKEN at {chain.broken}")
     lines += [f"PROBLEM: {problem}" for problem in check.problems]
     if check.ok:
-        lines.append("verified: every entry's hash and link holds, and the journal agrees")
+        lines.append(
+            "verified: every entry's hash and link holds, and so does the head the box noted"
+        )
     return "\n".join(lines)
 
 

@@ -494,6 +494,7 @@ class Journal(_Queries):
         migrate(self._conn)
         self._pending_from = super()._oldest_pending_seq()
         self._evidence = EvidenceWriter(self._conn)
+        self._storage_outage: dict[str, Any] | None = None
 
     def _guard(self) -> AbstractContextManager[object]:
         return self._lock
@@ -529,9 +530,34 @@ class Journal(_Queries):
             try:
                 cursor = self._conn.execute(sql, values)
             except sqlite3.Error as error:
-                raise StorageError(f"{self.path}: {error}") from error
+                self._evidence.rolled_back()
+                raise self._failed(error) from error
+            self._evidence.committed()  # an entry the statement carried (a registration's)
             self._commits_since_checkpoint += 1
+            self._record_storage_outage()
             return int(cursor.lastrowid or 0)
+
+    def _failed(self, error: sqlite3.Error) -> StorageError:
+        """Note a refused write (disk full, read-only, I/O error) for the evidence: it
+        cannot be written now, so it is written by the next write that succeeds."""
+        now = self._clock().wall_ns
+        if self._storage_outage is None:
+            self._storage_outage = {"first_wall_ns": now, "failed_writes": 0, "error": str(error)}
+        self._storage_outage["failed_writes"] += 1
+        self._storage_outage["last_wall_ns"] = now
+        return StorageError(f"{self.path}: {error}")
+
+    def _record_storage_outage(self) -> None:
+        outage, self._storage_outage = self._storage_outage, None
+        if outage is None:
+            return
+        outage["recorded_wall_ns"] = self._clock().wall_ns
+        try:
+            self.record(Kind.STORAGE_FULL, outage)
+        except StorageError:  # still failing: noted again by _failed, kept for next time
+            if self._storage_outage is not None:
+                outage["failed_writes"] += self._storage_outage["failed_writes"]
+            self._storage_outage = outage
 
     def _oldest_pending_seq(self) -> int:
         return self._pending_from
@@ -551,12 +577,7 @@ class Journal(_Queries):
         with self._lock:
             entry = self._evidence.stage(reg.clock, Kind.REGISTRATION, _captured(reg))
             row = (*_registration_row(reg), entry.seq, entry.prev_hash, entry.hash)
-            try:
-                seq = self._insert(_INSERT_REGISTRATION, row)  # one statement: atomic
-            except StorageError:
-                self._evidence.rolled_back()
-                raise
-            self._evidence.committed()
+            seq = self._insert(_INSERT_REGISTRATION, row)  # one statement: atomic
             self._last[(reg.worker.niss, reg.declaration)] = reg
             return seq
 
@@ -664,8 +685,9 @@ class Journal(_Queries):
                     if not fsync:
                         self._conn.execute("PRAGMA synchronous=FULL")
             except sqlite3.Error as error:
-                raise StorageError(f"{self.path}: {error}") from error
+                raise self._failed(error) from error
             self._commits_since_checkpoint += 1
+            self._record_storage_outage()
 
     def settle(self, acks: Sequence[Acknowledgement], rejections: Sequence[Rejection] = ()) -> None:
         """What the ONSS answered for a batch, in one commit: ids and remarks of the created

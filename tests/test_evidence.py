@@ -22,7 +22,7 @@ from drivers.base import ReaderHealth, ReaderState
 from gateway.clock import boot_id
 from gateway.evidence import Entry, Kind, entry_hash, verify_chain
 from gateway.evidence_log import Head, LogCheck, entries, liveness, verify_journal
-from gateway.journal import Acknowledgement, Journal, Rejection
+from gateway.journal import Acknowledgement, Journal, Rejection, StorageError
 from gateway.watch import Retention, WatchState, clock_changes, reader_changes
 from tests.support import (
     WORKER,
@@ -605,3 +605,28 @@ def test_the_clock_losing_sync_and_jumping_are_entries() -> None:
         (Kind.CLOCK_SYNCED, {"source": "timesyncd"}),
         (Kind.CLOCK_JUMPED, {"correction_ns": -5 * 10**9}),
     ]
+
+
+def test_writes_refused_for_a_full_disk_are_recorded_once_space_returns(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.db")
+    try:
+        journal.start_run({"version": "test"})
+        pages = journal._conn.execute("PRAGMA page_count").fetchone()[0]
+        journal.limit_pages(pages)
+        big = replace(WORKER, name="x" * 20_000)  # a row that needs new pages
+        for hour in range(3):
+            reg = a_registration(f"2026-11-23T{hour + 6:02d}:00", monotonic_s=100.0 + hour)
+            with pytest.raises(StorageError, match="full"):
+                journal.append_registration(replace(reg, worker=big))
+        journal.limit_pages(pages + 100)  # space comes back
+        journal.append_registration(a_registration("2026-11-23T10:00", monotonic_s=200.0))
+        logged = list(entries(journal._conn))
+        result = verify_journal(journal._conn)
+    finally:
+        journal.close()
+
+    assert [e.kind for e in logged] == ["daemon-start", "registration", "storage-full"]
+    full = logged[2].details
+    assert full["failed_writes"] == 3 and "full" in full["error"]
+    assert full["first_wall_ns"] <= full["last_wall_ns"] <= full["recorded_wall_ns"]
+    assert result.ok, result.chain.broken

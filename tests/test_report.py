@@ -15,7 +15,8 @@ import pytest
 from gateway.evidence import GENESIS, Entry, Kind, make_entry, verify_chain
 from gateway.models import ClockSample, Language
 from gateway.outages import Analysis, Outage, OutageKind, analyse
-from gateway.report import TEXTS, render_report
+from gateway.report import render_report
+from gateway.report_texts import TEXTS
 from tests.sample_evidence import (
     CHROMIUM,
     WORKERS,

@@ -29,6 +29,7 @@ from drivers.keystrokes import (
     DEFAULT_MAX_KEY_GAP_SECONDS,
     BadFrame,
     KeystrokeParser,
+    Layout,
     event_time_ns,
 )
 
@@ -82,6 +83,7 @@ class KeyboardReader(DeviceReader[EventSource]):
         uid_format: Literal["decimal", "hex"] = "decimal",
         max_key_gap_seconds: float = DEFAULT_MAX_KEY_GAP_SECONDS,
         *,
+        layout: Layout = "qwerty",
         open_source: OpenSource = GrabbedDevice,
         backoff: Backoff | None = None,
         failed_after: float = 60.0,
@@ -90,6 +92,7 @@ class KeyboardReader(DeviceReader[EventSource]):
         self._device = device
         self._uid_format: Literal["decimal", "hex"] = uid_format
         self._max_key_gap_seconds = max_key_gap_seconds
+        self._layout: Layout = layout
         self._open_source = open_source
 
     def open(self) -> EventSource:
@@ -100,7 +103,7 @@ class KeyboardReader(DeviceReader[EventSource]):
 
     def read_until_gone(self, source: EventSource) -> None:
         # A fresh parser: a frame cut by an unplug is not continued after it.
-        parser = KeystrokeParser(self._uid_format, self._max_key_gap_seconds)
+        parser = KeystrokeParser(self._uid_format, self._max_key_gap_seconds, self._layout)
         poller = select.poll()
         poller.register(source.fileno(), select.POLLIN)
         timeout_ms = int(self.poll_interval * 1000)

@@ -29,6 +29,13 @@ DIGITS: Final = {
     **{ecodes.ecodes[f"KEY_KP{digit}"]: str(digit) for digit in range(10)},
 }
 HEX_LETTERS: Final = {ecodes.ecodes[f"KEY_{letter}"]: letter for letter in "ABCDEF"}
+# A reader set to AZERTY (Belgium, France) types A with the key QWERTY calls Q; B to F and
+# the digits (with Shift, which is ignored) are on the same keys.
+AZERTY_HEX_LETTERS: Final = {
+    **{code: letter for code, letter in HEX_LETTERS.items() if letter != "A"},
+    ecodes.KEY_Q: "A",
+}
+Layout = Literal["qwerty", "azerty"]
 ENTER_KEYS: Final = frozenset({ecodes.KEY_ENTER, ecodes.KEY_KPENTER})
 MODIFIERS: Final = frozenset(
     {
@@ -67,8 +74,10 @@ class KeystrokeParser:
         self,
         uid_format: Literal["decimal", "hex"] = "decimal",
         max_key_gap_seconds: float = DEFAULT_MAX_KEY_GAP_SECONDS,
+        layout: Layout = "qwerty",
     ) -> None:
-        self._characters = {**DIGITS, **HEX_LETTERS} if uid_format == "hex" else DIGITS
+        letters = AZERTY_HEX_LETTERS if layout == "azerty" else HEX_LETTERS
+        self._characters = {**DIGITS, **letters} if uid_format == "hex" else DIGITS
         self._max_gap_ns = int(max_key_gap_seconds * 1e9)
         self._typed: list[str] = []
         self._discarding = False

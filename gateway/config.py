@@ -213,6 +213,9 @@ class KeyboardReaderConfig(_DeviceReaderBase):
     driver: Literal["keyboard"]
     device: Path  # a stable path: /dev/input/by-id/usb-...-event-kbd
     uid_format: Literal["decimal", "hex"] = "decimal"
+    # The keyboard layout the reader is set to type for: only hex uids care ("azerty": A is
+    # the key QWERTY calls Q; digits need no setting).
+    layout: Literal["qwerty", "azerty"] = "qwerty"
     # Keys further apart than this end the badge as bad: a reader types every 2-20 ms, a
     # person much slower, so typing on a keyboard never becomes a badge. Raise it only for
     # a slow reader (Bluetooth, or one set to an inter-character delay).

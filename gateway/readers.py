@@ -51,6 +51,7 @@ def build_reader(config: ReaderConfig) -> Reader:
                 config.device,
                 config.uid_format,
                 config.max_key_gap_seconds,
+                layout=config.layout,
                 **_recovery(config),
             )
         case Rdm6300ReaderConfig():

@@ -145,6 +145,17 @@ def test_digits_typed_with_shift_as_on_an_azerty_layout() -> None:
     assert parse(typed("0012345678\n", azerty=True)).uids == ["0012345678"]
 
 
+def test_a_hex_badge_from_a_reader_set_to_azerty_reads_its_a_on_the_q_key() -> None:
+    # "A" on an AZERTY reader is the key QWERTY calls Q (evdev reports key positions).
+    azerty_keys = {**TOP_ROW, "a": ecodes.KEY_Q, "q": ecodes.KEY_A}
+    events = typed("04AB12CD\n", keymap=azerty_keys, azerty=True)
+
+    azerty = KeystrokeParser("hex", layout="azerty")
+    assert [o for e in events if isinstance(o := azerty.feed(e), str)] == ["04AB12CD"]
+    qwerty = parse(events, "hex")  # the same keys, misread as QWERTY: refused, not wrong
+    assert qwerty.uids == [] and qwerty.bad
+
+
 def test_hex_letters_are_refused_when_the_reader_types_decimal() -> None:
     assert parse(typed("04a23b9c\n")) == Parsed([], ["unexpected key KEY_A"])
 

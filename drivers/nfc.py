@@ -214,7 +214,10 @@ def _usb_readers() -> list[DetectedDevice]:
     try:
         found = nfc.clf.transport.USB.find("usb") or []
     except Exception as exc:  # no libusb-1.0 (OSError), or it fails to start (usb1.USBError)
-        log.warning("cannot list USB NFC readers", error=f"{type(exc).__name__}: {exc}")
+        if "libusb" in str(exc):
+            log.warning("cannot list USB NFC readers: libusb-1.0 is missing (Debian: libusb-1.0-0)")
+        else:
+            log.warning("cannot list USB NFC readers", error=f"{type(exc).__name__}: {exc}")
         return []
     readers = []
     for vendor, product, bus, address in found:
@@ -229,7 +232,7 @@ def _usb_description(module: str, bus: int, address: int) -> str:
     description = f"nfcpy {module} reader on USB bus {bus:03d} device {address:03d}"
     node = f"/dev/bus/usb/{bus:03d}/{address:03d}"
     if not os.access(node, os.R_OK | os.W_OK):
-        description += f" (no access to {node}: install nfcpy's udev rule)"
+        description += f" (no access to {node}: install systemd/60-badge-gateway-nfc.rules)"
     return description
 
 

@@ -71,7 +71,8 @@ from gateway.clock import Clock, boot_id, boottime_ns
 from gateway.config import GatewayConfig, UplinkConfig
 from gateway.identifiers import make_niss
 from gateway.identity import load_badge_register
-from gateway.journal import Acknowledgement, Journal, Rejection, StoredRegistration
+from gateway.journal import Journal
+from gateway.journal_rows import Acknowledgement, Rejection, StoredRegistration
 from gateway.models import Capacity, ClockSample, Employer, Language, Registration, Worker
 from gateway.tap import TapPipeline
 from gateway.uplink import open_uplink

@@ -1,12 +1,14 @@
 """The journal: one SQLite file, the single source of truth (DESIGN.md).
 
-WAL mode with synchronous=FULL: a commit returns only after the WAL is fsync'd, so a
-registration the worker heard a beep for survives a power cut. One process writes,
-through one connection used from one thread (AsyncJournal); CLI readers open the file
-read-only.
+A commit returns only after the WAL is fsync'd, so a registration the worker heard a beep
+for survives a power cut. One process writes, through one connection, under one lock
+(Journal); CLI readers open the file read-only (JournalReader). The file itself (schema,
+migrations, lock) is gateway.journal_file; the records and their rows gateway.journal_rows;
+the evidence entries written in the same transactions gateway.evidence_log.
 
-SD-card wear: a registration touches two b-tree pages (its row and the per-worker index
-entry) and pages are 2 KiB, so a tap writes about 10 KiB (docs/benchmarks.md). For that
+SD-card wear: a registration touches two b-tree pages (its row, which also holds its
+evidence entry, and the per-worker index entry) and pages are 2 KiB, so a tap writes
+about 10.5 KiB (docs/benchmarks.md). For that
 reason the registration id (a UUIDv7 made by this process, see gateway.uuid7) has no
 UNIQUE index, and the uplink's queue is the `delivery` column itself: pending rows are
 found from the oldest pending one on, which the writer keeps track of. WAL checkpoints
@@ -15,20 +17,16 @@ run on the journal thread after a tap's commit, never between a commit and its b
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 
@@ -36,329 +34,39 @@ from gateway import evidence_log
 from gateway.clock import boot_id, boottime_ns
 from gateway.evidence import Kind
 from gateway.evidence_log import EvidenceWriter, Head
-from gateway.identifiers import mask_niss
+from gateway.journal_file import (
+    StorageError,
+    connect,
+    create_private_file,
+    lock_exclusively,
+    migrate,
+)
+from gateway.journal_rows import (
+    DELIVERY_COLUMNS,
+    INSERT_ATTEMPT,
+    INSERT_REGISTRATION,
+    REGISTRATION_COLUMNS,
+    Acknowledgement,
+    DeliveryRecord,
+    JournalStats,
+    Rejection,
+    StoredRegistration,
+    TapAttempt,
+    attempt_row,
+    captured,
+    delivery_from_row,
+    registration_from_row,
+    registration_row,
+)
 from gateway.models import (
-    Capacity,
     ClockSample,
-    DeliveryState,
-    Direction,
-    Employer,
-    Language,
-    PlaceOfWork,
     Registration,
-    Worker,
     iso_utc,
 )
 
-T = TypeVar("T")
 log = structlog.get_logger("journal")
 
-PAGE_SIZE = 2048
 CHECKPOINT_EVERY = 500  # commits: a WAL of about 2 MiB
-
-MIGRATIONS: tuple[str, ...] = (
-    # 1: registrations (with their delivery state) and the taps that registered nothing.
-    """
-    CREATE TABLE registrations (
-        seq               INTEGER PRIMARY KEY,
-        id                TEXT    NOT NULL,
-        badge_uid         TEXT    NOT NULL,
-        reader            TEXT    NOT NULL,
-        niss              TEXT    NOT NULL,
-        enterprise_number TEXT,
-        foreign_vat       TEXT,
-        worker_name       TEXT    NOT NULL,
-        language          TEXT    NOT NULL,
-        capacity          TEXT    NOT NULL,
-        declaration       TEXT    NOT NULL,
-        place             TEXT    NOT NULL,
-        direction         TEXT    NOT NULL CHECK (direction IN ('IN', 'OUT')),
-        wall_ns           INTEGER NOT NULL,
-        monotonic_ns      INTEGER NOT NULL,
-        boot_id           TEXT    NOT NULL,
-        clock_synced      INTEGER NOT NULL CHECK (clock_synced IN (0, 1)),
-        delivery          TEXT    NOT NULL DEFAULT 'pending'
-                          CHECK (delivery IN ('pending', 'delivered', 'rejected'))
-    );
-    CREATE INDEX registrations_by_worker ON registrations (niss, declaration, seq);
-    CREATE TABLE tap_attempts (
-        seq          INTEGER PRIMARY KEY,
-        outcome      TEXT    NOT NULL,
-        badge_uid    TEXT    NOT NULL,
-        reader       TEXT    NOT NULL,
-        niss         TEXT,
-        detail       TEXT,
-        wall_ns      INTEGER NOT NULL,
-        monotonic_ns INTEGER NOT NULL,
-        boot_id      TEXT    NOT NULL,
-        clock_synced INTEGER NOT NULL CHECK (clock_synced IN (0, 1))
-    );
-    """,
-    # 2: what the uplink learnt: the ONSS acknowledgement or rejection, and the outages.
-    """
-    ALTER TABLE registrations ADD COLUMN onss_id INTEGER;
-    ALTER TABLE registrations ADD COLUMN onss_validity TEXT;
-    ALTER TABLE registrations ADD COLUMN onss_remarks TEXT;
-    ALTER TABLE registrations ADD COLUMN rejection TEXT;
-    ALTER TABLE registrations ADD COLUMN delivered_wall_ns INTEGER;
-    ALTER TABLE registrations ADD COLUMN sent_registration_date TEXT;
-    ALTER TABLE registrations ADD COLUMN late INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE registrations ADD COLUMN possibly_duplicated INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE registrations ADD COLUMN time_uncertain INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE registrations ADD COLUMN in_flight INTEGER NOT NULL DEFAULT 0;
-    CREATE INDEX registrations_rejected ON registrations (seq) WHERE delivery = 'rejected';
-    CREATE TABLE uplink_transitions (
-        seq          INTEGER PRIMARY KEY,
-        state        TEXT    NOT NULL,
-        cause        TEXT    NOT NULL,
-        detail       TEXT,
-        pending      INTEGER NOT NULL,
-        wall_ns      INTEGER NOT NULL,
-        monotonic_ns INTEGER NOT NULL,
-        boot_id      TEXT    NOT NULL,
-        clock_synced INTEGER NOT NULL CHECK (clock_synced IN (0, 1))
-    );
-    """,
-    # 3: the evidence log (docs/evidence.md).
-    evidence_log.MIGRATION,
-)
-
-_REGISTRATION_COLUMNS = (
-    "id, badge_uid, reader, niss, enterprise_number, foreign_vat, worker_name, language,"
-    " capacity, declaration, place, direction, wall_ns, monotonic_ns, boot_id, clock_synced,"
-    " delivery"
-)
-_DELIVERY_COLUMNS = (
-    "onss_id, onss_validity, onss_remarks, rejection, delivered_wall_ns,"
-    " sent_registration_date, late, possibly_duplicated, time_uncertain"
-)
-_INSERT_ATTEMPT = (
-    "INSERT INTO tap_attempts (outcome, badge_uid, reader, niss, detail, wall_ns, monotonic_ns,"
-    " boot_id, clock_synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_REGISTRATION = (
-    f"INSERT INTO registrations ({_REGISTRATION_COLUMNS}, ev_seq, ev_prev, ev_hash)"
-    f" VALUES ({', '.join('?' * 20)})"
-)
-
-
-class StorageError(Exception):
-    """The journal could not store a write: disk full, read-only, I/O error."""
-
-
-class JournalVersionError(Exception):
-    """The journal was written by a newer release than this one."""
-
-
-class JournalLockedError(Exception):
-    """Another process holds the journal: there is one writer, ever."""
-
-
-@dataclass(frozen=True, slots=True)
-class TapAttempt:
-    """A tap that registered nothing: unknown or expired badge, repeat, no direction."""
-
-    outcome: str
-    badge_uid: str
-    reader: str
-    clock: ClockSample
-    niss: str | None = None
-    detail: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRegistration:
-    seq: int
-    registration: Registration
-
-
-@dataclass(frozen=True, slots=True)
-class Acknowledgement:
-    """The ONSS created the registration: its id, validity and remarks, and how it went."""
-
-    seq: int
-    onss_id: int
-    validity: str
-    remarks: tuple[str, ...]
-    sent_registration_date: str
-    delivered_wall_ns: int
-    late: bool
-    time_uncertain: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """Never sent again by itself: the ONSS said notCreated (or a 400), or it cannot be valid."""
-
-    seq: int
-    source: str  # "onss" or "local"
-    errors: tuple[dict[str, str], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryRecord:
-    """A registration with what the uplink learnt about it (for `queue list` and exports)."""
-
-    stored: StoredRegistration
-    onss_id: int | None
-    onss_validity: str | None
-    onss_remarks: tuple[str, ...]
-    rejection: dict[str, Any] | None
-    delivered_wall_ns: int | None
-    sent_registration_date: str | None
-    late: bool
-    possibly_duplicated: bool
-    time_uncertain: bool
-
-
-@dataclass(frozen=True, slots=True)
-class JournalStats:
-    registrations: int
-    pending: int
-    oldest_pending_wall_ns: int | None
-    tap_attempts: int
-    rejected: int
-
-
-def _connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
-    if read_only:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-    else:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # new journals only; before WAL
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA wal_autocheckpoint=0")  # see Journal.checkpoint_if_due
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=5000")
-    return conn
-
-
-def _create_private_file(path: Path) -> None:
-    """Personal data: the journal (and SQLite's -wal/-shm, which copy its mode) is 0600."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
-
-
-def _lock_exclusively(lock_path: Path) -> int:
-    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as error:
-        os.close(fd)
-        raise JournalLockedError(
-            f"{lock_path}: the journal is in use by another process"
-        ) from error
-    return fd
-
-
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema to the latest version; returns the version found before."""
-    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if found > len(MIGRATIONS):
-        raise JournalVersionError(
-            f"journal schema version {found} is newer than this release knows"
-            f" ({len(MIGRATIONS)}); upgrade badge-gateway"
-        )
-    for version in range(found + 1, len(MIGRATIONS) + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _statements(MIGRATIONS[version - 1]):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={version}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    return found
-
-
-def _statements(script: str) -> Iterator[str]:
-    """One statement at a time; a trigger's body holds ';' of its own."""
-    statement = ""
-    for part in script.split(";"):
-        statement += part + ";"
-        if sqlite3.complete_statement(statement):
-            if statement.strip(" \n;"):
-                yield statement
-            statement = ""
-
-
-@lru_cache(maxsize=16)
-def _place_json(place: PlaceOfWork) -> str:
-    return place.model_dump_json(exclude_none=True)
-
-
-@lru_cache(maxsize=16)
-def _place_from_json(text: str) -> PlaceOfWork:
-    return PlaceOfWork.model_validate(json.loads(text))
-
-
-def _registration_row(reg: Registration) -> tuple[Any, ...]:
-    worker = reg.worker
-    return (
-        str(reg.id),
-        reg.badge_uid,
-        reg.reader,
-        worker.niss,
-        worker.employer.enterprise_number,
-        worker.employer.foreign_vat,
-        worker.name,
-        worker.language,  # StrEnum members bind as their text
-        worker.capacity,
-        reg.declaration,
-        _place_json(reg.place),
-        reg.direction,
-        reg.clock.wall_ns,
-        reg.clock.monotonic_ns,
-        reg.clock.boot_id,
-        int(reg.clock.synced),
-        reg.delivery,
-    )
-
-
-def _registration_from_row(row: sqlite3.Row) -> StoredRegistration:
-    worker = Worker(
-        badge_uid=row["badge_uid"],
-        niss=row["niss"],
-        employer=Employer(row["enterprise_number"], row["foreign_vat"]),
-        name=row["worker_name"],
-        language=Language(row["language"]),
-        capacity=Capacity(row["capacity"]),
-    )
-    registration = Registration(
-        id=uuid.UUID(row["id"]),
-        badge_uid=row["badge_uid"],
-        reader=row["reader"],
-        worker=worker,
-        declaration=row["declaration"],
-        place=_place_from_json(row["place"]),
-        direction=Direction(row["direction"]),
-        clock=ClockSample(
-            wall_ns=row["wall_ns"],
-            monotonic_ns=row["monotonic_ns"],
-            boot_id=row["boot_id"],
-            synced=bool(row["clock_synced"]),
-        ),
-        delivery=DeliveryState(row["delivery"]),
-    )
-    return StoredRegistration(seq=row["seq"], registration=registration)
-
-
-def _delivery_from_row(row: sqlite3.Row) -> DeliveryRecord:
-    return DeliveryRecord(
-        stored=_registration_from_row(row),
-        onss_id=row["onss_id"],
-        onss_validity=row["onss_validity"],
-        onss_remarks=tuple(json.loads(row["onss_remarks"] or "[]")),
-        rejection=json.loads(row["rejection"]) if row["rejection"] else None,
-        delivered_wall_ns=row["delivered_wall_ns"],
-        sent_registration_date=row["sent_registration_date"],
-        late=bool(row["late"]),
-        possibly_duplicated=bool(row["possibly_duplicated"]),
-        time_uncertain=bool(row["time_uncertain"]),
-    )
 
 
 class _Queries:
@@ -372,28 +80,28 @@ class _Queries:
     def last_registration(self, niss: str, declaration: str) -> StoredRegistration | None:
         with self._guard():
             row = self._conn.execute(
-                f"SELECT seq, {_REGISTRATION_COLUMNS} FROM registrations"
+                f"SELECT seq, {REGISTRATION_COLUMNS} FROM registrations"
                 " WHERE niss = ? AND declaration = ? ORDER BY seq DESC LIMIT 1",
                 (niss, declaration),
             ).fetchone()
-            return _registration_from_row(row) if row else None
+            return registration_from_row(row) if row else None
 
     def registrations_since(self, wall_ns: int, limit: int = 10_000) -> list[StoredRegistration]:
         with self._guard():
             rows = self._conn.execute(
-                f"SELECT seq, {_REGISTRATION_COLUMNS} FROM registrations"
+                f"SELECT seq, {REGISTRATION_COLUMNS} FROM registrations"
                 " WHERE wall_ns >= ? ORDER BY seq LIMIT ?",
                 (wall_ns, limit),
             )
-            return [_registration_from_row(row) for row in rows]
+            return [registration_from_row(row) for row in rows]
 
     def recent_registrations(self, count: int) -> list[StoredRegistration]:
         with self._guard():
             rows = self._conn.execute(
-                f"SELECT seq, {_REGISTRATION_COLUMNS} FROM registrations ORDER BY seq DESC LIMIT ?",
+                f"SELECT seq, {REGISTRATION_COLUMNS} FROM registrations ORDER BY seq DESC LIMIT ?",
                 (count,),
             )
-            return [_registration_from_row(row) for row in rows]
+            return [registration_from_row(row) for row in rows]
 
     def recent_attempts(self, count: int) -> list[dict[str, Any]]:
         with self._guard():
@@ -409,22 +117,22 @@ class _Queries:
         (those after `after_seq` only: the uplink reads ahead while a batch is out)."""
         with self._guard():
             rows = self._conn.execute(
-                f"SELECT seq, {_REGISTRATION_COLUMNS} FROM registrations"
+                f"SELECT seq, {REGISTRATION_COLUMNS} FROM registrations"
                 " WHERE seq >= ? AND delivery = 'pending' ORDER BY seq LIMIT ?",
                 (max(self._oldest_pending_seq(), after_seq + 1), limit),
             )
-            return [_registration_from_row(row) for row in rows]
+            return [registration_from_row(row) for row in rows]
 
     def deliveries(self, delivery: str | None = None, limit: int = 1000) -> list[DeliveryRecord]:
         """Registrations with what the uplink learnt, newest first (`queue list`)."""
         where = "" if delivery is None else "WHERE delivery = ?"
         with self._guard():
             rows = self._conn.execute(
-                f"SELECT seq, {_REGISTRATION_COLUMNS}, {_DELIVERY_COLUMNS} FROM registrations"
+                f"SELECT seq, {REGISTRATION_COLUMNS}, {DELIVERY_COLUMNS} FROM registrations"
                 f" {where} ORDER BY seq DESC LIMIT ?",
                 (limit,) if delivery is None else (delivery, limit),
             )
-            return [_delivery_from_row(row) for row in rows]
+            return [delivery_from_row(row) for row in rows]
 
     def uplink_transitions(self, limit: int = 100) -> list[dict[str, Any]]:
         with self._guard():
@@ -488,8 +196,8 @@ class Journal(_Queries):
         self._lock = threading.RLock()
         self._last: dict[tuple[str, str], Registration | None] = {}
         self._commits_since_checkpoint = 0
-        _create_private_file(path)
-        self._lock_fd = _lock_exclusively(path.with_name(path.name + ".lock"))
+        create_private_file(path)
+        self._lock_fd = lock_exclusively(path.with_name(path.name + ".lock"))
         self._conn = self._open()
         migrate(self._conn)
         self._pending_from = super()._oldest_pending_seq()
@@ -500,7 +208,7 @@ class Journal(_Queries):
         return self._lock
 
     def _open(self) -> sqlite3.Connection:
-        conn = _connect(self.path, read_only=False)
+        conn = connect(self.path, read_only=False)
         conn.row_factory = sqlite3.Row
         if self._max_size_mb is not None:
             page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
@@ -575,16 +283,16 @@ class Journal(_Queries):
         """Store a registration, pending delivery, and its evidence entry, in one durable
         transaction."""
         with self._lock:
-            entry = self._evidence.stage(reg.clock, Kind.REGISTRATION, _captured(reg))
-            row = (*_registration_row(reg), entry.seq, entry.prev_hash, entry.hash)
-            seq = self._insert(_INSERT_REGISTRATION, row)  # one statement: atomic
+            entry = self._evidence.stage(reg.clock, Kind.REGISTRATION, captured(reg))
+            row = (*registration_row(reg), entry.seq, entry.prev_hash, entry.hash)
+            seq = self._insert(INSERT_REGISTRATION, row)  # one statement: atomic
             self._last[(reg.worker.niss, reg.declaration)] = reg
             return seq
 
     def append_attempt(self, attempt: TapAttempt) -> int:
         """Store a tap that registered nothing; a refused one is evidence, a repeat is not."""
         with self._transaction() as conn:
-            cursor = conn.execute(_INSERT_ATTEMPT, _attempt_row(attempt))
+            cursor = conn.execute(INSERT_ATTEMPT, attempt_row(attempt))
             if attempt.outcome != "repeat":
                 refused = {
                     "outcome": attempt.outcome,
@@ -856,7 +564,7 @@ class JournalReader(_Queries):
     def __init__(self, path: Path) -> None:
         if not path.exists():
             raise FileNotFoundError(f"no journal at {path}")
-        self._conn = _connect(path, read_only=True)
+        self._conn = connect(path, read_only=True)
         self._conn.row_factory = sqlite3.Row
 
     def close(self) -> None:
@@ -866,32 +574,6 @@ class JournalReader(_Queries):
 def _unsynchronised_now() -> ClockSample:
     """Evidence time when the journal was given no clock (tools, tests): never 'synced'."""
     return ClockSample(time.time_ns(), boottime_ns(), boot_id(), False)
-
-
-def _captured(reg: Registration) -> dict[str, Any]:
-    return {
-        "id": str(reg.id),
-        "type": reg.direction.value,
-        "registration_wall_ns": reg.clock.wall_ns,
-        "reader": reg.reader,
-        "badge_uid": reg.badge_uid,
-        "worker": reg.worker.name,
-        "niss": mask_niss(reg.worker.niss),
-    }
-
-
-def _attempt_row(attempt: TapAttempt) -> tuple[Any, ...]:
-    return (
-        attempt.outcome,
-        attempt.badge_uid,
-        attempt.reader,
-        attempt.niss,
-        attempt.detail,
-        attempt.clock.wall_ns,
-        attempt.clock.monotonic_ns,
-        attempt.clock.boot_id,
-        int(attempt.clock.synced),
-    )
 
 
 def _cut_short(previous: evidence_log.Liveness, now: ClockSample) -> dict[str, Any]:

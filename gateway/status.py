@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from drivers.base import ReaderHealth
 from gateway.identifiers import mask_niss
-from gateway.journal import DeliveryRecord, StoredRegistration
+from gateway.journal_rows import DeliveryRecord, StoredRegistration
 from gateway.models import iso_utc
 
 if TYPE_CHECKING:

@@ -24,7 +24,9 @@ from gateway.attendance import AttendanceRules, Decision, Refuse, Register, Repe
 from gateway.clock import Clock
 from gateway.feedback import Feedback, OutcomeKind, TapOutcome
 from gateway.identity import BadgeRegister
-from gateway.journal import Journal, StorageError, TapAttempt
+from gateway.journal import Journal
+from gateway.journal_file import StorageError
+from gateway.journal_rows import TapAttempt
 from gateway.models import ClockSample, Language, Registration, Worker
 
 log = structlog.get_logger("tap")

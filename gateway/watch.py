@@ -17,7 +17,8 @@ import structlog
 
 from drivers.base import Reader, ReaderState
 from gateway.evidence import Kind
-from gateway.journal import Journal, StorageError
+from gateway.journal import Journal
+from gateway.journal_file import StorageError
 from gateway.models import ClockSample
 
 log = structlog.get_logger("evidence")

@@ -22,7 +22,9 @@ from drivers.base import ReaderHealth, ReaderState
 from gateway.clock import boot_id
 from gateway.evidence import Entry, Kind, entry_hash, verify_chain
 from gateway.evidence_log import Head, LogCheck, entries, liveness, verify_journal
-from gateway.journal import Acknowledgement, Journal, Rejection, StorageError
+from gateway.journal import Journal
+from gateway.journal_file import StorageError
+from gateway.journal_rows import Acknowledgement, Rejection
 from gateway.watch import Retention, WatchState, clock_changes, reader_changes
 from tests.support import (
     WORKER,

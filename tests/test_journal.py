@@ -9,17 +9,15 @@ from pathlib import Path
 import pytest
 
 from gateway.attendance import AttendanceRules
-from gateway.journal import (
-    CHECKPOINT_EVERY,
+from gateway.journal import CHECKPOINT_EVERY, Journal, JournalReader
+from gateway.journal_file import (
     MIGRATIONS,
     PAGE_SIZE,
-    Journal,
     JournalLockedError,
-    JournalReader,
     JournalVersionError,
     StorageError,
-    TapAttempt,
 )
+from gateway.journal_rows import TapAttempt
 from gateway.models import ClockSample, Direction
 from tests.support import SITE, WORKER, a_registration, clock_at, read, registered
 

@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from gateway.attendance import AttendanceRules
 from gateway.cli import render_status
-from gateway.journal import Acknowledgement, Journal, Rejection
+from gateway.journal import Journal
+from gateway.journal_rows import Acknowledgement, Rejection
 from gateway.models import Registration
 from tests.support import (
     SITE,

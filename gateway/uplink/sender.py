@@ -32,7 +32,8 @@ from tenacity import (
 )
 
 from gateway.clock import Clock
-from gateway.journal import Acknowledgement, Journal, Rejection, StoredRegistration
+from gateway.journal import Journal
+from gateway.journal_rows import Acknowledgement, Rejection, StoredRegistration
 from gateway.models import ClockSample
 from gateway.uplink import payload
 from gateway.uplink.client import (

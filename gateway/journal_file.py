@@ -1,0 +1,163 @@
+"""The journal's file: SQLite settings, the schema and its migrations, one writer.
+
+WAL mode with synchronous=FULL: a commit returns only after the WAL is fsync'd. Pages of
+2 KiB (new journals only): every b-tree page a commit touches costs a WAL frame, so small
+pages write less per tap (docs/benchmarks.md). The file is 0600 (personal data) and a
+lock file makes sure one process writes, ever.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from gateway import evidence_log
+
+PAGE_SIZE = 2048
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: registrations (with their delivery state) and the taps that registered nothing.
+    """
+    CREATE TABLE registrations (
+        seq               INTEGER PRIMARY KEY,
+        id                TEXT    NOT NULL,
+        badge_uid         TEXT    NOT NULL,
+        reader            TEXT    NOT NULL,
+        niss              TEXT    NOT NULL,
+        enterprise_number TEXT,
+        foreign_vat       TEXT,
+        worker_name       TEXT    NOT NULL,
+        language          TEXT    NOT NULL,
+        capacity          TEXT    NOT NULL,
+        declaration       TEXT    NOT NULL,
+        place             TEXT    NOT NULL,
+        direction         TEXT    NOT NULL CHECK (direction IN ('IN', 'OUT')),
+        wall_ns           INTEGER NOT NULL,
+        monotonic_ns      INTEGER NOT NULL,
+        boot_id           TEXT    NOT NULL,
+        clock_synced      INTEGER NOT NULL CHECK (clock_synced IN (0, 1)),
+        delivery          TEXT    NOT NULL DEFAULT 'pending'
+                          CHECK (delivery IN ('pending', 'delivered', 'rejected'))
+    );
+    CREATE INDEX registrations_by_worker ON registrations (niss, declaration, seq);
+    CREATE TABLE tap_attempts (
+        seq          INTEGER PRIMARY KEY,
+        outcome      TEXT    NOT NULL,
+        badge_uid    TEXT    NOT NULL,
+        reader       TEXT    NOT NULL,
+        niss         TEXT,
+        detail       TEXT,
+        wall_ns      INTEGER NOT NULL,
+        monotonic_ns INTEGER NOT NULL,
+        boot_id      TEXT    NOT NULL,
+        clock_synced INTEGER NOT NULL CHECK (clock_synced IN (0, 1))
+    );
+    """,
+    # 2: what the uplink learnt: the ONSS acknowledgement or rejection, and the outages.
+    """
+    ALTER TABLE registrations ADD COLUMN onss_id INTEGER;
+    ALTER TABLE registrations ADD COLUMN onss_validity TEXT;
+    ALTER TABLE registrations ADD COLUMN onss_remarks TEXT;
+    ALTER TABLE registrations ADD COLUMN rejection TEXT;
+    ALTER TABLE registrations ADD COLUMN delivered_wall_ns INTEGER;
+    ALTER TABLE registrations ADD COLUMN sent_registration_date TEXT;
+    ALTER TABLE registrations ADD COLUMN late INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE registrations ADD COLUMN possibly_duplicated INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE registrations ADD COLUMN time_uncertain INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE registrations ADD COLUMN in_flight INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX registrations_rejected ON registrations (seq) WHERE delivery = 'rejected';
+    CREATE TABLE uplink_transitions (
+        seq          INTEGER PRIMARY KEY,
+        state        TEXT    NOT NULL,
+        cause        TEXT    NOT NULL,
+        detail       TEXT,
+        pending      INTEGER NOT NULL,
+        wall_ns      INTEGER NOT NULL,
+        monotonic_ns INTEGER NOT NULL,
+        boot_id      TEXT    NOT NULL,
+        clock_synced INTEGER NOT NULL CHECK (clock_synced IN (0, 1))
+    );
+    """,
+    # 3: the evidence log (docs/evidence.md).
+    evidence_log.MIGRATION,
+)
+
+
+class StorageError(Exception):
+    """The journal could not store a write: disk full, read-only, I/O error."""
+
+
+class JournalVersionError(Exception):
+    """The journal was written by a newer release than this one."""
+
+
+class JournalLockedError(Exception):
+    """Another process holds the journal: there is one writer, ever."""
+
+
+def connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
+    if read_only:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    else:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # new journals only; before WAL
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # see gateway.journal.Journal.checkpoint_if_due
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+def create_private_file(path: Path) -> None:
+    """Personal data: the journal (and SQLite's -wal/-shm, which copy its mode) is 0600."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+
+
+def lock_exclusively(lock_path: Path) -> int:
+    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as error:
+        os.close(fd)
+        raise JournalLockedError(
+            f"{lock_path}: the journal is in use by another process"
+        ) from error
+    return fd
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to the latest version; returns the version found before."""
+    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if found > len(MIGRATIONS):
+        raise JournalVersionError(
+            f"journal schema version {found} is newer than this release knows"
+            f" ({len(MIGRATIONS)}); upgrade badge-gateway"
+        )
+    for version in range(found + 1, len(MIGRATIONS) + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in statements(MIGRATIONS[version - 1]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return found
+
+
+def statements(script: str) -> Iterator[str]:
+    """One statement at a time; a trigger's body holds ';' of its own."""
+    statement = ""
+    for part in script.split(";"):
+        statement += part + ";"
+        if sqlite3.complete_statement(statement):
+            if statement.strip(" \n;"):
+                yield statement
+            statement = ""

@@ -1,0 +1,209 @@
+"""What the journal stores and gives back: typed records and their SQLite rows."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from gateway.identifiers import mask_niss
+from gateway.models import (
+    Capacity,
+    ClockSample,
+    DeliveryState,
+    Direction,
+    Employer,
+    Language,
+    PlaceOfWork,
+    Registration,
+    Worker,
+)
+
+REGISTRATION_COLUMNS = (
+    "id, badge_uid, reader, niss, enterprise_number, foreign_vat, worker_name, language,"
+    " capacity, declaration, place, direction, wall_ns, monotonic_ns, boot_id, clock_synced,"
+    " delivery"
+)
+DELIVERY_COLUMNS = (
+    "onss_id, onss_validity, onss_remarks, rejection, delivered_wall_ns,"
+    " sent_registration_date, late, possibly_duplicated, time_uncertain"
+)
+INSERT_ATTEMPT = (
+    "INSERT INTO tap_attempts (outcome, badge_uid, reader, niss, detail, wall_ns, monotonic_ns,"
+    " boot_id, clock_synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_REGISTRATION = (
+    f"INSERT INTO registrations ({REGISTRATION_COLUMNS}, ev_seq, ev_prev, ev_hash)"
+    f" VALUES ({', '.join('?' * 20)})"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TapAttempt:
+    """A tap that registered nothing: unknown or expired badge, repeat, no direction."""
+
+    outcome: str
+    badge_uid: str
+    reader: str
+    clock: ClockSample
+    niss: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRegistration:
+    seq: int
+    registration: Registration
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    """The ONSS created the registration: its id, validity and remarks, and how it went."""
+
+    seq: int
+    onss_id: int
+    validity: str
+    remarks: tuple[str, ...]
+    sent_registration_date: str
+    delivered_wall_ns: int
+    late: bool
+    time_uncertain: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Never sent again by itself: the ONSS said notCreated (or a 400), or it cannot be valid."""
+
+    seq: int
+    source: str  # "onss" or "local"
+    errors: tuple[dict[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """A registration with what the uplink learnt about it (for `queue list` and exports)."""
+
+    stored: StoredRegistration
+    onss_id: int | None
+    onss_validity: str | None
+    onss_remarks: tuple[str, ...]
+    rejection: dict[str, Any] | None
+    delivered_wall_ns: int | None
+    sent_registration_date: str | None
+    late: bool
+    possibly_duplicated: bool
+    time_uncertain: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JournalStats:
+    registrations: int
+    pending: int
+    oldest_pending_wall_ns: int | None
+    tap_attempts: int
+    rejected: int
+
+
+@lru_cache(maxsize=16)
+def place_json(place: PlaceOfWork) -> str:
+    return place.model_dump_json(exclude_none=True)
+
+
+@lru_cache(maxsize=16)
+def place_from_json(text: str) -> PlaceOfWork:
+    return PlaceOfWork.model_validate(json.loads(text))
+
+
+def registration_row(reg: Registration) -> tuple[Any, ...]:
+    worker = reg.worker
+    return (
+        str(reg.id),
+        reg.badge_uid,
+        reg.reader,
+        worker.niss,
+        worker.employer.enterprise_number,
+        worker.employer.foreign_vat,
+        worker.name,
+        worker.language,  # StrEnum members bind as their text
+        worker.capacity,
+        reg.declaration,
+        place_json(reg.place),
+        reg.direction,
+        reg.clock.wall_ns,
+        reg.clock.monotonic_ns,
+        reg.clock.boot_id,
+        int(reg.clock.synced),
+        reg.delivery,
+    )
+
+
+def registration_from_row(row: sqlite3.Row) -> StoredRegistration:
+    worker = Worker(
+        badge_uid=row["badge_uid"],
+        niss=row["niss"],
+        employer=Employer(row["enterprise_number"], row["foreign_vat"]),
+        name=row["worker_name"],
+        language=Language(row["language"]),
+        capacity=Capacity(row["capacity"]),
+    )
+    registration = Registration(
+        id=uuid.UUID(row["id"]),
+        badge_uid=row["badge_uid"],
+        reader=row["reader"],
+        worker=worker,
+        declaration=row["declaration"],
+        place=place_from_json(row["place"]),
+        direction=Direction(row["direction"]),
+        clock=ClockSample(
+            wall_ns=row["wall_ns"],
+            monotonic_ns=row["monotonic_ns"],
+            boot_id=row["boot_id"],
+            synced=bool(row["clock_synced"]),
+        ),
+        delivery=DeliveryState(row["delivery"]),
+    )
+    return StoredRegistration(seq=row["seq"], registration=registration)
+
+
+def delivery_from_row(row: sqlite3.Row) -> DeliveryRecord:
+    return DeliveryRecord(
+        stored=registration_from_row(row),
+        onss_id=row["onss_id"],
+        onss_validity=row["onss_validity"],
+        onss_remarks=tuple(json.loads(row["onss_remarks"] or "[]")),
+        rejection=json.loads(row["rejection"]) if row["rejection"] else None,
+        delivered_wall_ns=row["delivered_wall_ns"],
+        sent_registration_date=row["sent_registration_date"],
+        late=bool(row["late"]),
+        possibly_duplicated=bool(row["possibly_duplicated"]),
+        time_uncertain=bool(row["time_uncertain"]),
+    )
+
+
+def captured(reg: Registration) -> dict[str, Any]:
+    return {
+        "id": str(reg.id),
+        "type": reg.direction.value,
+        "registration_wall_ns": reg.clock.wall_ns,
+        "reader": reg.reader,
+        "badge_uid": reg.badge_uid,
+        "worker": reg.worker.name,
+        "niss": mask_niss(reg.worker.niss),
+    }
+
+
+def attempt_row(attempt: TapAttempt) -> tuple[Any, ...]:
+    return (
+        attempt.outcome,
+        attempt.badge_uid,
+        attempt.reader,
+        attempt.niss,
+        attempt.detail,
+        attempt.clock.wall_ns,
+        attempt.clock.monotonic_ns,
+        attempt.clock.boot_id,
+        int(attempt.clock.synced),
+    )

@@ -134,6 +134,10 @@ class ClockSample:
     def wall_time(self) -> datetime:
         return datetime.fromtimestamp(self.wall_ns / 1e9, tz=UTC)
 
+    def wall_at(self, monotonic_ns: int) -> int:
+        """The wall time, by this sample's clock, of another moment of the same boot."""
+        return self.wall_ns - (self.monotonic_ns - monotonic_ns)
+
 
 @dataclass(frozen=True, slots=True)
 class Registration:

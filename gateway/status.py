@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from drivers.base import ReaderHealth
 from gateway.identifiers import mask_niss
 from gateway.journal_rows import DeliveryRecord, StoredRegistration
-from gateway.models import iso_utc
+from gateway.models import ClockSample, iso_utc
 
 if TYPE_CHECKING:
     from gateway.daemon import Daemon
@@ -114,7 +114,9 @@ def collect(daemon: Daemon) -> dict[str, Any]:
         "uptime_seconds": round(time.time() - daemon.started_at, 1),
         "site": {"name": daemon.config.site.name, "declaration": daemon.config.site.declaration},
         "clock": {"synced": clock.synced, "boot_id": clock.boot_id, "now": _iso(clock.wall_ns)},
-        "readers": [{"name": reader.name, **_health(reader.health())} for reader in daemon.readers],
+        "readers": [
+            {"name": reader.name, **_health(reader.health(), clock)} for reader in daemon.readers
+        ],
         "evidence_head": journal.evidence_head.as_json(),
         "badges": {
             "file": str(register.path),
@@ -139,17 +141,17 @@ def collect(daemon: Daemon) -> dict[str, Any]:
     }
 
 
-def _health(health: ReaderHealth) -> dict[str, Any]:
-    down_ns = None
-    if health.down_since_ns is not None:
-        down_ns = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - health.down_since_ns
+def _health(health: ReaderHealth, now: ClockSample) -> dict[str, Any]:
+    down_since = health.down_since_ns
     return {
         "state": health.state.value,
         "error": health.error,
         "reads": health.reads,
         "bad_frames": health.bad_frames,
-        "down_since": None if down_ns is None else _iso(time.time_ns() - down_ns),
-        "down_seconds": None if down_ns is None else round(down_ns / 1e9, 1),
+        "down_since": None if down_since is None else _iso(now.wall_at(down_since)),
+        "down_seconds": (
+            None if down_since is None else round((now.monotonic_ns - down_since) / 1e9, 1)
+        ),
     }
 
 

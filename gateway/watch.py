@@ -59,9 +59,8 @@ def reader_changes(readers: Sequence[Reader], state: WatchState, now: ClockSampl
             down = None if down_since is None else round((now.monotonic_ns - down_since) / 1e9, 1)
             changes.append((Kind.READER_CONNECTED, {"reader": reader.name, "down_seconds": down}))
         elif health.state is ReaderState.FAILED:
-            since = None
-            if health.down_since_ns is not None:
-                since = now.wall_ns - (now.monotonic_ns - health.down_since_ns)
+            down_since_ns = health.down_since_ns
+            since = None if down_since_ns is None else now.wall_at(down_since_ns)
             failed = {"reader": reader.name, "error": health.error, "down_since_wall_ns": since}
             changes.append((Kind.READER_FAILED, failed))
     return changes

@@ -28,7 +28,5 @@ def send_time(tapped: ClockSample, now: ClockSample) -> SendTime | None:
     if not now.synced:
         return None
     if tapped.boot_id == now.boot_id:
-        return SendTime(
-            now.wall_ns - (now.monotonic_ns - tapped.monotonic_ns), uncertain=False, rederived=True
-        )
+        return SendTime(now.wall_at(tapped.monotonic_ns), uncertain=False, rederived=True)
     return SendTime(tapped.wall_ns, uncertain=True, rederived=False)

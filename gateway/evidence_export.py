@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.evidence import Entry, Kind, Pruned, canonical, pruned_by, verify_chain
 from gateway.evidence_log import entries, entry_at, last_head, summaries, verify_journal
+from gateway.journal_rows import registration_values
 
 ENTRIES, MANIFEST, REPORT = "entries.jsonl", "manifest.json", "report.html"
 FORMAT = "badge-gateway evidence export 1"
@@ -104,13 +105,7 @@ def _links_within(conn: sqlite3.Connection, chosen: Sequence[Entry]) -> Pruned:
 
 def _full_niss(conn: sqlite3.Connection, chosen: Sequence[Entry]) -> dict[str, str]:
     ids = [str(e.details.get("id")) for e in chosen if e.kind == Kind.REGISTRATION.value]
-    found: dict[str, str] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        sql = f"SELECT id, niss FROM registrations WHERE id IN ({marks})"  # noqa: S608
-        found.update((str(i), str(n)) for i, n in conn.execute(sql, chunk))
-    return found
+    return registration_values(conn, "id", "niss", ids)
 
 
 def _manifest(

@@ -57,6 +57,7 @@ from gateway.journal_rows import (
     delivery_from_row,
     registration_from_row,
     registration_row,
+    registration_values,
 )
 from gateway.models import (
     ClockSample,
@@ -442,7 +443,9 @@ class Journal(_Queries):
         acks: Sequence[Acknowledgement],
         rejections: Sequence[Rejection],
     ) -> None:
-        ids = _ids_of(conn, [a.seq for a in acks] + [r.seq for r in rejections])
+        ids = registration_values(
+            conn, "seq", "id", [a.seq for a in acks] + [r.seq for r in rejections]
+        )
         now = self._clock()
         if acks:
             acknowledged = {
@@ -472,7 +475,10 @@ class Journal(_Queries):
                 "UPDATE registrations SET possibly_duplicated = 1, in_flight = 0 WHERE seq = ?",
                 [(seq,) for seq in seqs],
             )
-            flagged = {"ids": list(_ids_of(conn, seqs).values()), "cause": cause}
+            flagged = {
+                "ids": list(registration_values(conn, "seq", "id", seqs).values()),
+                "cause": cause,
+            }
             self._evidence.append(conn, self._clock(), Kind.POSSIBLY_DUPLICATED, flagged)
 
     def recover_in_flight(self) -> list[str]:
@@ -586,16 +592,6 @@ def _cut_short(previous: evidence_log.Liveness, now: ClockSample) -> dict[str, A
         "same_boot": same_boot,
         "power_cut_likely": not same_boot,
     }
-
-
-def _ids_of(conn: sqlite3.Connection, seqs: Sequence[int]) -> dict[int, str]:
-    found: dict[int, str] = {}
-    for start in range(0, len(seqs), 500):  # SQLite's bound-parameter limit
-        chunk = list(seqs[start : start + 500])
-        marks = ",".join("?" * len(chunk))
-        rows = conn.execute(f"SELECT seq, id FROM registrations WHERE seq IN ({marks})", chunk)
-        found.update((int(row[0]), str(row[1])) for row in rows)
-    return found
 
 
 def _retention_summary(rows: Sequence[sqlite3.Row], before_wall_ns: int) -> dict[str, Any]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from gateway.identifiers import mask_niss
 from gateway.models import (
@@ -207,3 +208,21 @@ def attempt_row(attempt: TapAttempt) -> tuple[Any, ...]:
         attempt.clock.boot_id,
         int(attempt.clock.synced),
     )
+
+
+def registration_values(
+    conn: sqlite3.Connection,
+    key: Literal["seq", "id"],
+    column: Literal["id", "niss"],
+    keys: Sequence[int | str],
+) -> dict[Any, Any]:
+    """{key: column} of the registrations whose `key` is one of `keys`."""
+    found: dict[Any, Any] = {}
+    for start in range(0, len(keys), 500):  # SQLite bounds a statement's parameters
+        chunk = list(keys[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT {key}, {column} FROM registrations WHERE {key} IN ({marks})", chunk
+        )
+        found.update((row[0], row[1]) for row in rows)
+    return found

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from gateway.daemon import Daemon
 from gateway.evidence_cli import describe
 from gateway.evidence_log import entries, verify_journal
 from gateway.identifiers import make_niss
+from gateway.journal_file import connect
 from gateway.models import iso_utc
 
 MARIE, JAN, OLGA, UNKNOWN = "04A23B9C", "04:5E:11:7F", "04C0FFEE", "DEADBEEF"
@@ -133,7 +133,7 @@ async def _run_daemon(config: GatewayConfig) -> None:
 
 def _show_evidence(journal: Path) -> None:
     """What the employer keeps: the chain, verified, entry by entry."""
-    conn = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    conn = connect(journal, read_only=True)
     try:
         print("\n$ badge-gateway evidence verify")
         print(describe(journal, verify_journal(conn)))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import sqlite3
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
@@ -15,6 +14,7 @@ from zoneinfo import ZoneInfo
 from gateway.config import ConfigError, load_config
 from gateway.evidence import Entry
 from gateway.evidence_log import Head, LogCheck, verify_journal
+from gateway.journal_file import connect
 
 # gateway.credentials, gateway.evidence_export and gateway.report are imported where they
 # are used: they bring cryptography, which `badge-gateway run` must not pay for in RAM.
@@ -80,7 +80,7 @@ def evidence_verify(args: argparse.Namespace) -> int:
     if not path.exists():
         print(f"badge-gateway: no journal at {path}", file=sys.stderr)
         return 1
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = connect(path, read_only=True)
     try:
         check = verify_journal(conn, anchor=args.head)
     finally:
@@ -148,7 +148,7 @@ def evidence_export(args: argparse.Namespace) -> int:
         return render_report(chosen, context, full_niss=niss)
 
     path = args.journal or config.storage.journal
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = connect(path, read_only=True)
     try:
         manifest = export(
             conn,

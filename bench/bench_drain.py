@@ -72,7 +72,7 @@ from gateway.config import GatewayConfig, UplinkConfig
 from gateway.identifiers import make_niss
 from gateway.identity import load_badge_register
 from gateway.journal import Journal
-from gateway.journal_rows import Acknowledgement, Rejection, StoredRegistration
+from gateway.journal_rows import Acknowledgement, Outbound, Rejection
 from gateway.models import Capacity, ClockSample, Employer, Language, Registration, Worker
 from gateway.tap import TapPipeline
 from gateway.uplink import open_uplink
@@ -152,7 +152,7 @@ class TimedJournal(Journal):
         finally:
             self.last_append_ns = time.perf_counter_ns() - started
 
-    def pending(self, limit: int, after_seq: int = 0) -> list[StoredRegistration]:
+    def pending(self, limit: int, after_seq: int = 0) -> list[Outbound]:
         wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
         try:
             return super().pending(limit, after_seq)

@@ -45,16 +45,19 @@ from gateway.journal_rows import (
     DELIVERY_COLUMNS,
     INSERT_ATTEMPT,
     INSERT_REGISTRATION,
+    OUTBOUND_COLUMNS,
     REGISTRATION_COLUMNS,
     Acknowledgement,
     DeliveryRecord,
     JournalStats,
+    Outbound,
     Rejection,
     StoredRegistration,
     TapAttempt,
     attempt_row,
     captured,
     delivery_from_row,
+    outbound_from_row,
     registration_from_row,
     registration_row,
     registration_values,
@@ -113,16 +116,16 @@ class _Queries:
             )
             return [{**dict(row), "time_utc": iso_utc(row["wall_ns"])} for row in rows]
 
-    def pending(self, limit: int, after_seq: int = 0) -> list[StoredRegistration]:
+    def pending(self, limit: int, after_seq: int = 0) -> list[Outbound]:
         """The uplink's queue: registrations not yet delivered nor rejected, oldest first
         (those after `after_seq` only: the uplink reads ahead while a batch is out)."""
-        with self._guard():
+        with self._guard():  # held for the query only: a tap may be waiting for it
             rows = self._conn.execute(
-                f"SELECT seq, {REGISTRATION_COLUMNS} FROM registrations"
+                f"SELECT {OUTBOUND_COLUMNS} FROM registrations"
                 " WHERE seq >= ? AND delivery = 'pending' ORDER BY seq LIMIT ?",
                 (max(self._oldest_pending_seq(), after_seq + 1), limit),
-            )
-            return [registration_from_row(row) for row in rows]
+            ).fetchall()
+        return [outbound_from_row(row) for row in rows]
 
     def deliveries(self, delivery: str | None = None, limit: int = 1000) -> list[DeliveryRecord]:
         """Registrations with what the uplink learnt, newest first (`queue list`)."""
@@ -407,32 +410,33 @@ class Journal(_Queries):
         exactly as after a crash mid-request. That halves the uplink's fsyncs, which share
         the SD card with the taps' (docs/benchmarks.md, tap latency during a drain).
         """
-        with self._transaction(fsync=False) as conn:
+        delivered = [
+            (
+                ack.onss_id,
+                ack.validity,
+                json.dumps(list(ack.remarks)),
+                ack.delivered_wall_ns,
+                ack.sent_registration_date,
+                int(ack.late),
+                int(ack.time_uncertain),
+                ack.seq,
+            )
+            for ack in acks
+        ]
+        rejected = [
+            (json.dumps({"source": r.source, "errors": list(r.errors)}), r.seq) for r in rejections
+        ]
+        with self._transaction(fsync=False) as conn:  # rows built first: a tap may be waiting
             conn.executemany(
                 "UPDATE registrations SET delivery = 'delivered', onss_id = ?, onss_validity = ?,"
                 " onss_remarks = ?, delivered_wall_ns = ?, sent_registration_date = ?, late = ?,"
                 " time_uncertain = ?, in_flight = 0 WHERE seq = ? AND delivery = 'pending'",
-                [
-                    (
-                        ack.onss_id,
-                        ack.validity,
-                        json.dumps(list(ack.remarks)),
-                        ack.delivered_wall_ns,
-                        ack.sent_registration_date,
-                        int(ack.late),
-                        int(ack.time_uncertain),
-                        ack.seq,
-                    )
-                    for ack in acks
-                ],
+                delivered,
             )
             conn.executemany(
                 "UPDATE registrations SET delivery = 'rejected', rejection = ?, in_flight = 0"
                 " WHERE seq = ? AND delivery = 'pending'",
-                [
-                    (json.dumps({"source": r.source, "errors": list(r.errors)}), r.seq)
-                    for r in rejections
-                ],
+                rejected,
             )
             self._advance_pending_floor()
             self._settlement_evidence(conn, acks, rejections)
@@ -462,11 +466,9 @@ class Journal(_Queries):
         """Set before a request and cleared after a definite outcome: a crash in between
         leaves the mark, and the next start flags those registrations (see recover).
         Setting it is durable; clearing it need not be (a lost clear only over-flags)."""
+        marks = [(int(in_flight), seq) for seq in seqs]
         with self._transaction(fsync=in_flight) as conn:
-            conn.executemany(
-                "UPDATE registrations SET in_flight = ? WHERE seq = ?",
-                [(int(in_flight), seq) for seq in seqs],
-            )
+            conn.executemany("UPDATE registrations SET in_flight = ? WHERE seq = ?", marks)
 
     def flag_possibly_duplicated(self, seqs: Sequence[int], cause: str) -> None:
         """Sent without an answer: the ONSS may hold them already; a resend may duplicate."""

@@ -7,7 +7,8 @@ the reason, like the ONSS would, without costing the employer a remark.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
+from functools import lru_cache
 from typing import Any
 
 from gateway.identifiers import (
@@ -16,62 +17,58 @@ from gateway.identifiers import (
     normalise_enterprise_number,
     normalise_niss,
 )
-from gateway.models import Registration
+from gateway.journal_rows import Outbound, place_from_json
 
 
 def registration_date(wall_ns: int) -> str:
     """UTC with Z, whole seconds (ONSS_API.md)."""
-    return datetime.fromtimestamp(wall_ns // 1_000_000_000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall_ns // 1_000_000_000))
 
 
-def item(reg: Registration, wall_ns: int) -> dict[str, Any]:
-    employer = reg.worker.employer
-    place = reg.place
+def item(out: Outbound, registration_date: str) -> dict[str, Any]:
     return {
-        "registrationDate": registration_date(wall_ns),
-        "ssin": reg.worker.niss,
-        "type": reg.direction.value,
+        "registrationDate": registration_date,
+        "ssin": out.niss,
+        "type": out.direction,
         "employer": (
-            {"enterpriseNumber": employer.enterprise_number}
-            if employer.enterprise_number
-            else {"foreignVatNumber": employer.foreign_vat}
+            {"enterpriseNumber": out.enterprise_number}
+            if out.enterprise_number
+            else {"foreignVatNumber": out.foreign_vat}
         ),
-        "placeOfWork": (
-            {"coordinates": place.coordinates.model_dump()}
-            if place.coordinates
-            else {"address": _address(reg)}
-        ),
-        "contractualRelationshipReference": reg.declaration,
+        "placeOfWork": place_of_work(out.place),
+        "contractualRelationshipReference": out.declaration,
     }
 
 
-def _address(reg: Registration) -> dict[str, Any]:
-    address = reg.place.address
+@lru_cache(maxsize=16)
+def place_of_work(stored: str) -> dict[str, Any]:
+    """The item's placeOfWork for a stored place (one per site: shared, never modified)."""
+    place = place_from_json(stored)
+    if place.coordinates:
+        return {"coordinates": place.coordinates.model_dump()}
+    address = place.address
     assert address is not None  # PlaceOfWork holds exactly one of the two
     return {
-        "postCode": address.post_code,
-        "municipalityName": address.municipality,
-        "streetName": address.street,
-        "houseNumber": address.house_number,
-        "boxNumber": address.box,
+        "address": {
+            "postCode": address.post_code,
+            "municipalityName": address.municipality,
+            "streetName": address.street,
+            "houseNumber": address.house_number,
+            "boxNumber": address.box,
+        }
     }
 
 
-def local_problems(reg: Registration) -> list[dict[str, str]]:
+def local_problems(out: Outbound) -> list[dict[str, str]]:
     """Why the ONSS could not accept this registration, in its own codes; empty if none."""
     problems = []
     checks = [
-        ("5", "invalid ssin", normalise_niss, reg.worker.niss),
-        ("4", "invalid declaration of works", normalise_declaration, reg.declaration),
+        ("5", "invalid ssin", normalise_niss, out.niss),
+        ("4", "invalid declaration of works", normalise_declaration, out.declaration),
     ]
-    if reg.worker.employer.enterprise_number is not None:
+    if out.enterprise_number is not None:
         checks.append(
-            (
-                "2",
-                "invalid enterprise number",
-                normalise_enterprise_number,
-                reg.worker.employer.enterprise_number,
-            )
+            ("2", "invalid enterprise number", normalise_enterprise_number, out.enterprise_number)
         )
     for code, description, normalise, value in checks:
         try:

@@ -33,7 +33,7 @@ from tenacity import (
 
 from gateway.clock import Clock
 from gateway.journal import Journal
-from gateway.journal_rows import Acknowledgement, Rejection, StoredRegistration
+from gateway.journal_rows import Acknowledgement, Outbound, Rejection
 from gateway.models import ClockSample
 from gateway.uplink import payload
 from gateway.uplink.client import (
@@ -56,10 +56,14 @@ MAX_RETRY_AFTER = 3600.0
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    seq: int
-    stored: StoredRegistration
+    registration: Outbound
     time: SendTime
+    registration_date: str  # the time sent, as sent
     item: dict[str, object]
+
+    @property
+    def seq(self) -> int:
+        return self.registration.seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,27 +149,28 @@ class Uplink:
             return Batch([], after_seq, held=True)
         return Batch(await self._reject_locally_invalid(ready), ready[-1].seq)
 
-    def _ready(self, pending: Sequence[StoredRegistration], now: ClockSample) -> list[Outgoing]:
+    def _ready(self, pending: Sequence[Outbound], now: ClockSample) -> list[Outgoing]:
         """The oldest registrations up to the first one held for the clock (keeps order)."""
         ready = []
-        for stored in pending:
-            time_to_send = send_time(stored.registration.clock, now)
+        for registration in pending:
+            time_to_send = send_time(registration.clock, now)
             if time_to_send is None:
                 break
+            date = payload.registration_date(time_to_send.wall_ns)
             if time_to_send.rederived:
                 log.info(
                     "time re-derived from the monotonic clock",
-                    registration=str(stored.registration.id),
-                    recorded=stored.registration.clock.wall_time.isoformat(),
-                    sent=payload.registration_date(time_to_send.wall_ns),
+                    registration=registration.id,
+                    recorded=registration.clock.wall_time.isoformat(),
+                    sent=date,
                 )
             elif time_to_send.uncertain:
                 log.warning(
                     "clock never synchronised during that boot: best known time sent",
-                    registration=str(stored.registration.id),
+                    registration=registration.id,
                 )
-            item = payload.item(stored.registration, time_to_send.wall_ns)
-            ready.append(Outgoing(stored.seq, stored, time_to_send, item))
+            item = payload.item(registration, date)
+            ready.append(Outgoing(registration, time_to_send, date, item))
         held = len(pending) - len(ready)
         if held and held != self.connectivity.held_for_clock:
             log.warning("registrations held until the clock is synchronised", held=held)
@@ -175,11 +180,11 @@ class Uplink:
     async def _reject_locally_invalid(self, outgoing: list[Outgoing]) -> list[Outgoing]:
         rejections = []
         for out in outgoing:
-            problems = payload.local_problems(out.stored.registration)
+            problems = payload.local_problems(out.registration)
             if problems:
                 log.warning(
                     "registration cannot be valid: rejected without sending",
-                    registration=str(out.stored.registration.id),
+                    registration=out.registration.id,
                     errors=problems,
                 )
                 rejections.append(Rejection(out.seq, "local", tuple(problems)))
@@ -229,7 +234,7 @@ class Uplink:
             [out] = chunk
             log.warning(
                 "ONSS refused the request for this registration alone: rejected",
-                registration=str(out.stored.registration.id),
+                registration=out.registration.id,
                 issues=error.issues,
             )
             errors = tuple(_issue_error(issue) for issue in error.issues) or (
@@ -257,7 +262,7 @@ class Uplink:
     async def _flag_possibly_duplicated(self, chunk: list[Outgoing], error: Exception) -> None:
         log.warning(
             "no answer after sending: these may already be at the ONSS",
-            registrations=[str(out.stored.registration.id) for out in chunk],
+            registrations=[out.registration.id for out in chunk],
             error=str(error),
         )
         cause = getattr(error, "cause", type(error).__name__)
@@ -273,13 +278,13 @@ class Uplink:
             else:
                 log.warning(
                     "ONSS did not create the registration",
-                    registration=str(out.stored.registration.id),
+                    registration=out.registration.id,
                     errors=result.errors,
                 )
                 rejections.append(Rejection(out.seq, "onss", result.errors))
         await self._record(acks, rejections)
         if acks:
-            ids = {out.seq: str(out.stored.registration.id) for out in chunk}
+            ids = {out.seq: out.registration.id for out in chunk}
             log.info("acknowledged by the ONSS", onss_ids={ids[a.seq]: a.onss_id for a in acks})
         self.connectivity.last_ack_wall_ns = now_ns
         await self._transition("online", None, f"{len(acks)} created, {len(rejections)} refused")
@@ -302,7 +307,7 @@ class Uplink:
         if late:
             log.info(
                 "delivered late",
-                registration=str(out.stored.registration.id),
+                registration=out.registration.id,
                 delay_seconds=round((now_ns - out.time.wall_ns) / 1e9),
             )
         return Acknowledgement(
@@ -310,7 +315,7 @@ class Uplink:
             onss_id=created.onss_id,
             validity=created.validity,
             remarks=created.remarks,
-            sent_registration_date=payload.registration_date(out.time.wall_ns),
+            sent_registration_date=out.registration_date,
             delivered_wall_ns=now_ns,
             late=late,
             time_uncertain=out.time.uncertain,

@@ -31,6 +31,7 @@ from typing import Any
 import structlog
 
 from gateway import evidence_log
+from gateway.checkpoint import Checkpointer
 from gateway.clock import boot_id, boottime_ns
 from gateway.evidence import Kind
 from gateway.evidence_log import EvidenceWriter, Head
@@ -199,7 +200,7 @@ class Journal(_Queries):
         self._clock = clock or _unsynchronised_now
         self._lock = threading.RLock()
         self._last: dict[tuple[str, str], Registration | None] = {}
-        self._commits_since_checkpoint = 0
+        self._checkpointer = Checkpointer(path, CHECKPOINT_EVERY, self._lock)
         create_private_file(path)
         self._lock_fd = lock_exclusively(path.with_name(path.name + ".lock"))
         self._conn = self._open()
@@ -245,7 +246,7 @@ class Journal(_Queries):
                 self._evidence.rolled_back()
                 raise self._failed(error) from error
             self._evidence.committed()  # an entry the statement carried (a registration's)
-            self._commits_since_checkpoint += 1
+            self._checkpointer.committed()
             self._record_storage_outage()
             return int(cursor.lastrowid or 0)
 
@@ -398,7 +399,7 @@ class Journal(_Queries):
                         self._conn.execute("PRAGMA synchronous=FULL")
             except sqlite3.Error as error:
                 raise self._failed(error) from error
-            self._commits_since_checkpoint += 1
+            self._checkpointer.committed()
             self._record_storage_outage()
 
     def settle(self, acks: Sequence[Acknowledgement], rejections: Sequence[Rejection] = ()) -> None:
@@ -543,24 +544,8 @@ class Journal(_Queries):
     def _advance_pending_floor(self) -> None:
         self._pending_from = super()._oldest_pending_seq_from(self._pending_from)
 
-    def checkpoint_if_due(self) -> None:
-        """Copy the WAL back into the database every CHECKPOINT_EVERY commits, between taps.
-
-        A PASSIVE checkpoint leaves the WAL file's size alone (SQLite then reuses it from
-        the start), so commits keep overwriting allocated blocks: no metadata to sync.
-        """
-        with self._lock:
-            if self._commits_since_checkpoint < CHECKPOINT_EVERY:
-                return
-            try:
-                _, frames, copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            except sqlite3.Error as error:  # the next commit will say it louder
-                log.warning("journal checkpoint failed", error=str(error))
-                return
-            if copied == frames:  # else a reader held some back: again after the next tap
-                self._commits_since_checkpoint = 0
-
     def close(self) -> None:
+        self._checkpointer.close()
         with self._lock:
             self._conn.close()
             os.close(self._lock_fd)

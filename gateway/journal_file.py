@@ -106,7 +106,7 @@ def connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
         conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # new journals only; before WAL
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA wal_autocheckpoint=0")  # see gateway.journal.Journal.checkpoint_if_due
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # gateway.checkpoint does it
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=5000")
     return conn

@@ -67,7 +67,6 @@ class TapPipeline:
             try:
                 outcome = self._settle(read)
                 self._tell(outcome)
-                self._journal.checkpoint_if_due()  # after the beep, before the next tap
                 return outcome
             finally:
                 self.busy_since = None

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -120,20 +123,29 @@ def test_read_only_reader_sees_commits_and_cannot_write(tmp_path: Path) -> None:
         JournalReader(tmp_path / "missing.db")
 
 
-def test_wal_is_checkpointed_between_taps_every_so_many_commits(tmp_path: Path) -> None:
-    path = tmp_path / "j.db"
+def test_wal_is_checkpointed_beside_the_writer_every_so_many_commits(tmp_path: Path) -> None:
+    path, wal = tmp_path / "j.db", tmp_path / "j.db-wal"
+    threads_before = set(threading.enumerate())
     journal = Journal(path)
     attempt = TapAttempt("unknown-badge", "DEADBEEF", "entrance", ClockSample(1, 1, "b", True))
     for _ in range(CHECKPOINT_EVERY - 1):
         journal.append_attempt(attempt)
-    journal.checkpoint_if_due()
+    assert set(threading.enumerate()) == threads_before  # no checkpoint due: no thread
     before = path.stat().st_size
     journal.append_attempt(attempt)
-    journal.checkpoint_if_due()
-    assert path.stat().st_size > before  # pages copied from the WAL into the database
-    wal_size = path.with_name("j.db-wal").stat().st_size
-    for _ in range(10):
+    assert _eventually(lambda: path.stat().st_size > before)  # pages copied into the database
+    wal_size = wal.stat().st_size
+    for _ in range(4 * CHECKPOINT_EVERY):
         journal.append_attempt(attempt)
-    journal.checkpoint_if_due()
-    assert path.with_name("j.db-wal").stat().st_size == wal_size  # reused, not grown
+    assert wal.stat().st_size < 2 * wal_size  # reused from its start, not grown
     journal.close()
+    assert set(threading.enumerate()) == threads_before  # the checkpoint thread has ended
+
+
+def _eventually(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True

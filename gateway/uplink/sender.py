@@ -292,15 +292,9 @@ class Uplink:
     async def _record(
         self, acks: Sequence[Acknowledgement], rejections: Sequence[Rejection]
     ) -> None:
-        await asyncio.to_thread(self._settle_and_checkpoint, acks, rejections)
+        await asyncio.to_thread(self._journal.settle, acks, rejections)
         self._settled.update(a.seq for a in acks)
         self._settled.update(r.seq for r in rejections)
-
-    def _settle_and_checkpoint(
-        self, acks: Sequence[Acknowledgement], rejections: Sequence[Rejection]
-    ) -> None:
-        self._journal.settle(acks, rejections)
-        self._journal.checkpoint_if_due()  # a drain without taps must not grow the WAL forever
 
     def _acknowledgement(self, out: Outgoing, created: Created, now_ns: int) -> Acknowledgement:
         late = now_ns - out.time.wall_ns > self._policy.late_after_ns

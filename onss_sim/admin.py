@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from onss_sim.checks import parse_json
 from onss_sim.faults import FaultSpecError
 from onss_sim.messages import Reply, Request, json_reply, problem
 from onss_sim.state import Config, Simulator
@@ -22,7 +21,7 @@ class InputError(ValueError):
 
 def _json_body(request: Request) -> Any:
     try:
-        return parse_json(request.body)
+        return request.json()
     except ValueError as error:
         raise InputError(str(error)) from None
 

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from onss_sim import faults
-from onss_sim.checks import item_count, parse_json, schema_issues, syntax_issue
+from onss_sim.checks import item_count, schema_issues, syntax_issue
 from onss_sim.messages import (
     Reply,
     Request,
@@ -63,7 +63,7 @@ def _with_faults(sim: Simulator, request: Request, target: str, endpoint: Endpoi
 def _refuse_ssin(ssin: str | None, request: Request) -> Reply | None:
     """400 naming every item with this ssin, as a stricter ONSS schema would; else None."""
     try:
-        items = parse_json(request.body).get("items", [])
+        items = request.json().get("items", [])
     except (ValueError, AttributeError):
         return None
     issues = [
@@ -130,7 +130,7 @@ def _unauthorized(denied: AccessDenied) -> Reply:
 
 def _checked_register(sim: Simulator, request: Request, client_id: str) -> Reply:
     try:
-        body = parse_json(request.body)
+        body = request.json()
     except ValueError as error:
         return _bad_request([syntax_issue(str(error))])
     count = item_count(body)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 SCHEMA_VIOLATION = "urn:problem-type:belgif:input-validation:schemaViolation"
@@ -23,7 +23,6 @@ DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 SSIN = re.compile(r"[0-9]{11}")
 ENTERPRISE_NUMBER = re.compile(r"[01][0-9]{9}")
 DECLARATION = re.compile(r"[A-HJ-NP-Z0-9]{13}")
-DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 ITEM_FIELDS = (
     "registrationDate",
@@ -114,8 +113,9 @@ class _Issues:
         return value
 
     def exactly_one(self, name: str, value: dict[str, Any], choices: tuple[str, str]) -> None:
-        if sum(key in value for key in choices) != 1:
-            self.add(name, f"must have exactly one of {choices[0]}, {choices[1]}", value)
+        first, second = choices
+        if (first in value) == (second in value):  # both or neither
+            self.add(name, f"must have exactly one of {first}, {second}", value)
 
 
 def schema_issues(body: Any) -> list[dict[str, Any]]:
@@ -147,30 +147,27 @@ def _check_item(issues: _Issues, name: str, value: Any) -> None:
     item = issues.object(name, value, ITEM_FIELDS)
     if item is None:
         return
-    checks = {
-        "registrationDate": _check_date,
-        "ssin": _check_ssin,
-        "type": _check_type,
-        "employer": _check_employer,
-        "placeOfWork": _check_place,
-        "contractualRelationshipReference": _check_declaration,
-    }
-    for key, check in checks.items():
+    for key, check in _ITEM_CHECKS.items():
         if key in item:
             check(issues, f"{name}.{key}", item[key])
 
 
-def _check_date(issues: _Issues, name: str, value: Any) -> None:
-    if not (isinstance(value, str) and DATE.fullmatch(value) and _parses_as_date(value)):
-        issues.add(name, "must be a UTC date-time YYYY-MM-DDTHH:MM:SSZ", value)
+def parse_date(value: Any) -> datetime | None:
+    """The UTC moment `value` writes as YYYY-MM-DDTHH:MM:SSZ; None if it writes none.
 
-
-def _parses_as_date(text: str) -> bool:
+    ASCII digits only, every field in range: no month 13, February 30, hour 24 or second 60.
+    """
+    if not (isinstance(value, str) and DATE.fullmatch(value)) or value[11:13] == "24":
+        return None  # hour 24: fromisoformat reads it as the next midnight (3.14, gh-102450)
     try:
-        datetime.strptime(text, DATE_FORMAT)
+        return datetime.fromisoformat(value)  # Python 3.11+ reads the Z as UTC
     except ValueError:
-        return False
-    return True
+        return None
+
+
+def _check_date(issues: _Issues, name: str, value: Any) -> None:
+    if parse_date(value) is None:
+        issues.add(name, "must be a UTC date-time YYYY-MM-DDTHH:MM:SSZ", value)
 
 
 def _check_ssin(issues: _Issues, name: str, value: Any) -> None:
@@ -243,6 +240,16 @@ def _check_declaration(issues: _Issues, name: str, value: Any) -> None:
         issues.add(name, "must be 13 characters of A-H, J-N, P-Z, 0-9", value)
 
 
+_ITEM_CHECKS: dict[str, Callable[[_Issues, str, Any], None]] = {
+    "registrationDate": _check_date,
+    "ssin": _check_ssin,
+    "type": _check_type,
+    "employer": _check_employer,
+    "placeOfWork": _check_place,
+    "contractualRelationshipReference": _check_declaration,
+}
+
+
 # --- Identifiers -------------------------------------------------------------------------
 
 
@@ -274,16 +281,23 @@ def employer_id(item: Mapping[str, Any]) -> str:
 
 
 def registration_time(item: Mapping[str, Any]) -> datetime:
-    return datetime.strptime(item["registrationDate"], DATE_FORMAT).replace(tzinfo=UTC)
+    """The registrationDate of a schema-valid item."""
+    when = parse_date(item["registrationDate"])
+    if when is None:
+        raise ValueError(f"not a registration date: {item['registrationDate']!r}")
+    return when
 
 
 def business_errors(
     item: Mapping[str, Any],
+    when: datetime,
     declarations: Mapping[str, frozenset[str]],
-    received_at: datetime,
-    future_tolerance_s: float,
+    latest: datetime,
 ) -> list[dict[str, str]]:
-    """The ONSS errors of one schema-valid item, by code; empty when it is acceptable."""
+    """The ONSS errors of one schema-valid item; empty when it is acceptable.
+
+    `when` is its registration time, `latest` the latest one not in the future.
+    """
     errors: list[tuple[str, str]] = []
     number = item["employer"].get("enterpriseNumber")
     if number is not None and not enterprise_number_is_valid(number):
@@ -295,6 +309,6 @@ def business_errors(
         errors.append(EMPLOYER_NOT_IN_DECLARATION)
     if not ssin_is_valid(item["ssin"]):
         errors.append(INVALID_SSIN)
-    if registration_time(item) > received_at + timedelta(seconds=future_tolerance_s):
+    if when > latest:
         errors.append(INVALID_DATE)
     return [{"code": code, "description": description} for code, description in errors]

@@ -10,8 +10,11 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from http import HTTPStatus
 from typing import Any
+
+from onss_sim.checks import parse_json
 
 BELGIF = "urn:problem-type:belgif:"
 PROBLEM_JSON = "application/problem+json"
@@ -50,6 +53,23 @@ class Request:
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
+
+    def json(self) -> Any:
+        """The body as JSON (ValueError if it is none), parsed once for all its readers.
+
+        They share what it returns, so none may change it: the book stores its items.
+        """
+        body, error = self._json
+        if error is not None:
+            raise ValueError(error)
+        return body
+
+    @cached_property
+    def _json(self) -> tuple[Any, str | None]:
+        try:
+            return parse_json(self.body), None
+        except ValueError as error:
+            return None, str(error)
 
 
 @dataclass(frozen=True)

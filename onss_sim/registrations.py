@@ -5,8 +5,6 @@ Not thread-safe: the caller holds the simulator's lock.
 
 from __future__ import annotations
 
-import copy
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,16 +45,35 @@ class Registration:
         }
 
 
+@dataclass(frozen=True)
+class _Call:
+    """What every item of one call is answered with: worked out once, not per item."""
+
+    client_id: str
+    received_at: datetime
+    latest: datetime  # a registrationDate after this is in the future (error 6)
+    late: timedelta  # received more than this after its registrationDate: a late remark
+
+    @classmethod
+    def of(cls, client_id: str, received_at: datetime, rules: Rules) -> _Call:
+        latest = received_at + timedelta(seconds=rules.future_tolerance_s)
+        return cls(client_id, received_at, latest, timedelta(seconds=rules.late_threshold_s))
+
+
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _duplicate_key(item: dict[str, Any]) -> tuple[str, ...]:
+# ssin, type, registrationDate, the employer's (field, value) pairs, declaration of works
+DuplicateKey = tuple[str, str, str, tuple[tuple[str, str], ...], str]
+
+
+def _duplicate_key(item: dict[str, Any]) -> DuplicateKey:
     return (
         item["ssin"],
         item["type"],
         item["registrationDate"],
-        json.dumps(item["employer"], sort_keys=True),
+        tuple(sorted(item["employer"].items())),  # the schema made every value a string
         item["contractualRelationshipReference"],
     )
 
@@ -67,7 +84,7 @@ class RegistrationBook:
     def __init__(self) -> None:
         self.declarations: dict[str, frozenset[str]] = {}
         self._created: list[Registration] = []
-        self._keys: set[tuple[str, ...]] = set()
+        self._keys: set[DuplicateKey] = set()
         self._next_id = 1  # never reset: ids stay unique for the life of the process
 
     def set_declaration(self, declaration: str, employers: Iterable[str]) -> None:
@@ -76,8 +93,12 @@ class RegistrationBook:
     def register(
         self, items: list[dict[str, Any]], client_id: str, received_at: datetime, rules: Rules
     ) -> list[dict[str, Any]]:
-        """One answer per schema-valid item, in order; the acceptable ones are stored."""
-        return [self._register_one(item, client_id, received_at, rules) for item in items]
+        """One answer per schema-valid item, in order; the acceptable ones are stored.
+
+        The book keeps the items it stores, not copies: the caller gives them up.
+        """
+        call = _Call.of(client_id, received_at, rules)
+        return [self._register_one(item, call) for item in items]
 
     def created(self, after_id: int | None = None) -> list[dict[str, Any]]:
         start = after_id if after_id is not None else 0
@@ -87,31 +108,29 @@ class RegistrationBook:
         self._created.clear()
         self._keys.clear()
 
-    def _register_one(
-        self, item: dict[str, Any], client_id: str, received_at: datetime, rules: Rules
-    ) -> dict[str, Any]:
-        errors = business_errors(item, self.declarations, received_at, rules.future_tolerance_s)
+    def _register_one(self, item: dict[str, Any], call: _Call) -> dict[str, Any]:
+        when = registration_time(item)
+        errors = business_errors(item, when, self.declarations, call.latest)
         if errors:
             return {"notCreatedPresenceRegistration": {"errors": errors}}
+        key = _duplicate_key(item)
         record = Registration(
             id=self._next_id,
-            item=copy.deepcopy(item),
-            client_id=client_id,
-            received_at=received_at,
-            remarks=self._remarks(item, received_at, rules),
+            item=item,
+            client_id=call.client_id,
+            received_at=call.received_at,
+            remarks=self._remarks(when, key, call),
         )
         self._next_id += 1
         self._created.append(record)
-        self._keys.add(_duplicate_key(item))
+        self._keys.add(key)
         answer = {"id": record.id, "validity": "pending", "remarks": list(record.remarks)}
         return {"createdPresenceRegistration": answer}
 
-    def _remarks(
-        self, item: dict[str, Any], received_at: datetime, rules: Rules
-    ) -> tuple[str, ...]:
+    def _remarks(self, when: datetime, key: DuplicateKey, call: _Call) -> tuple[str, ...]:
         remarks = []
-        if received_at - registration_time(item) > timedelta(seconds=rules.late_threshold_s):
+        if call.received_at - when > call.late:
             remarks.append(LATE)
-        if _duplicate_key(item) in self._keys:
+        if key in self._keys:
             remarks.append(DUPLICATE)
         return tuple(remarks)

@@ -19,7 +19,7 @@ from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from onss_sim import admin, api
-from onss_sim.checks import item_count, parse_json
+from onss_sim.checks import item_count
 from onss_sim.messages import Reply, Request, problem
 from onss_sim.pki import PkiFiles
 from onss_sim.state import Simulator, Urls
@@ -159,7 +159,7 @@ class Handler(BaseHTTPRequestHandler):
     def _record(self, request: Request, reply: Reply) -> None:
         if request.path not in API_ROUTES:
             return
-        items = _items(request.body) if request.path == api.REGISTER_PATH else None
+        items = _items(request) if request.path == api.REGISTER_PATH else None
         processed = reply.status if reply.drop and reply.status else None
         with self.simulator.lock:
             self.simulator.log_request(
@@ -174,9 +174,9 @@ class Handler(BaseHTTPRequestHandler):
             )
 
 
-def _items(body: bytes) -> int | None:
+def _items(request: Request) -> int | None:
     try:
-        return item_count(parse_json(body))
+        return item_count(request.json())
     except ValueError:
         return None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import secrets
 import stat
 import time
@@ -18,8 +19,10 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from onss_sim.checks import enterprise_number_is_valid, ssin_is_valid
+from onss_sim.checks import enterprise_number_is_valid, parse_date, ssin_is_valid
 from onss_sim.pki import make_client_identity
 from onss_sim.testing import SimulatorError, SimulatorProcess
 
@@ -174,6 +177,72 @@ def test_checksums_follow_the_public_algorithms() -> None:
     assert enterprise_number_is_valid("0450905686")
     assert not enterprise_number_is_valid("0450905687")
     assert not enterprise_number_is_valid("2450905686")
+
+
+def strptime_date(text: str) -> datetime | None:
+    """The registrationDate check parse_date replaced: the pattern, then strptime."""
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z", text):
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("text", "moment"),
+    [
+        ("2025-03-03T06:58:12Z", datetime(2025, 3, 3, 6, 58, 12, tzinfo=UTC)),
+        ("2024-02-29T23:59:59Z", datetime(2024, 2, 29, 23, 59, 59, tzinfo=UTC)),
+        ("0001-01-01T00:00:00Z", datetime(1, 1, 1, tzinfo=UTC)),
+    ],
+)
+def test_registration_dates_are_read_as_utc(text: str, moment: datetime) -> None:
+    parsed = parse_date(text)
+    assert parsed == moment and parsed is not None and parsed.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2025-13-03T06:58:12Z",
+        "2025-00-03T06:58:12Z",
+        "2025-02-30T06:58:12Z",
+        "2025-02-29T06:58:12Z",  # not a leap year
+        "2025-03-03T24:00:00Z",
+        "2025-03-03T06:60:12Z",
+        "2025-03-03T06:58:60Z",  # no leap seconds
+        "0000-03-03T06:58:12Z",
+        "２０２５-03-03T06:58:12Z",  # non-ASCII digits
+        "٢٠٢٥-03-03T06:58:12Z",
+        "2025-03-03t06:58:12z",
+        "2025-03-03T06:58:12",
+        "2025-03-03T06:58:12+00:00",
+        "2025-03-03T06:58:12.5Z",
+        "2025-03-03 06:58:12Z",
+        "20250303T065812Z",
+        "2025-03-03T06:58:12Z\n",
+        "",
+    ],
+)
+def test_malformed_registration_dates_are_refused(text: str) -> None:
+    assert parse_date(text) is None
+    assert strptime_date(text) is None
+
+
+@given(
+    year=st.integers(0, 9999),
+    month=st.integers(0, 13),
+    day=st.integers(0, 32),
+    hour=st.integers(0, 25),
+    minute=st.integers(0, 60),
+    second=st.integers(0, 61),
+)
+def test_registration_dates_are_read_as_strptime_reads_them(
+    year: int, month: int, day: int, hour: int, minute: int, second: int
+) -> None:
+    text = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}Z"
+    assert parse_date(text) == strptime_date(text)
 
 
 # --- Token endpoint ----------------------------------------------------------------------
@@ -334,6 +403,19 @@ def test_bodies_that_are_no_item_list_are_refused(
     response = register(client, sim, body, access_token(client, sim))
     assert (response.status_code, problem_type(response)) == (400, "badRequest")
     assert [issue.get("name") for issue in response.json()["issues"]] == names
+
+
+@pytest.mark.parametrize(
+    "date", ["2025-02-30T06:58:12Z", "2025-03-03T24:00:00Z", "２０２５-03-03T06:58:12Z"]
+)
+def test_impossible_dates_are_schema_problems(
+    client: httpx.Client, sim: SimulatorProcess, date: str
+) -> None:
+    body = {"items": [item() | {"registrationDate": date}]}
+    response = register(client, sim, body, access_token(client, sim))
+    assert (response.status_code, problem_type(response)) == (400, "badRequest")
+    issues = response.json()["issues"]
+    assert [(i["name"], i["value"]) for i in issues] == [("items[0].registrationDate", date)]
 
 
 def test_address_and_foreign_employer_pass_the_schema(

@@ -11,15 +11,19 @@ its registrations and request log are reset before each.
 2. Drain: the real Uplink (`open_uplink`, as the daemon builds it) delivers the backlog,
    `deliver_once` called (Uplink.run's loop without its idle sleep) until every
    registration pending at the start is acknowledged, with batch_size 50 (the default)
-   and 200. Baseline: batch_size 1, one request per registration, for a sample. Every
+   and 200. Baseline: batch_size 1, one request per registration, for a sample, half
+   before the drains and half after (the disk's fsync speed drifts). Every
    part checks that each registration is at the simulator exactly once, in journal
    order, with the id the journal stored, and that every request was answered 200.
 3. Taps during the drain: a steady tap stream (a thread calling TapPipeline.handle, as a
    reader thread does, on the Journal object the uplink uses; pipeline built as
-   Daemon._pipeline does): after one unmeasured tap per worker, half of the idle taps,
-   then taps during the batch-50 drain (the uplink is opened first, as at daemon start),
-   then, the uplink stopped, the other half of the idle taps. The taps' registrations
-   queue behind the backlog and are delivered after the measured window. Then the
+   Daemon._pipeline does): after one unmeasured tap per worker, a share of the idle
+   taps, then taps during the batch-50 drain (the uplink is opened first, as at daemon
+   start), then, the uplink stopped, another share of the idle taps. That drain runs
+   `--tap-drains` (4) times on fresh copies of the backlog, so that idle and drain taps
+   interleave and the p99 during drains rests on about as many taps as the idle one
+   (one 20,000 drain lasts about 100 taps). The taps' registrations queue behind the
+   backlog and are delivered after the measured window. Then the
    batch-50 drain again with, instead of taps, a raw write+fsync at the same rate from a
    separate process (idle, then during the drain): what the disk alone does.
 4. Memory: `python -m gateway --config FILE run` with the uplink enabled, started on a copy
@@ -268,6 +272,22 @@ class DrainRun:
         return self.seconds - self.journal_wall_s - client_outside - self.sim_cpu_s
 
 
+def combined(runs: Sequence[DrainRun], label: str) -> DrainRun:
+    """Repeated drains of the same backlog as one run: their sums (taps are shared)."""
+    if len(runs) == 1:
+        return runs[0]
+    first = runs[0]
+    total = DrainRun(label, first.batch_size, sum(run.pending_before for run in runs))
+    summed = ("delivered", "seconds", "requests", "journal_wall_s", "journal_cpu_s")
+    for name in (*summed, "client_cpu_s", "sim_cpu_s"):
+        setattr(total, name, sum(getattr(run, name) for run in runs))
+    total.wal_bytes_end = max(run.wal_bytes_end for run in runs)
+    total.reached = all(run.reached for run in runs)
+    total.problems = [f"{run.label}: {problem}" for run in runs for problem in run.problems]
+    total.taps, total.fsync = first.taps, first.fsync
+    return total
+
+
 def uplink_config(sim: SimulatorProcess, batch_size: int) -> UplinkConfig:
     return UplinkConfig(
         enabled=True,
@@ -418,8 +438,7 @@ def run_drain(
     companions = Companions()
     try:
         if taps is not None:
-            halves = f"half before and half after ({taps.idle_taps})"
-            print(f"  {label}: idle taps, {halves}", flush=True)
+            print(f"  {label}: {taps.idle_share} idle taps before and after", flush=True)
             run.taps = taps.idle_and_during(journal, companions)
         if probe is not None:
             print(f"  {label}: fsync probe, idle then during", flush=True)
@@ -438,8 +457,8 @@ def run_drain(
                 companions=companions,
             )
         )
-        if taps is not None:  # the uplink has stopped: the other half of the idle taps
-            taps.run(journal, taps.idle, threading.Event(), taps.idle_taps)
+        if taps is not None:  # the uplink has stopped: idle taps again
+            taps.run(journal, taps.idle, threading.Event(), taps.idle_share)
         if limit is None:
             asyncio.run(deliver_rest(config, journal, clock))
     finally:
@@ -501,14 +520,17 @@ class TapSetup:
     """Taps presented at a steady rate by one thread, as a reader thread does: the pipeline
     runs each on that thread; latency runs from the hand-over to the feedback call."""
 
-    def __init__(self, config: GatewayConfig, rate: float, idle_taps: int, workers: int) -> None:
+    def __init__(
+        self, config: GatewayConfig, rate: float, idle_taps: int, workers: int, drains: int
+    ) -> None:
         self.config = config
         self.period = 1.0 / rate
-        self.idle_taps = idle_taps
+        self.idle_share = max(1, idle_taps // (2 * drains))  # before and after each drain
         self.warmup = workers  # each worker once, unmeasured: the journal caches its last tap
         self.uids = [badge.uid for badge in badges(workers)]
         self.feedback = StampingFeedback()
         self.idle = TapStream()
+        self.during = TapStream()  # over every drain with taps
         self._next = 0
 
     def pipeline(self, journal: Journal) -> TapPipeline:
@@ -524,13 +546,12 @@ class TapSetup:
         )
 
     def idle_and_during(self, journal: TimedJournal, companions: Companions) -> TapStream:
-        """Warm-up and the first half of the idle taps now; the stream during the drain
-        set up to start and stop with the measured window. Returns the latter's samples."""
+        """Warm-up and a share of the idle taps now; the stream during the drain set up to
+        start and stop with the measured window. Returns the stream of every drain's taps."""
         self.run(journal, TapStream(), threading.Event(), self.warmup)
-        self.run(journal, self.idle, threading.Event(), self.idle_taps // 2)
-        during = TapStream()
+        self.run(journal, self.idle, threading.Event(), self.idle_share)
         stop = threading.Event()
-        thread = threading.Thread(target=self.run, args=(journal, during, stop, None))
+        thread = threading.Thread(target=self.run, args=(journal, self.during, stop, None))
 
         def end() -> None:
             stop.set()
@@ -538,14 +559,16 @@ class TapSetup:
 
         companions.begin.append(thread.start)
         companions.end.append(end)
-        return during
+        return self.during
 
     def run(
         self, journal: TimedJournal, stream: TapStream, stop: threading.Event, count: int | None
     ) -> None:
+        """`count` more taps into `stream` (None: until `stop`)."""
         pipeline = self.pipeline(journal)
         started = next_at = time.monotonic()
-        while not stop.is_set() and (count is None or len(stream.latencies) < count):
+        end = None if count is None else len(stream.latencies) + count
+        while not stop.is_set() and (end is None or len(stream.latencies) < end):
             delay = next_at - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
@@ -666,31 +689,55 @@ def run_drains(
     probe: FsyncProbe | None,
     latency_s: float = 0.0,
 ) -> Drains:
+    baseline = [run_baseline(sim, root, backlog, args, tag, 1, latency_s)]
     by_batch = []
     first = args.batch_sizes[0]
     for batch_size in args.batch_sizes:
-        stream = taps if batch_size == first else None
         label = f"{tag}drain, batch {batch_size}"
-        state = root / f"{tag}drain-{batch_size}"
-        by_batch.append(
-            run_drain(sim, state, backlog, label, batch_size, taps=stream, latency_s=latency_s)
-        )
+        repeats = args.tap_drains if taps is not None and batch_size == first else 1
+        runs = [
+            run_drain(
+                sim,
+                root / f"{tag}drain-{batch_size}-{index}",
+                backlog,
+                label if repeats == 1 else f"{label} ({index + 1}/{repeats})",
+                batch_size,
+                taps=taps if batch_size == first else None,
+                latency_s=latency_s,
+            )
+            for index in range(repeats)
+        ]
+        by_batch.append(combined(runs, label))
     probed = None
     if probe is not None:
         label = f"{tag}drain, batch {first}, fsync probe"
         state = root / f"{tag}drain-{first}-probe"
         probed = run_drain(sim, state, backlog, label, first, probe=probe)
-    baseline = run_drain(
+    baseline.append(run_baseline(sim, root, backlog, args, tag, 2, latency_s))
+    return Drains(combined(baseline, f"{tag}baseline, batch 1"), by_batch, probed, latency_s)
+
+
+def run_baseline(
+    sim: SimulatorProcess,
+    root: Path,
+    backlog: Path,
+    args: argparse.Namespace,
+    tag: str,
+    half: int,
+    latency_s: float,
+) -> DrainRun:
+    """Half of the baseline: one half before the drains and one after, so that a disk
+    whose fsyncs speed up or slow down meanwhile weighs on both sides of the ratio."""
+    return run_drain(
         sim,
-        root / f"{tag}baseline",
+        root / f"{tag}baseline-{half}",
         backlog,
-        f"{tag}baseline, batch 1",
+        f"{tag}baseline, batch 1 ({half}/2)",
         1,
-        limit=args.baseline,
-        budget=args.baseline_budget,
+        limit=args.baseline // 2,
+        budget=args.baseline_budget / 2,
         latency_s=latency_s,
     )
-    return Drains(baseline, by_batch, probed, latency_s)
 
 
 # --- the report --------------------------------------------------------------------------
@@ -936,6 +983,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--tap-rate", type=float, default=20.0, help="taps per second (20)")
     parser.add_argument("--idle-taps", type=int, default=600, help="taps with no drain (600)")
+    parser.add_argument(
+        "--tap-drains",
+        type=int,
+        default=4,
+        help="batch-50 drains with taps, each between idle taps (4)",
+    )
     parser.add_argument("--workers", type=int, default=50, help="tapping workers, in turn (50)")
     parser.add_argument(
         "--probe-idle", type=float, default=15.0, help="idle fsync probe before its drain (15) s"
@@ -966,7 +1019,7 @@ def _run(args: argparse.Namespace, root: Path) -> int:
     print(f"filling a journal with {args.backlog:,} pending registrations in {root}", flush=True)
     fill = make_backlog(backlog, args.backlog, site_rules(config))
     print(f"  {args.backlog:,} in {fill:.1f} s ({file_size(backlog) / MB:.1f} MB)", flush=True)
-    taps = TapSetup(config, args.tap_rate, args.idle_taps, args.workers)
+    taps = TapSetup(config, args.tap_rate, args.idle_taps, args.workers, args.tap_drains)
     daemon = slow_link = None
     with SimulatorProcess(root / "onss") as sim:
         print(f"simulator pid {sim.pid}: drains", flush=True)

@@ -73,6 +73,23 @@ log = structlog.get_logger("journal")
 
 CHECKPOINT_EVERY = 500  # commits: a WAL of about 2 MiB
 
+# A batch's rows are written by one statement each, from a JSON array: executemany would
+# step once a row, each step giving the GIL away and waiting for it with the journal's lock
+# held, which a tap may be waiting for.
+MARK_IN_FLIGHT = "INSERT OR IGNORE INTO in_flight (seq) SELECT value FROM json_each(?)"
+CLEAR_IN_FLIGHT = "DELETE FROM in_flight WHERE seq IN (SELECT value FROM json_each(?))"
+SETTLE_DELIVERED = (
+    "UPDATE registrations SET delivery = 'delivered', onss_id = ack.value ->> 1,"
+    " onss_validity = ack.value ->> 2, onss_remarks = ack.value ->> 3,"
+    " delivered_wall_ns = ack.value ->> 4, sent_registration_date = ack.value ->> 5,"
+    " late = ack.value ->> 6, time_uncertain = ack.value ->> 7"
+    " FROM json_each(?) AS ack WHERE seq = ack.value ->> 0 AND delivery = 'pending'"
+)
+SETTLE_REJECTED = (
+    "UPDATE registrations SET delivery = 'rejected', rejection = refusal.value ->> 1"
+    " FROM json_each(?) AS refusal WHERE seq = refusal.value ->> 0 AND delivery = 'pending'"
+)
+
 
 class _Queries:
     """Reads shared by the writer and by read-only CLI connections."""
@@ -120,13 +137,17 @@ class _Queries:
     def pending(self, limit: int, after_seq: int = 0) -> list[Outbound]:
         """The uplink's queue: registrations not yet delivered nor rejected, oldest first
         (those after `after_seq` only: the uplink reads ahead while a batch is out)."""
-        with self._guard():  # held for the query only: a tap may be waiting for it
-            rows = self._conn.execute(
+        start = max(self._oldest_pending_seq(), after_seq + 1)
+        with self._queue_reads() as conn:
+            rows = conn.execute(
                 f"SELECT {OUTBOUND_COLUMNS} FROM registrations"
                 " WHERE seq >= ? AND delivery = 'pending' ORDER BY seq LIMIT ?",
-                (max(self._oldest_pending_seq(), after_seq + 1), limit),
+                (start, limit),
             ).fetchall()
         return [outbound_from_row(row) for row in rows]
+
+    def _queue_reads(self) -> AbstractContextManager[sqlite3.Connection]:
+        return nullcontext(self._conn)
 
     def deliveries(self, delivery: str | None = None, limit: int = 1000) -> list[DeliveryRecord]:
         """Registrations with what the uplink learnt, newest first (`queue list`)."""
@@ -201,6 +222,7 @@ class Journal(_Queries):
         self._lock = threading.RLock()
         self._last: dict[tuple[str, str], Registration | None] = {}
         self._checkpointer = Checkpointer(path, CHECKPOINT_EVERY, self._lock)
+        self._queue_lock = threading.Lock()
         create_private_file(path)
         self._lock_fd = lock_exclusively(path.with_name(path.name + ".lock"))
         self._conn = self._open()
@@ -208,6 +230,9 @@ class Journal(_Queries):
         self._pending_from = super()._oldest_pending_seq()
         self._evidence = EvidenceWriter(self._conn)
         self._storage_outage: dict[str, Any] | None = None
+        self._queue_conn = connect(path, read_only=True)
+        self._wal_path = path.with_name(path.name + "-wal")
+        self._wal_fd: int | None = None  # opened at the first sync: SQLite keeps the file
 
     def _guard(self) -> AbstractContextManager[object]:
         return self._lock
@@ -274,6 +299,14 @@ class Journal(_Queries):
 
     def _oldest_pending_seq(self) -> int:
         return self._pending_from
+
+    @contextmanager
+    def _queue_reads(self) -> Iterator[sqlite3.Connection]:
+        """The uplink reads its queue on a connection of its own: a snapshot of what was
+        committed, without the journal's lock, which a tap may be waiting for (the rows
+        come one by one, each step giving the GIL away and waiting to get it back)."""
+        with self._queue_lock:
+            yield self._queue_conn
 
     def previous_registration(self, niss: str, declaration: str) -> Registration | None:
         """The registration a new tap of this worker at this site follows, if any."""
@@ -411,34 +444,13 @@ class Journal(_Queries):
         exactly as after a crash mid-request. That halves the uplink's fsyncs, which share
         the SD card with the taps' (docs/benchmarks.md, tap latency during a drain).
         """
-        delivered = [
-            (
-                ack.onss_id,
-                ack.validity,
-                json.dumps(list(ack.remarks)),
-                ack.delivered_wall_ns,
-                ack.sent_registration_date,
-                int(ack.late),
-                int(ack.time_uncertain),
-                ack.seq,
-            )
-            for ack in acks
-        ]
-        rejected = [
-            (json.dumps({"source": r.source, "errors": list(r.errors)}), r.seq) for r in rejections
-        ]
+        delivered = json.dumps([_delivered(ack) for ack in acks])
+        rejected = json.dumps([_rejected(rejection) for rejection in rejections])
+        settled = json.dumps([a.seq for a in acks] + [r.seq for r in rejections])
         with self._transaction(fsync=False) as conn:  # rows built first: a tap may be waiting
-            conn.executemany(
-                "UPDATE registrations SET delivery = 'delivered', onss_id = ?, onss_validity = ?,"
-                " onss_remarks = ?, delivered_wall_ns = ?, sent_registration_date = ?, late = ?,"
-                " time_uncertain = ?, in_flight = 0 WHERE seq = ? AND delivery = 'pending'",
-                delivered,
-            )
-            conn.executemany(
-                "UPDATE registrations SET delivery = 'rejected', rejection = ?, in_flight = 0"
-                " WHERE seq = ? AND delivery = 'pending'",
-                rejected,
-            )
+            conn.execute(SETTLE_DELIVERED, (delivered,))
+            conn.execute(SETTLE_REJECTED, (rejected,))
+            conn.execute(CLEAR_IN_FLIGHT, (settled,))
             self._advance_pending_floor()
             self._settlement_evidence(conn, acks, rejections)
 
@@ -467,17 +479,30 @@ class Journal(_Queries):
         """Set before a request and cleared after a definite outcome: a crash in between
         leaves the mark, and the next start flags those registrations (see recover).
         Setting it is durable; clearing it need not be (a lost clear only over-flags)."""
-        marks = [(int(in_flight), seq) for seq in seqs]
-        with self._transaction(fsync=in_flight) as conn:
-            conn.executemany("UPDATE registrations SET in_flight = ? WHERE seq = ?", marks)
+        marked = json.dumps(list(seqs))
+        with self._transaction(fsync=False) as conn:
+            conn.execute(MARK_IN_FLIGHT if in_flight else CLEAR_IN_FLIGHT, (marked,))
+        if in_flight:
+            self._sync_wal()
+
+    def _sync_wal(self) -> None:
+        """Make every commit so far durable, as synchronous=FULL would at commit, but after
+        the journal's lock is released: a tap waits for its own fsync, not the uplink's."""
+        if self._wal_fd is None:
+            self._wal_fd = os.open(self._wal_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(self._wal_fd)
+        except OSError as error:
+            raise StorageError(f"cannot sync the journal's WAL: {error}") from error
 
     def flag_possibly_duplicated(self, seqs: Sequence[int], cause: str) -> None:
         """Sent without an answer: the ONSS may hold them already; a resend may duplicate."""
         with self._transaction() as conn:
             conn.executemany(
-                "UPDATE registrations SET possibly_duplicated = 1, in_flight = 0 WHERE seq = ?",
+                "UPDATE registrations SET possibly_duplicated = 1 WHERE seq = ?",
                 [(seq,) for seq in seqs],
             )
+            conn.execute(CLEAR_IN_FLIGHT, (json.dumps(list(seqs)),))
             flagged = {
                 "ids": list(registration_values(conn, "seq", "id", seqs).values()),
                 "cause": cause,
@@ -489,8 +514,8 @@ class Journal(_Queries):
         by their resend. Returns their ids."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT seq, id FROM registrations WHERE in_flight = 1 AND seq >= ?",
-                (self._pending_from,),
+                "SELECT seq, id FROM in_flight JOIN registrations USING (seq)"
+                " WHERE delivery = 'pending' ORDER BY seq"
             ).fetchall()
         if rows:
             seqs = [row["seq"] for row in rows]
@@ -546,6 +571,10 @@ class Journal(_Queries):
 
     def close(self) -> None:
         self._checkpointer.close()
+        with self._queue_lock:
+            self._queue_conn.close()
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
         with self._lock:
             self._conn.close()
             os.close(self._lock_fd)
@@ -562,6 +591,28 @@ class JournalReader(_Queries):
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _delivered(ack: Acknowledgement) -> list[Any]:
+    """An acknowledgement as SETTLE_DELIVERED reads it."""
+    return [
+        ack.seq,
+        ack.onss_id,
+        ack.validity,
+        json.dumps(list(ack.remarks)),
+        ack.delivered_wall_ns,
+        ack.sent_registration_date,
+        int(ack.late),
+        int(ack.time_uncertain),
+    ]
+
+
+def _rejected(rejection: Rejection) -> list[Any]:
+    """A rejection as SETTLE_REJECTED reads it."""
+    return [
+        rejection.seq,
+        json.dumps({"source": rejection.source, "errors": list(rejection.errors)}),
+    ]
 
 
 def _unsynchronised_now() -> ClockSample:

@@ -83,6 +83,13 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 3: the evidence log (docs/evidence.md).
     evidence_log.MIGRATION,
+    # 4: the uplink's in-flight marks in a table of their own: a request's marks fill one
+    #    page, where a column dirtied every page of the batch's rows (twice: set, cleared).
+    """
+    CREATE TABLE in_flight (seq INTEGER PRIMARY KEY);
+    INSERT INTO in_flight (seq) SELECT seq FROM registrations WHERE in_flight = 1;
+    ALTER TABLE registrations DROP COLUMN in_flight;
+    """,
 )
 
 
@@ -100,7 +107,9 @@ class JournalLockedError(Exception):
 
 def connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
     if read_only:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
     else:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # new journals only; before WAL

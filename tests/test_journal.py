@@ -19,8 +19,10 @@ from gateway.journal_file import (
     JournalLockedError,
     JournalVersionError,
     StorageError,
+    connect,
+    statements,
 )
-from gateway.journal_rows import TapAttempt
+from gateway.journal_rows import INSERT_REGISTRATION, TapAttempt, registration_row
 from gateway.models import ClockSample, Direction
 from tests.support import SITE, WORKER, a_registration, clock_at, read, registered
 
@@ -32,6 +34,26 @@ def test_fresh_journal_is_wal_full_and_at_the_latest_schema(tmp_path: Path) -> N
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert conn.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
     assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    journal.close()
+
+
+def test_version_3_in_flight_marks_move_to_their_table(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    conn = connect(path, read_only=False)
+    for version, script in enumerate(MIGRATIONS[:3], start=1):
+        for statement in statements(script):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={version}")
+    reg = a_registration()
+    conn.execute(INSERT_REGISTRATION, (*registration_row(reg), None, None, None))
+    conn.execute("UPDATE registrations SET in_flight = 1")  # sent, then the box stopped
+    conn.close()
+    journal = Journal(path)
+    assert journal.recover_in_flight() == [str(reg.id)]  # flagged possibly duplicated
+    columns = [row[1] for row in journal._conn.execute("PRAGMA table_info(registrations)")]
+    assert "in_flight" not in columns
+    assert journal.deliveries()[0].possibly_duplicated
+    assert journal.recover_in_flight() == []  # the flag cleared the mark
     journal.close()
 
 

@@ -59,21 +59,33 @@ def place_of_work(stored: str) -> dict[str, Any]:
     }
 
 
+_CHECKS = {
+    "ssin": ("5", "invalid ssin", normalise_niss),
+    "declaration": ("4", "invalid declaration of works", normalise_declaration),
+    "enterprise": ("2", "invalid enterprise number", normalise_enterprise_number),
+}
+
+
 def local_problems(out: Outbound) -> list[dict[str, str]]:
     """Why the ONSS could not accept this registration, in its own codes; empty if none."""
-    problems = []
-    checks = [
-        ("5", "invalid ssin", normalise_niss, out.niss),
-        ("4", "invalid declaration of works", normalise_declaration, out.declaration),
-    ]
+    values = [("ssin", out.niss), ("declaration", out.declaration)]
     if out.enterprise_number is not None:
-        checks.append(
-            ("2", "invalid enterprise number", normalise_enterprise_number, out.enterprise_number)
-        )
-    for code, description, normalise, value in checks:
-        try:
-            if normalise(value) != value:
-                raise InvalidIdentifier("not in its canonical form")
-        except InvalidIdentifier as error:
-            problems.append({"code": code, "description": f"{description}: {error}"})
+        values.append(("enterprise", out.enterprise_number))
+    problems = []
+    for check, value in values:
+        reason = _invalid_because(check, value)
+        if reason is not None:
+            code, description, _ = _CHECKS[check]
+            problems.append({"code": code, "description": f"{description}: {reason}"})
     return problems
+
+
+@lru_cache(maxsize=4096)
+def _invalid_because(check: str, value: str) -> str | None:
+    """Why `value` fails `check`, or None (cached: a site sends the same few values)."""
+    try:
+        if _CHECKS[check][2](value) != value:
+            return "not in its canonical form"
+    except InvalidIdentifier as error:
+        return str(error)
+    return None

@@ -370,7 +370,7 @@ def check_delivery(journal_path: Path, at_onss: list[dict[str, Any]], whole: boo
     try:
         rows = conn.execute(
             "SELECT niss, direction, delivery, onss_id, possibly_duplicated,"
-            " sent_registration_date FROM registrations ORDER BY seq"
+            " sent_registration_date FROM registration_rows ORDER BY seq"
         ).fetchall()
     finally:
         conn.close()

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -73,21 +74,30 @@ log = structlog.get_logger("journal")
 
 CHECKPOINT_EVERY = 500  # commits: a WAL of about 2 MiB
 
-# A batch's rows are written by one statement each, from a JSON array: executemany would
-# step once a row, each step giving the GIL away and waiting for it with the journal's lock
-# held, which a tap may be waiting for.
+# A batch's rows are written by one statement each (from a JSON array, or a VALUES list
+# for acknowledgements, whose eight fields each a JSON path would parse again):
+# executemany would step once a row, each step giving the GIL away and waiting for it with
+# the journal's lock held, which a tap may be waiting for.
 MARK_IN_FLIGHT = "INSERT OR IGNORE INTO in_flight (seq) SELECT value FROM json_each(?)"
 CLEAR_IN_FLIGHT = "DELETE FROM in_flight WHERE seq IN (SELECT value FROM json_each(?))"
-SETTLE_DELIVERED = (
-    "UPDATE registrations SET delivery = 'delivered', onss_id = ack.value ->> 1,"
-    " onss_validity = ack.value ->> 2, onss_remarks = ack.value ->> 3,"
-    " delivered_wall_ns = ack.value ->> 4, sent_registration_date = ack.value ->> 5,"
-    " late = ack.value ->> 6, time_uncertain = ack.value ->> 7"
-    " FROM json_each(?) AS ack WHERE seq = ack.value ->> 0 AND delivery = 'pending'"
-)
+ACKNOWLEDGEMENT_FIELDS = 8  # as _delivered lists them
+
+
+@lru_cache(maxsize=8)
+def settle_delivered(count: int) -> str:
+    rows = ", ".join(["(" + ", ".join("?" * ACKNOWLEDGEMENT_FIELDS) + ")"] * count)
+    return (
+        "INSERT OR IGNORE INTO acknowledgements (seq, onss_id, onss_validity, onss_remarks,"
+        " delivered_wall_ns, sent_registration_date, late, time_uncertain)"
+        f" SELECT ack.* FROM (VALUES {rows}) AS ack"
+        " JOIN registrations AS r ON r.seq = ack.column1 WHERE r.delivery = 'pending'"
+    )
+
+
 SETTLE_REJECTED = (
     "UPDATE registrations SET delivery = 'rejected', rejection = refusal.value ->> 1"
     " FROM json_each(?) AS refusal WHERE seq = refusal.value ->> 0 AND delivery = 'pending'"
+    " AND seq NOT IN (SELECT seq FROM acknowledgements)"
 )
 
 
@@ -102,7 +112,7 @@ class _Queries:
     def last_registration(self, niss: str, declaration: str) -> StoredRegistration | None:
         with self._guard():
             row = self._conn.execute(
-                f"SELECT seq, {REGISTRATION_COLUMNS} FROM registrations"
+                f"SELECT seq, {REGISTRATION_COLUMNS} FROM registration_rows"
                 " WHERE niss = ? AND declaration = ? ORDER BY seq DESC LIMIT 1",
                 (niss, declaration),
             ).fetchone()
@@ -111,7 +121,7 @@ class _Queries:
     def registrations_since(self, wall_ns: int, limit: int = 10_000) -> list[StoredRegistration]:
         with self._guard():
             rows = self._conn.execute(
-                f"SELECT seq, {REGISTRATION_COLUMNS} FROM registrations"
+                f"SELECT seq, {REGISTRATION_COLUMNS} FROM registration_rows"
                 " WHERE wall_ns >= ? ORDER BY seq LIMIT ?",
                 (wall_ns, limit),
             )
@@ -120,7 +130,8 @@ class _Queries:
     def recent_registrations(self, count: int) -> list[StoredRegistration]:
         with self._guard():
             rows = self._conn.execute(
-                f"SELECT seq, {REGISTRATION_COLUMNS} FROM registrations ORDER BY seq DESC LIMIT ?",
+                f"SELECT seq, {REGISTRATION_COLUMNS} FROM registration_rows"
+                " ORDER BY seq DESC LIMIT ?",
                 (count,),
             )
             return [registration_from_row(row) for row in rows]
@@ -140,7 +151,7 @@ class _Queries:
         start = max(self._oldest_pending_seq(), after_seq + 1)
         with self._queue_reads() as conn:
             rows = conn.execute(
-                f"SELECT {OUTBOUND_COLUMNS} FROM registrations"
+                f"SELECT {OUTBOUND_COLUMNS} FROM registration_rows"
                 " WHERE seq >= ? AND delivery = 'pending' ORDER BY seq LIMIT ?",
                 (start, limit),
             ).fetchall()
@@ -154,7 +165,7 @@ class _Queries:
         where = "" if delivery is None else "WHERE delivery = ?"
         with self._guard():
             rows = self._conn.execute(
-                f"SELECT seq, {REGISTRATION_COLUMNS}, {DELIVERY_COLUMNS} FROM registrations"
+                f"SELECT seq, {REGISTRATION_COLUMNS}, {DELIVERY_COLUMNS} FROM registration_rows"
                 f" {where} ORDER BY seq DESC LIMIT ?",
                 (limit,) if delivery is None else (delivery, limit),
             )
@@ -173,7 +184,7 @@ class _Queries:
 
     def _oldest_pending_seq_from(self, floor: int) -> int:
         row = self._conn.execute(
-            "SELECT min(seq) FROM registrations WHERE seq >= ? AND delivery = 'pending'",
+            "SELECT min(seq) FROM registration_rows WHERE seq >= ? AND delivery = 'pending'",
             (floor,),
         ).fetchone()
         if row[0] is not None:
@@ -184,7 +195,7 @@ class _Queries:
     def _pending_count_and_oldest(self) -> tuple[int, int | None]:
         """A range scan from the oldest pending row on: cheap however long the history."""
         count, oldest = self._conn.execute(
-            "SELECT count(*), min(wall_ns) FROM registrations"
+            "SELECT count(*), min(wall_ns) FROM registration_rows"
             " WHERE seq >= ? AND delivery = 'pending'",
             (self._oldest_pending_seq(),),
         ).fetchone()
@@ -377,7 +388,7 @@ class Journal(_Queries):
         with self._transaction() as conn:
             rows = conn.execute(
                 "SELECT seq, ev_seq, ev_hash, wall_ns FROM registrations"
-                " WHERE delivery = 'delivered' AND wall_ns < ? AND ev_seq IS NOT NULL"
+                " JOIN acknowledgements USING (seq) WHERE wall_ns < ? AND ev_seq IS NOT NULL"
                 " ORDER BY seq LIMIT ?",
                 (before_wall_ns, limit),
             ).fetchall()
@@ -386,7 +397,9 @@ class Journal(_Queries):
             summary = _retention_summary(rows, before_wall_ns)
             summary = sign(summary) if sign is not None else summary
             self._evidence.append(conn, self._clock(), Kind.RETENTION_SUMMARY, summary)
-            conn.executemany("DELETE FROM registrations WHERE seq = ?", [(r[0],) for r in rows])
+            pruned = [(row[0],) for row in rows]
+            conn.executemany("DELETE FROM acknowledgements WHERE seq = ?", pruned)
+            conn.executemany("DELETE FROM registrations WHERE seq = ?", pruned)
             return len(rows)
 
     def size_bytes(self) -> int:
@@ -444,11 +457,12 @@ class Journal(_Queries):
         exactly as after a crash mid-request. That halves the uplink's fsyncs, which share
         the SD card with the taps' (docs/benchmarks.md, tap latency during a drain).
         """
-        delivered = json.dumps([_delivered(ack) for ack in acks])
+        delivered = [field for ack in acks for field in _delivered(ack)]
         rejected = json.dumps([_rejected(rejection) for rejection in rejections])
         settled = json.dumps([a.seq for a in acks] + [r.seq for r in rejections])
         with self._transaction(fsync=False) as conn:  # rows built first: a tap may be waiting
-            conn.execute(SETTLE_DELIVERED, (delivered,))
+            if acks:
+                conn.execute(settle_delivered(len(acks)), delivered)
             conn.execute(SETTLE_REJECTED, (rejected,))
             conn.execute(CLEAR_IN_FLIGHT, (settled,))
             self._advance_pending_floor()
@@ -514,7 +528,7 @@ class Journal(_Queries):
         by their resend. Returns their ids."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT seq, id FROM in_flight JOIN registrations USING (seq)"
+                "SELECT seq, id FROM in_flight JOIN registration_rows USING (seq)"
                 " WHERE delivery = 'pending' ORDER BY seq"
             ).fetchall()
         if rows:
@@ -594,12 +608,12 @@ class JournalReader(_Queries):
 
 
 def _delivered(ack: Acknowledgement) -> list[Any]:
-    """An acknowledgement as SETTLE_DELIVERED reads it."""
+    """An acknowledgement's ACKNOWLEDGEMENT_FIELDS, as settle_delivered reads them."""
     return [
         ack.seq,
         ack.onss_id,
         ack.validity,
-        json.dumps(list(ack.remarks)),
+        json.dumps(list(ack.remarks)) if ack.remarks else "[]",  # mostly none: skip the encoder
         ack.delivered_wall_ns,
         ack.sent_registration_date,
         int(ack.late),

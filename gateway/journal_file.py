@@ -90,6 +90,42 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO in_flight (seq) SELECT seq FROM registrations WHERE in_flight = 1;
     ALTER TABLE registrations DROP COLUMN in_flight;
     """,
+    # 5: acknowledgements appended to a table of their own: a delivered registration's row
+    #    is no longer rewritten (a page for every five rows sent); `registration_rows`
+    #    derives its delivery state. The row's own `delivery` says pending or rejected.
+    """
+    CREATE TABLE acknowledgements (
+        seq                    INTEGER PRIMARY KEY,
+        onss_id                INTEGER NOT NULL,
+        onss_validity          TEXT,
+        onss_remarks           TEXT,
+        delivered_wall_ns      INTEGER NOT NULL,
+        sent_registration_date TEXT,
+        late                   INTEGER NOT NULL,
+        time_uncertain         INTEGER NOT NULL
+    );
+    INSERT INTO acknowledgements
+        SELECT seq, onss_id, onss_validity, onss_remarks, delivered_wall_ns,
+               sent_registration_date, late, time_uncertain
+        FROM registrations WHERE delivery = 'delivered';
+    UPDATE registrations SET delivery = 'pending' WHERE delivery = 'delivered';
+    ALTER TABLE registrations DROP COLUMN onss_id;
+    ALTER TABLE registrations DROP COLUMN onss_validity;
+    ALTER TABLE registrations DROP COLUMN onss_remarks;
+    ALTER TABLE registrations DROP COLUMN delivered_wall_ns;
+    ALTER TABLE registrations DROP COLUMN sent_registration_date;
+    ALTER TABLE registrations DROP COLUMN late;
+    ALTER TABLE registrations DROP COLUMN time_uncertain;
+    CREATE VIEW registration_rows AS
+        SELECT r.seq, r.id, r.badge_uid, r.reader, r.niss, r.enterprise_number, r.foreign_vat,
+               r.worker_name, r.language, r.capacity, r.declaration, r.place, r.direction,
+               r.wall_ns, r.monotonic_ns, r.boot_id, r.clock_synced,
+               CASE WHEN a.seq IS NULL THEN r.delivery ELSE 'delivered' END AS delivery,
+               a.onss_id, a.onss_validity, a.onss_remarks, r.rejection, a.delivered_wall_ns,
+               a.sent_registration_date, coalesce(a.late, 0) AS late, r.possibly_duplicated,
+               coalesce(a.time_uncertain, 0) AS time_uncertain
+        FROM registrations AS r LEFT JOIN acknowledgements AS a ON a.seq = r.seq;
+    """,
 )
 
 

@@ -96,7 +96,7 @@ def test_sigkill_loses_no_acknowledged_tap(state: Path) -> None:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         rows = conn.execute("SELECT id, niss, direction FROM registrations ORDER BY seq").fetchall()
         pending = conn.execute(
-            "SELECT count(*) FROM registrations WHERE delivery = 'pending'"
+            "SELECT count(*) FROM registration_rows WHERE delivery = 'pending'"
         ).fetchone()[0]
     stored = [row[0] for row in rows]
     acked, wrong = answers.acked, answers.wrong

@@ -547,7 +547,8 @@ def test_the_daily_retention_waits_for_a_synchronised_clock_and_keeps_to_the_bud
         # whatever their age; the rejected and the pending one stay.
         assert Retention(days=7 * 365, max_size_mb=0).apply(journal, now) == 1
         left = [
-            row["delivery"] for row in journal._conn.execute("SELECT delivery FROM registrations")
+            row["delivery"]
+            for row in journal._conn.execute("SELECT delivery FROM registration_rows")
         ]
         assert sorted(left) == ["pending", "rejected"]
         assert verify_journal(journal._conn).ok

@@ -23,7 +23,7 @@ from gateway.journal_file import (
     statements,
 )
 from gateway.journal_rows import INSERT_REGISTRATION, TapAttempt, registration_row
-from gateway.models import ClockSample, Direction
+from gateway.models import ClockSample, DeliveryState, Direction
 from tests.support import SITE, WORKER, a_registration, clock_at, read, registered
 
 
@@ -54,6 +54,44 @@ def test_version_3_in_flight_marks_move_to_their_table(tmp_path: Path) -> None:
     assert "in_flight" not in columns
     assert journal.deliveries()[0].possibly_duplicated
     assert journal.recover_in_flight() == []  # the flag cleared the mark
+    journal.close()
+
+
+def test_version_4_acknowledgements_move_to_their_table(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    conn = connect(path, read_only=False)
+    for version, script in enumerate(MIGRATIONS[:4], start=1):
+        for statement in statements(script):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={version}")
+    delivered, rejected, pending = a_registration(), a_registration(), a_registration()
+    for reg in (delivered, rejected, pending):
+        conn.execute(INSERT_REGISTRATION, (*registration_row(reg), None, None, None))
+    conn.execute(
+        "UPDATE registrations SET delivery = 'delivered', onss_id = 77, onss_validity = 'valid',"
+        " onss_remarks = '[\"LATE REGISTRATION\"]', delivered_wall_ns = 5, late = 1,"
+        " sent_registration_date = '2026-01-01T00:00:00Z' WHERE id = ?",
+        (str(delivered.id),),
+    )
+    conn.execute(
+        "UPDATE registrations SET delivery = 'rejected', rejection = '{}' WHERE id = ?",
+        (str(rejected.id),),
+    )
+    conn.close()
+    journal = Journal(path)
+    records = {record.stored.registration.id: record for record in journal.deliveries()}
+    acked = records[delivered.id]
+    assert acked.stored.registration.delivery is DeliveryState.DELIVERED
+    assert (acked.onss_id, acked.onss_validity, acked.onss_remarks) == (
+        77,
+        "valid",
+        ("LATE REGISTRATION",),
+    )
+    assert (acked.delivered_wall_ns, acked.late) == (5, True)
+    assert acked.sent_registration_date == "2026-01-01T00:00:00Z"
+    assert records[rejected.id].stored.registration.delivery is DeliveryState.REJECTED
+    assert [out.id for out in journal.pending(10)] == [str(pending.id)]
+    assert journal.stats().pending == 1
     journal.close()
 
 

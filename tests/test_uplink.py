@@ -104,7 +104,7 @@ def evidence_of(journal: Journal, *kinds: str) -> list[Entry]:
 def delivered(journal: Journal) -> list[sqlite3.Row]:
     return journal._conn.execute(
         "SELECT id, delivery, onss_id, possibly_duplicated, late, time_uncertain, rejection,"
-        " sent_registration_date FROM registrations ORDER BY seq"
+        " sent_registration_date FROM registration_rows ORDER BY seq"
     ).fetchall()
 
 

@@ -125,7 +125,7 @@ def test_every_tap_reaches_the_onss_through_faults_and_kills(state: Path, tmp_pa
         conn.row_factory = sqlite3.Row
         rows = conn.execute(
             "SELECT id, niss, direction, wall_ns, delivery, sent_registration_date,"
-            " possibly_duplicated, onss_id FROM registrations ORDER BY seq"
+            " possibly_duplicated, onss_id FROM registration_rows ORDER BY seq"
         ).fetchall()
     assert {row["delivery"] for row in rows} == {"delivered"}, f"seed {seed}"
     assert set(tapper.acked) <= {row["id"] for row in rows}

@@ -39,11 +39,7 @@ def test_fresh_journal_is_wal_full_and_at_the_latest_schema(tmp_path: Path) -> N
 
 def test_version_3_in_flight_marks_move_to_their_table(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
-    conn = connect(path, read_only=False)
-    for version, script in enumerate(MIGRATIONS[:3], start=1):
-        for statement in statements(script):
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version={version}")
+    conn = _journal_at_version(path, 3)
     reg = a_registration()
     conn.execute(INSERT_REGISTRATION, (*registration_row(reg), None, None, None))
     conn.execute("UPDATE registrations SET in_flight = 1")  # sent, then the box stopped
@@ -59,11 +55,7 @@ def test_version_3_in_flight_marks_move_to_their_table(tmp_path: Path) -> None:
 
 def test_version_4_acknowledgements_move_to_their_table(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
-    conn = connect(path, read_only=False)
-    for version, script in enumerate(MIGRATIONS[:4], start=1):
-        for statement in statements(script):
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version={version}")
+    conn = _journal_at_version(path, 4)
     delivered, rejected, pending = a_registration(), a_registration(), a_registration()
     for reg in (delivered, rejected, pending):
         conn.execute(INSERT_REGISTRATION, (*registration_row(reg), None, None, None))
@@ -93,6 +85,16 @@ def test_version_4_acknowledgements_move_to_their_table(tmp_path: Path) -> None:
     assert [out.id for out in journal.pending(10)] == [str(pending.id)]
     assert journal.stats().pending == 1
     journal.close()
+
+
+def _journal_at_version(path: Path, version: int) -> sqlite3.Connection:
+    """A journal file as an older release left it (the migrations up to `version`)."""
+    conn = connect(path, read_only=False)
+    for number, script in enumerate(MIGRATIONS[:version], start=1):
+        for statement in statements(script):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={number}")
+    return conn
 
 
 def test_registration_round_trips_and_is_queued(tmp_path: Path) -> None:

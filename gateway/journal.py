@@ -80,6 +80,9 @@ CHECKPOINT_EVERY = 500  # commits: a WAL of about 2 MiB
 # the journal's lock held, which a tap may be waiting for.
 MARK_IN_FLIGHT = "INSERT OR IGNORE INTO in_flight (seq) SELECT value FROM json_each(?)"
 CLEAR_IN_FLIGHT = "DELETE FROM in_flight WHERE seq IN (SELECT value FROM json_each(?))"
+FLAG_POSSIBLY_DUPLICATED = (
+    "UPDATE registrations SET possibly_duplicated = 1 WHERE seq IN (SELECT value FROM json_each(?))"
+)
 ACKNOWLEDGEMENT_FIELDS = 8  # as _delivered lists them
 
 
@@ -511,12 +514,10 @@ class Journal(_Queries):
 
     def flag_possibly_duplicated(self, seqs: Sequence[int], cause: str) -> None:
         """Sent without an answer: the ONSS may hold them already; a resend may duplicate."""
+        flagged_seqs = json.dumps(list(seqs))
         with self._transaction() as conn:
-            conn.executemany(
-                "UPDATE registrations SET possibly_duplicated = 1 WHERE seq = ?",
-                [(seq,) for seq in seqs],
-            )
-            conn.execute(CLEAR_IN_FLIGHT, (json.dumps(list(seqs)),))
+            conn.execute(FLAG_POSSIBLY_DUPLICATED, (flagged_seqs,))
+            conn.execute(CLEAR_IN_FLIGHT, (flagged_seqs,))
             flagged = {
                 "ids": list(registration_values(conn, "seq", "id", seqs).values()),
                 "cause": cause,

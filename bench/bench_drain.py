@@ -55,6 +55,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bench.bench_tap import (
     KIB,
     MB,
@@ -71,6 +73,7 @@ from bench.bench_tap import (
 from drivers.base import BadgeRead
 from gateway import logs
 from gateway.attendance import AttendanceRules, Register, Site
+from gateway.background import BackgroundLoop, lower_priority
 from gateway.clock import Clock, boot_id, boottime_ns
 from gateway.config import GatewayConfig, UplinkConfig
 from gateway.identifiers import make_niss
@@ -80,6 +83,7 @@ from gateway.journal_rows import Acknowledgement, Outbound, Rejection
 from gateway.models import Capacity, ClockSample, Employer, Language, Registration, Worker
 from gateway.tap import TapPipeline
 from gateway.uplink import open_uplink
+from gateway.uplink.sender import Uplink
 from onss_sim.testing import SimulatorProcess
 from tests.support import (
     EMPLOYER,
@@ -319,9 +323,9 @@ class Companions:
 
 
 async def drain(
-    config: UplinkConfig,
+    uplink: Uplink,
+    http: httpx.AsyncClient,
     journal: TimedJournal,
-    clock: Clock,
     run: DrainRun,
     *,
     target: int,
@@ -332,9 +336,7 @@ async def drain(
     """deliver_once until `target` registrations are acknowledged (the queue is oldest
     first, so: the registrations pending at the start), or the budget is spent; the
     measured window ends there."""
-    uplink, http = open_uplink(config, journal, clock)
     try:
-        companions.start()
         cpu0, sim0 = time.process_time(), cpu_seconds(sim_pid)
         started = time.perf_counter()
         while journal.acked < target and time.perf_counter() - started < budget:
@@ -352,9 +354,8 @@ async def drain(
         await http.aclose()
 
 
-async def deliver_rest(config: UplinkConfig, journal: Journal, clock: Clock) -> None:
+async def deliver_rest(uplink: Uplink, http: httpx.AsyncClient) -> None:
     """Unmeasured: the registrations of the taps made during and after the window."""
-    uplink, http = open_uplink(config, journal, clock)
     try:
         while await uplink.deliver_once():
             pass
@@ -436,6 +437,8 @@ def run_drain(
     config = uplink_config(sim, batch_size)
     run = DrainRun(label, batch_size, 0)
     companions = Companions()
+    background = BackgroundLoop("uplink")  # the uplink runs as in the daemon (gateway.daemon)
+    background.start()
     try:
         if taps is not None:
             print(f"  {label}: {taps.idle_share} idle taps before and after", flush=True)
@@ -445,24 +448,26 @@ def run_drain(
             run.fsync = probe.idle_and_during(state / "fsync-probe.bin", companions)
         run.pending_before = journal.stats().pending
         target = run.pending_before if limit is None else limit
-        asyncio.run(
-            drain(
-                config,
-                journal,
-                clock,
-                run,
-                target=target,
-                budget=budget,
-                sim_pid=sim.pid,
-                companions=companions,
-            )
+        uplink, http = open_uplink(config, journal, clock)  # opened first, as at daemon start
+        companions.start()  # from this thread: threads started on the uplink's are niced
+        measured = drain(
+            uplink,
+            http,
+            journal,
+            run,
+            target=target,
+            budget=budget,
+            sim_pid=sim.pid,
+            companions=companions,
         )
+        background.submit(measured).result()
         if taps is not None:  # the uplink has stopped: idle taps again
             taps.run(journal, taps.idle, threading.Event(), taps.idle_share)
         if limit is None:
-            asyncio.run(deliver_rest(config, journal, clock))
+            background.submit(deliver_rest(*open_uplink(config, journal, clock))).result()
     finally:
         companions.stop()
+        background.close()
         journal.close()
     run.problems = check_delivery(path, sim.registrations(), whole=limit is None)
     run.problems += check_requests(sim, journal.requests)
@@ -999,6 +1004,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--rtt-ms", type=float, default=20.0, help="the slow-link variant's delay (20) ms"
     )
     parser.add_argument("--skip-slow-link", action="store_true", help="no slow-link variant")
+    parser.add_argument(
+        "--sim-nice",
+        type=int,
+        default=0,
+        help="nice increment for the simulator: it stands in for a server elsewhere (0)",
+    )
     add_directory_arguments(parser)
     return parser.parse_args(argv)
 
@@ -1023,6 +1034,10 @@ def _run(args: argparse.Namespace, root: Path) -> int:
     daemon = slow_link = None
     with SimulatorProcess(root / "onss") as sim:
         print(f"simulator pid {sim.pid}: drains", flush=True)
+        if args.sim_nice:
+            print(f"  simulator niced by {args.sim_nice}", flush=True)
+            for thread in Path(f"/proc/{sim.pid}/task").iterdir():
+                lower_priority(int(thread.name), args.sim_nice)
         probe = None if args.skip_probe else FsyncProbe(args.tap_rate, args.probe_idle)
         drains = run_drains(sim, root, backlog, args, "", taps, probe)
         if not args.skip_daemon:

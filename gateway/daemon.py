@@ -3,14 +3,17 @@
 Start: open the journal (one writer), load the badge register, open the control socket,
 start the readers, tell systemd READY=1. A reader thread runs each tap it reads down the
 pipeline itself (see gateway.tap); the loop serves the control socket, polls the badge
-register and pings the watchdog. Stop (SIGTERM/SIGINT): stop accepting taps, stop the
-readers (each finishes the tap in progress), wait for taps injected over the socket,
-close the socket and the journal. SIGHUP reloads the badge register.
+register and pings the watchdog. The uplink runs on a loop of its own, on a thread at a
+lower CPU priority (gateway.background), so that a backlog's drain never delays a tap.
+Stop (SIGTERM/SIGINT): stop accepting taps, stop the readers (each finishes the tap in
+progress), wait for taps injected over the socket, close the socket and the journal.
+SIGHUP reloads the badge register.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import os
@@ -27,6 +30,7 @@ import structlog
 from drivers.base import BadgeRead, Reader
 from gateway import __version__, logs, status
 from gateway.attendance import AttendanceRules, Site
+from gateway.background import BackgroundLoop
 from gateway.clock import Clock, boottime_ns
 from gateway.config import GatewayConfig
 from gateway.control import AlreadyRunningError, ControlError, ControlServer, EncodedReply
@@ -99,14 +103,14 @@ class Daemon:
                 "requeue": self._cmd_requeue,
             },
         )
-        http: httpx.AsyncClient | None = None
+        background: BackgroundLoop | None = None
         try:
             await control.start()
             tasks = [
                 asyncio.create_task(self._poll_badges(), name="badges"),
                 asyncio.create_task(self._evidence_watch(self.journal).run(), name="evidence"),
             ]
-            http = self._start_uplink(tasks)
+            background = self._start_uplink(tasks)
             interval = watchdog_interval()
             if interval is not None:
                 tasks.append(
@@ -130,8 +134,8 @@ class Daemon:
             await self._shut_down(tasks)
         finally:
             await control.close()
-            if http is not None:
-                await http.aclose()
+            if background is not None:  # closes the uplink's HTTP client on its own loop
+                await asyncio.to_thread(background.close)
             await asyncio.to_thread(self._stop_evidence, self.journal)
             await asyncio.to_thread(self.journal.close)
             await asyncio.to_thread(close_outputs, self._own_outputs)
@@ -216,7 +220,7 @@ class Daemon:
             return {"online": True, "unknown": None}.get(self.uplink.connectivity.state, False)
         return False if self.uplink_error is not None else None  # no delivery: nothing to say
 
-    def _start_uplink(self, tasks: list[asyncio.Task[None]]) -> httpx.AsyncClient | None:
+    def _start_uplink(self, tasks: list[asyncio.Task[None]]) -> BackgroundLoop | None:
         """Taps are captured whatever happens here: a bad key only stops delivery."""
         if not self.config.uplink.enabled:
             return None
@@ -234,8 +238,11 @@ class Daemon:
                 error=str(error),
             )
             return None
-        tasks.append(asyncio.create_task(self.uplink.run(), name="uplink"))
-        return http
+        background = BackgroundLoop("uplink")
+        background.start()
+        delivery = background.submit(_deliver(self.uplink, http))
+        tasks.append(asyncio.create_task(_awaited(delivery), name="uplink"))
+        return background
 
     def _on_read(self, read: BadgeRead) -> None:
         """What a reader calls, on its own thread, for every card presentation."""
@@ -407,6 +414,20 @@ class Daemon:
 
 
 QUEUE_STATES = (None, "pending", "rejected", "delivered")
+
+
+async def _deliver(uplink: Uplink, http: httpx.AsyncClient) -> None:
+    """On the uplink's own loop: deliver until cancelled, then close the HTTP client there."""
+    try:
+        await uplink.run()
+    finally:
+        await http.aclose()
+
+
+async def _awaited(future: concurrent.futures.Future[None]) -> None:
+    """A task of the daemon's loop that ends when `future` does; cancelling it cancels the
+    coroutine behind `future` on its own loop."""
+    await asyncio.wrap_future(future)
 
 
 def _queue_query(request: dict[str, Any]) -> tuple[str | None, int, bool]:

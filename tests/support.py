@@ -33,6 +33,7 @@ from gateway.models import (
     Registration,
     Worker,
 )
+from onss_sim.testing import SimulatorProcess
 
 T = TypeVar("T")
 DECLARATION = "1Y1002V9KLZ6Z"
@@ -100,6 +101,21 @@ def config_data(state: Path, **sections: dict[str, Any]) -> dict[str, Any]:
     for name, values in sections.items():
         data[name] = {**data.get(name, {}), **values}
     return data
+
+
+def uplink_section(sim: SimulatorProcess) -> dict[str, Any]:
+    """Delivery to the simulator, with short retries and timeouts."""
+    return {
+        "enabled": True,
+        "token_url": sim.token_url,
+        "base_url": sim.base_url,
+        "client_id": sim.client_id,
+        "private_key": str(sim.client_key_file),
+        "ca_file": str(sim.ca_file),
+        "backoff_initial_seconds": 0.05,
+        "backoff_max_seconds": 1.0,
+        "read_timeout_seconds": 1.0,
+    }
 
 
 def write_config(state: Path, **sections: dict[str, Any]) -> Path:
@@ -208,6 +224,14 @@ def daemon_process(state: Path, config_path: Path) -> Iterator[DaemonProcess]:
     finally:
         if daemon.process is not None and daemon.process.poll() is None:
             daemon.kill()
+
+
+def wait_until_delivered(daemon: DaemonProcess, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if daemon.request({"cmd": "status"})["status"]["journal"]["queue_depth"] == 0:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the queue did not drain in time")
 
 
 def run(coro: Any, timeout: float = 60) -> Any:

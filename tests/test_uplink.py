@@ -24,7 +24,19 @@ from gateway.models import ClockSample, Registration
 from gateway.uplink import open_uplink
 from gateway.uplink.sender import Uplink
 from onss_sim.testing import SimulatorProcess
-from tests.support import SITE, WORKER, read, registered, run
+from tests.support import (
+    SITE,
+    WORKER,
+    badges,
+    daemon_process,
+    read,
+    registered,
+    run,
+    uplink_section,
+    wait_until_delivered,
+    write_badge_file,
+    write_config,
+)
 
 
 @pytest.fixture(scope="module")
@@ -401,3 +413,33 @@ def test_tls_and_tcp_failures_are_named(simulator: SimulatorProcess, state: Path
     assert refused.connectivity.cause == "tcp"
     assert journal.stats().pending == 1
     journal.close()
+
+
+def test_the_daemon_delivers_from_a_nicer_thread_and_stops_cleanly(
+    simulator: SimulatorProcess, state: Path
+) -> None:
+    """The uplink's loop runs on a thread of its own, ten nicer than the taps' threads."""
+    workers = badges(3)
+    write_badge_file(state / "badges.csv", workers)
+    (state / "synchronized").touch()
+    config = write_config(state, uplink=uplink_section(simulator))
+    with daemon_process(state, config) as daemon:
+        for worker in workers:
+            assert daemon.tap(worker.uid)["kind"] == "registered"
+        wait_until_delivered(daemon, time.monotonic() + 30)
+        assert daemon.process is not None
+        nice_values = thread_nice_values(daemon.process.pid)
+        assert daemon.stop() == 0
+    assert nice_values[daemon.process.pid] == 0  # the main thread: the loop, the socket
+    assert sorted(set(nice_values.values())) == [0, 10]
+    assert len(simulator.registrations()) == 3
+    assert "Unclosed" not in daemon.log() and "Traceback" not in daemon.log()
+
+
+def thread_nice_values(pid: int) -> dict[int, int]:
+    """Each thread of a process and its nice value (field 19 of /proc/PID/task/TID/stat)."""
+    values = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        stat = (task / "stat").read_text()
+        values[int(task.name)] = int(stat.rsplit(")", 1)[1].split()[16])
+    return values

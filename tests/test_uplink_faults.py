@@ -15,26 +15,20 @@ from typing import Any
 
 from gateway import control
 from onss_sim.testing import SimulatorProcess
-from tests.support import Badge, DaemonProcess, badges, write_badge_file, write_config
+from tests.support import (
+    Badge,
+    DaemonProcess,
+    badges,
+    uplink_section,
+    wait_until_delivered,
+    write_badge_file,
+    write_config,
+)
 
 TAPS = 2_000
 WORKERS = 200
 KILLS = 3
 TIME_BUDGET_SECONDS = 240
-
-
-def uplink_section(sim: SimulatorProcess) -> dict[str, Any]:
-    return {
-        "enabled": True,
-        "token_url": sim.token_url,
-        "base_url": sim.base_url,
-        "client_id": sim.client_id,
-        "private_key": str(sim.client_key_file),
-        "ca_file": str(sim.ca_file),
-        "backoff_initial_seconds": 0.05,
-        "backoff_max_seconds": 1.0,
-        "read_timeout_seconds": 1.0,
-    }
 
 
 FAULTS: list[dict[str, Any]] = [
@@ -130,14 +124,6 @@ def test_every_tap_reaches_the_onss_through_faults_and_kills(state: Path, tmp_pa
     assert {row["delivery"] for row in rows} == {"delivered"}, f"seed {seed}"
     assert set(tapper.acked) <= {row["id"] for row in rows}
     check_each_once_in_order(rows, at_onss, seed)
-
-
-def wait_until_delivered(daemon: DaemonProcess, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if daemon.request({"cmd": "status"})["status"]["journal"]["queue_depth"] == 0:
-            return
-        time.sleep(0.2)
-    raise AssertionError("the queue did not drain in time")
 
 
 def key(ssin: str, direction: str, date: str) -> tuple[str, str, str]:

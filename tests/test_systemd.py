@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -59,6 +60,42 @@ def test_unit_is_hardened(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-2000:]
     assert "Overall exposure level" in result.stdout
+
+
+def test_the_unit_lets_the_uplink_lower_its_own_priority() -> None:
+    """systemd kills a service (SIGSYS) that makes a system call its filter leaves out: the
+    uplink's setpriority must be allowed once the unit's filter lines are applied in order,
+    and the rest of @resources must stay out."""
+    allowed = allowed_syscalls(UNIT.read_text())
+    assert {"setpriority", "getpriority"} <= allowed
+    assert not {"sched_setscheduler", "setrlimit", "ioprio_set"} & allowed
+    assert "read" in allowed and "reboot" not in allowed
+
+
+def allowed_syscalls(unit: str) -> set[str]:
+    """The system calls a unit's SystemCallFilter= lines allow, read as systemd does when the
+    first line is an allow list: each later line adds its calls, or removes them after ~."""
+    lines = [
+        line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("SystemCallFilter=")
+    ]
+    assert lines and not lines[0].startswith("~"), "the unit starts with an allow list"
+    allowed: set[str] = set()
+    for line in lines:
+        names = set().union(*(syscall_group(token) for token in line.lstrip("~").split()))
+        allowed = allowed - names if line.startswith("~") else allowed | names
+    return allowed
+
+
+@functools.cache
+def syscall_group(token: str) -> frozenset[str]:
+    """A system call, or a group's calls as this machine's systemd-analyze lists them."""
+    if not token.startswith("@"):
+        return frozenset({token})
+    listed = subprocess.run(
+        ["systemd-analyze", "syscall-filter", token], capture_output=True, text=True, check=True
+    ).stdout.splitlines()[1:]  # the first line names the group
+    names = [line.strip() for line in listed if line.strip() and not line.strip().startswith("#")]
+    return frozenset().union(*(syscall_group(name) for name in names))
 
 
 def test_daemon_speaks_the_notify_protocol(state: Path, tmp_path: Path) -> None:

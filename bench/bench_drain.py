@@ -3,12 +3,14 @@
 Run from the repository root: `python -m bench.bench_drain [--backlog N] [--skip-slow-link]`.
 It prints its figures and a table of targets; it is a measurement, not a test. One ONSS
 simulator process (`onss_sim.testing.SimulatorProcess`, real HTTPS) serves the parts;
-its registrations and request log are reset before each.
+its registrations and request log are reset before each. It runs `--sim-nice` (19)
+nicer: it stands in for a server elsewhere, whose CPU a real box does not share.
 
 1. Backlog: a journal on a real disk filled once with N pending registrations (distinct
    workers, synchronised clock, the simulator's declaration and employer), closed, then
    copied for each part so that every part starts from the same file.
-2. Drain: the real Uplink (`open_uplink`, as the daemon builds it) delivers the backlog,
+2. Drain: the real Uplink (`open_uplink`, as the daemon builds it, on a BackgroundLoop
+   thread ten nicer, as the daemon runs it) delivers the backlog,
    `deliver_once` called (Uplink.run's loop without its idle sleep) until every
    registration pending at the start is acknowledged, with batch_size 50 (the default)
    and 200. Baseline: batch_size 1, one request per registration, for a sample, half
@@ -20,9 +22,10 @@ its registrations and request log are reset before each.
    Daemon._pipeline does): after one unmeasured tap per worker, a share of the idle
    taps, then taps during the batch-50 drain (the uplink is opened first, as at daemon
    start), then, the uplink stopped, another share of the idle taps. That drain runs
-   `--tap-drains` (4) times on fresh copies of the backlog, so that idle and drain taps
+   `--tap-drains` (8) times on fresh copies of the backlog, so that idle and drain taps
    interleave and the p99 during drains rests on about as many taps as the idle one
-   (one 20,000 drain lasts about 100 taps). The taps' registrations queue behind the
+   (one 20,000 drain lasts about 230 taps at 50 a second). Each tap's wait for a CPU
+   comes from /proc/thread-self/schedstat. The taps' registrations queue behind the
    backlog and are delivered after the measured window. Then the
    batch-50 drain again with, instead of taps, a raw write+fsync at the same rate from a
    separate process (idle, then during the drain): what the disk alone does.
@@ -240,6 +243,7 @@ def copy_backlog(backlog: Path, target: Path) -> Path:
 class TapStream:
     latencies: list[int] = field(default_factory=list)
     appends: list[int] = field(default_factory=list)  # of which in append_registration
+    run_queue: list[int] = field(default_factory=list)  # of which runnable, waiting for a CPU
     outcomes: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -581,9 +585,11 @@ class TapSetup:
             read = tap_read(self.uids[self._next % len(self.uids)])
             self._next += 1
             journal.last_append_ns = 0
+            waited = run_queue_ns()
             sent = time.perf_counter_ns()
             outcome = pipeline.handle(read)
             stream.latencies.append(self.feedback.last_ns - sent)
+            stream.run_queue.append(run_queue_ns() - waited)
             stream.appends.append(journal.last_append_ns)
             stream.outcomes[outcome.kind.value] += 1
         stream.seconds += time.monotonic() - started
@@ -856,7 +862,23 @@ def tap_rows(idle: TapStream, during: TapStream) -> list[Row]:
             "",
             "",
         ),
+        (
+            "tap mean wait for a CPU (idle / drain)",
+            f"{mean_us(idle.run_queue):,.0f} / {mean_us(during.run_queue):,.0f} us",
+            "",
+            "",
+        ),
     ]
+
+
+def mean_us(values: Sequence[int]) -> float:
+    return sum(values) / len(values) / 1000 if values else 0.0
+
+
+def run_queue_ns() -> int:
+    """How long this thread has been runnable but waiting for a CPU (schedstat, field 2)."""
+    with open("/proc/thread-self/schedstat", "rb") as stat:
+        return int(stat.read().split()[1])
 
 
 def _append_share(stream: TapStream) -> float:
@@ -986,13 +1008,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--baseline-budget", type=float, default=60.0, help="baseline stops after (60) s"
     )
-    parser.add_argument("--tap-rate", type=float, default=20.0, help="taps per second (20)")
-    parser.add_argument("--idle-taps", type=int, default=600, help="taps with no drain (600)")
+    parser.add_argument("--tap-rate", type=float, default=50.0, help="taps per second (50)")
+    parser.add_argument("--idle-taps", type=int, default=1_800, help="taps with no drain (1,800)")
     parser.add_argument(
         "--tap-drains",
         type=int,
-        default=4,
-        help="batch-50 drains with taps, each between idle taps (4)",
+        default=8,
+        help="batch-50 drains with taps, each between idle taps (8)",
     )
     parser.add_argument("--workers", type=int, default=50, help="tapping workers, in turn (50)")
     parser.add_argument(
@@ -1007,8 +1029,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--sim-nice",
         type=int,
-        default=0,
-        help="nice increment for the simulator: it stands in for a server elsewhere (0)",
+        default=19,
+        help="nice increment for the simulator, a stand-in for a server elsewhere (19)",
     )
     add_directory_arguments(parser)
     return parser.parse_args(argv)

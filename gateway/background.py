@@ -5,8 +5,8 @@ A tap runs on its reader's thread and is mostly CPU (its SQL, its evidence hash)
 one fsync. When the uplink competes for the same cores, the scheduler hands them out
 fairly, and a tap waits behind a batch being encoded. With the uplink's thread niced, the
 kernel runs the tap first and the uplink takes what is left (docs/benchmarks.md, "Uplink
-drain, fifth run": a tap's mean run-queue wait during a drain, 0.75 ms before, 0.5 ms
-after). Threads started from the loop's thread, such as its default executor's
+drain, fifth run": a tap's mean wait for a CPU during a drain, 0.74-0.79 ms before,
+0.49-0.55 ms after). Threads started from the loop's thread, such as its default executor's
 (`asyncio.to_thread`), inherit the nice value, so the uplink's journal calls yield too.
 """
 

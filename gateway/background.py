@@ -79,8 +79,9 @@ class BackgroundLoop:
 
 
 def lower_priority(thread_id: int, increment: int) -> int:
-    """Raise a thread's nice value by `increment` (never refused: lowering one's own
-    priority needs no privilege). Returns the new value."""
+    """Raise a thread's nice value by `increment`; returns the new value. Lowering one's
+    own priority needs no privilege, but a seccomp filter may deny the system call
+    (systemd/badge-gateway.service allows it)."""
     nice = min(MAX_NICE, os.getpriority(os.PRIO_PROCESS, thread_id) + increment)
     os.setpriority(os.PRIO_PROCESS, thread_id, nice)
     return nice

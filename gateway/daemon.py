@@ -4,7 +4,7 @@ Start: open the journal (one writer), load the badge register, open the control 
 start the readers, tell systemd READY=1. A reader thread runs each tap it reads down the
 pipeline itself (see gateway.tap); the loop serves the control socket, polls the badge
 register and pings the watchdog. The uplink runs on a loop of its own, on a thread at a
-lower CPU priority (gateway.background), so that a backlog's drain never delays a tap.
+lower CPU priority (gateway.background), so that a backlog's drain yields the CPU to taps.
 Stop (SIGTERM/SIGINT): stop accepting taps, stop the readers (each finishes the tap in
 progress), wait for taps injected over the socket, close the socket and the journal.
 SIGHUP reloads the badge register.

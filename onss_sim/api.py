@@ -42,6 +42,7 @@ def register_in_bulk(sim: Simulator, request: Request) -> Reply:
 def _with_faults(sim: Simulator, request: Request, target: str, endpoint: Endpoint) -> Reply:
     with sim.lock:
         fault = sim.faults.take(target, time.monotonic())
+        generation = sim.generation
     if fault is None:
         return endpoint(sim, request)
     if fault.kind in (faults.STATUS, faults.OUTAGE):
@@ -49,6 +50,8 @@ def _with_faults(sim: Simulator, request: Request, target: str, endpoint: Endpoi
         return replace(status_problem(fault.status, detail, fault.retry_after), fault=fault.kind)
     if fault.kind == faults.LATENCY:
         time.sleep(fault.seconds)
+        if sim.generation != generation:  # reset meanwhile
+            return dropped(fault.kind)
         return replace(endpoint(sim, request), fault=fault.kind)
     if fault.kind == faults.DROP:
         return dropped(fault.kind)

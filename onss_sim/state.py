@@ -60,6 +60,7 @@ class Simulator:
         self.book = RegistrationBook()
         self.faults = FaultPlan()
         self.requests: list[dict[str, Any]] = []
+        self.generation = 0  # reset() counts up: a request held across it is dropped
 
     def log_request(
         self,
@@ -83,7 +84,10 @@ class Simulator:
         self.requests.append(entry)
 
     def reset(self) -> None:
-        """Forget registrations, the request log and faults (caller holds the lock)."""
+        """Forget registrations, the request log and faults (caller holds the lock). A
+        request still held by a latency fault is dropped when it wakes, not recorded in
+        the fresh state: it belongs to the test that injected the fault."""
+        self.generation += 1
         self.book.forget()
         self.requests.clear()
         self.faults.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import json
 import os
@@ -559,6 +560,25 @@ def test_latency_delays_a_normal_answer(client: httpx.Client, sim: SimulatorProc
     response = register(client, sim, {"items": [item()]}, token)
     assert time.monotonic() - started >= 1.0
     assert response.status_code == 200
+    assert len(sim.registrations()) == 1
+
+
+def test_a_request_held_across_a_reset_is_dropped_not_recorded(
+    client: httpx.Client, sim: SimulatorProcess
+) -> None:
+    """A reset ends a test: what an earlier test's latency fault still holds must not
+    appear in the next test's registrations."""
+    token = access_token(client, sim)
+    sim.add_faults({"kind": "latency", "seconds": 1.0})
+    held = concurrent.futures.ThreadPoolExecutor(1).submit(
+        register, client, sim, {"items": [item()]}, token
+    )
+    time.sleep(0.3)  # the request is in, and held
+    sim.reset()
+    with pytest.raises(httpx.RemoteProtocolError):
+        held.result(timeout=10)
+    assert sim.registrations() == []
+    assert register(client, sim, {"items": [item()]}, access_token(client, sim)).status_code == 200
     assert len(sim.registrations()) == 1
 
 

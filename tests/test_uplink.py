@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -437,9 +438,6 @@ def test_the_daemon_delivers_from_a_nicer_thread_and_stops_cleanly(
 
 
 def thread_nice_values(pid: int) -> dict[int, int]:
-    """Each thread of a process and its nice value (field 19 of /proc/PID/task/TID/stat)."""
-    values = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        stat = (task / "stat").read_text()
-        values[int(task.name)] = int(stat.rsplit(")", 1)[1].split()[16])
-    return values
+    """Each thread of a process and its nice value."""
+    tids = [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
+    return {tid: os.getpriority(os.PRIO_PROCESS, tid) for tid in tids}

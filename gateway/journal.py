@@ -504,11 +504,13 @@ class Journal(_Queries):
 
     def _sync_wal(self) -> None:
         """Make every commit so far durable, as synchronous=FULL would at commit, but after
-        the journal's lock is released: a tap waits for its own fsync, not the uplink's."""
+        the journal's lock is released: a tap waits for its own fsync, not the uplink's.
+        fdatasync, as SQLite's own commits: the WAL's data and size, not its times (fsync
+        would also commit the new mtime through ext4's journal, one more device flush)."""
         if self._wal_fd is None:
             self._wal_fd = os.open(self._wal_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            os.fsync(self._wal_fd)
+            os.fdatasync(self._wal_fd)
         except OSError as error:
             raise StorageError(f"cannot sync the journal's WAL: {error}") from error
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -211,3 +214,52 @@ def _eventually(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+SYNC_TRACE = """
+import os, sys
+from pathlib import Path
+from gateway.journal import Journal
+from tests.support import a_registration
+journal = Journal(Path(sys.argv[1]))
+os.write(2, b"tap\\n")
+seq = journal.append_registration(a_registration())
+os.write(2, b"mark\\n")
+journal.mark_in_flight([seq], True)
+os.write(2, b"marked\\n")
+journal.close()
+"""
+
+
+def test_a_tap_and_an_in_flight_mark_reach_the_disk_before_they_return(tmp_path: Path) -> None:
+    """The beep, and a request's sending, wait for the WAL's sync (strace shows the calls)."""
+    trace = tmp_path / "strace.txt"
+    script = [sys.executable, "-c", SYNC_TRACE, str(tmp_path / "j.db")]
+    traced = subprocess.run(
+        [
+            "strace",
+            "-f",
+            "-qq",
+            "-y",
+            "-o",
+            str(trace),
+            "-e",
+            "trace=write,fsync,fdatasync",
+            *script,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert traced.returncode == 0, traced.stderr[-2000:]
+    steps: list[str] = []
+    for line in trace.read_text().splitlines():
+        if said := re.search(r'write\(2<[^>]*>, "(tap|mark|marked)\\n"', line):
+            steps.append(said[1])
+        elif (
+            steps and steps[-1] != "sync" and re.search(r"f(data)?sync\(\d+<\S*j\.db-wal>\)", line)
+        ):
+            steps.append("sync")
+    closing = steps.index("marked") + 1  # closing the journal syncs too
+    assert steps[:closing] == ["tap", "sync", "mark", "sync", "marked"], trace.read_text()[-3000:]

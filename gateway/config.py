@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -50,6 +51,15 @@ ENV_PREFIX = "BADGE_GATEWAY_"
 ENV_NESTED_DELIMITER = "__"
 
 NonEmptyStr = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+def _absolute(path: Path) -> Path:
+    if not path.is_absolute():  # it would depend on the directory the daemon starts in
+        raise ValueError("must be an absolute path (starting with /)")
+    return path
+
+
+AbsolutePath = Annotated[Path, AfterValidator(_absolute)]
 
 
 class ConfigError(Exception):
@@ -98,7 +108,7 @@ class SiteConfig(_Section):
 
 
 class BadgesConfig(_Section):
-    file: Path
+    file: AbsolutePath
     poll_seconds: float = Field(default=2.0, gt=0)
 
 
@@ -108,19 +118,19 @@ class AttendanceConfig(_Section):
 
 
 class StorageConfig(_Section):
-    journal: Path = Path("/var/lib/badge-gateway/journal.db")
+    journal: AbsolutePath = Path("/var/lib/badge-gateway/journal.db")
     max_size_mb: int | None = Field(default=None, ge=1)
 
 
 class ControlConfig(_Section):
-    socket: Path = Path("/run/badge-gateway/control.sock")
+    socket: AbsolutePath = Path("/run/badge-gateway/control.sock")
 
 
 class ClockConfig(_Section):
     """How the box tells whether its wall clock is synchronised; no source means never."""
 
     sources: list[Literal["timesyncd", "kernel"]] = ["timesyncd", "kernel"]
-    timesyncd_flag: Path = Path("/run/systemd/timesync/synchronized")
+    timesyncd_flag: AbsolutePath = Path("/run/systemd/timesync/synchronized")
 
 
 class LoggingConfig(_Section):
@@ -211,7 +221,7 @@ class KeyboardReaderConfig(_DeviceReaderBase):
     """A USB reader that types the badge number and Enter (keyboard wedge), via evdev."""
 
     driver: Literal["keyboard"]
-    device: Path  # a stable path: /dev/input/by-id/usb-...-event-kbd
+    device: AbsolutePath  # a stable path: /dev/input/by-id/usb-...-event-kbd
     uid_format: Literal["decimal", "hex"] = "decimal"
     # The keyboard layout the reader is set to type for: only hex uids care ("azerty": A is
     # the key QWERTY calls Q; digits need no setting).
@@ -271,7 +281,7 @@ class DisplayOutputConfig(_Section):
     """A text display: a terminal (the console, a serial LCD's tty), or a file or FIFO."""
 
     output: Literal["display"]
-    device: Path = Path("/dev/tty1")
+    device: AbsolutePath = Path("/dev/tty1")
     colour: bool = True  # ANSI colours, on a terminal only
     # Cleared this long after a tap, so that the next worker does not see who came before.
     clear_after_seconds: float = Field(default=10.0, gt=0, le=3600)
@@ -305,7 +315,7 @@ class UplinkConfig(_Section):
     client_id: NonEmptyStr | None = None
     # A path, or a credential name under $CREDENTIALS_DIRECTORY (systemd LoadCredential=).
     private_key: NonEmptyStr = "onss-client-key.pem"
-    ca_file: Path | None = None  # an extra CA bundle, trusted besides the system's
+    ca_file: AbsolutePath | None = None  # an extra CA bundle, trusted besides the system's
     batch_size: int = Field(default=50, ge=1, le=200)
     connect_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     read_timeout_seconds: float = Field(default=30.0, gt=0, le=300)

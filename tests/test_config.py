@@ -257,6 +257,16 @@ BAD_INPUTS: list[tuple[str, str, str]] = [
         "storage.max_size_mb: input should be greater than or equal to 1 (got 0)",
     ),
     (
+        "relative journal path",
+        variant(append='[storage]\njournal = "state/journal.db"\n'),
+        "storage.journal: must be an absolute path (starting with /) (got 'state/journal.db')",
+    ),
+    (
+        "relative CA bundle",
+        variant(append='[uplink]\nca_file = "extra-ca.pem"\n'),
+        "uplink.ca_file: must be an absolute path (starting with /) (got 'extra-ca.pem')",
+    ),
+    (
         "unknown clock source",
         variant(append='[clock]\nsources = ["kernel", "ntp"]\n'),
         "clock.sources[1]: input should be 'timesyncd' or 'kernel' (got 'ntp')",

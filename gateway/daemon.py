@@ -205,7 +205,7 @@ class Daemon:
         if name is None:
             return None
         from gateway.credentials import CredentialError, key_path, load_signing_key
-        from gateway.evidence_export import signed
+        from gateway.signing import signed
 
         try:
             key = load_signing_key(key_path(name))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import re
+import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,11 +15,12 @@ from zoneinfo import ZoneInfo
 
 from gateway.config import ConfigError, load_config
 from gateway.evidence import Entry
-from gateway.evidence_log import Head, LogCheck, verify_journal
+from gateway.evidence_log import Head, LogCheck, summaries, verify_journal
 from gateway.journal_file import connect
 
-# gateway.credentials, gateway.evidence_export and gateway.report are imported where they
-# are used: they bring cryptography, which `badge-gateway run` must not pay for in RAM.
+# gateway.credentials, gateway.evidence_export, gateway.report and gateway.signing are
+# imported where they are used: they bring cryptography, which `badge-gateway run` must not
+# pay for in RAM.
 
 _HEAD = re.compile(r"(?P<seq>[0-9]+):(?P<hash>[0-9a-f]{64})")
 
@@ -34,7 +37,9 @@ def add_evidence_commands(commands: Any) -> None:
     )
     verify.add_argument("--export", type=Path, help="verify an export directory instead, offline")
     verify.add_argument(
-        "--public-key", help="with --export: the signing key (hex) the manifest must be signed by"
+        "--public-key",
+        help="the signing key (hex) that the export's manifest, or the journal's retention"
+        " summaries, must be signed by",
     )
     verify.set_defaults(command=evidence_verify)
 
@@ -83,10 +88,21 @@ def evidence_verify(args: argparse.Namespace) -> int:
     conn = connect(path, read_only=True)
     try:
         check = verify_journal(conn, anchor=args.head)
+        signatures = tuple(summary_signature_problems(conn, args.public_key))
     finally:
         conn.close()
+    check = replace(check, problems=check.problems + signatures)
     print(describe(path, check))
     return 0 if check.ok else 1
+
+
+def summary_signature_problems(conn: sqlite3.Connection, pinned: str | None) -> Iterator[str]:
+    """A retention summary vouches for what was pruned: a signed one must still hold, and
+    with `pinned` (hex) each must be signed by that key."""
+    from gateway.signing import signature_problems
+
+    for summary in summaries(conn):
+        yield from signature_problems(summary.details, pinned, f"retention summary #{summary.seq}")
 
 
 def describe(source: Path, check: LogCheck) -> str:

@@ -18,16 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.evidence import Entry, Kind, Pruned, canonical, pruned_by, verify_chain
 from gateway.evidence_log import entries, entry_at, last_head, summaries, verify_journal
 from gateway.journal_rows import registration_values
+from gateway.signing import signature_problems, signed
 
 ENTRIES, MANIFEST, REPORT = "entries.jsonl", "manifest.json", "report.html"
 FORMAT = "badge-gateway evidence export 1"
@@ -139,14 +135,6 @@ def _ref(entry: Entry) -> dict[str, Any]:
     return {"seq": entry.seq, "hash": entry.hash, "wall_ns": entry.wall_ns}
 
 
-def signed(document: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
-    """The document with `public_key` and an Ed25519 `signature` over the rest (canonical
-    encoding): a manifest, or a retention summary."""
-    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
-    unsigned = {**document, "public_key": public}
-    return {**unsigned, "signature": key.sign(canonical(unsigned)).hex()}
-
-
 def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as file:
@@ -177,7 +165,7 @@ def verify_export(directory: Path, *, public_key: str | None = None) -> ExportCh
         return ExportCheck((f"{directory}: not a readable export: {error}",), 0, None)
     problems = [
         *_file_hashes(manifest, entries_bytes, report_bytes),
-        *_signature(manifest, public_key),
+        *signature_problems(manifest, public_key, "the manifest"),
     ]
     chosen, parse_problems = _parse_entries(entries_bytes, manifest)
     problems += parse_problems
@@ -192,22 +180,6 @@ def _file_hashes(manifest: dict[str, Any], entries_bytes: bytes, report_bytes: b
         if hashlib.sha256(data).hexdigest() != manifest.get(key):
             problems.append(f"{name} does not match the manifest's {key}: changed since export")
     return problems
-
-
-def _signature(manifest: dict[str, Any], pinned: str | None) -> list[str]:
-    signature, key_hex = manifest.get("signature"), manifest.get("public_key")
-    if signature is None:
-        return ["the manifest is not signed, and a key was given"] if pinned else []
-    if pinned is not None and pinned.lower() != str(key_hex).lower():
-        return [f"signed by key {key_hex}, not by the expected {pinned}"]
-    unsigned = {k: v for k, v in manifest.items() if k != "signature"}
-    try:
-        Ed25519PublicKey.from_public_bytes(bytes.fromhex(str(key_hex))).verify(
-            bytes.fromhex(str(signature)), canonical(unsigned)
-        )
-    except (InvalidSignature, ValueError):
-        return ["the manifest's signature does not hold: the manifest was changed"]
-    return []
 
 
 def _parse_entries(data: bytes, manifest: dict[str, Any]) -> tuple[list[Entry], list[str]]:

@@ -72,6 +72,17 @@ def tamper(path: Path, *statements: str) -> None:
         conn.close()
 
 
+def forge(path: Path, entry: Entry, **changes: Any) -> None:
+    """Change an entry's details and recompute its own hash, as a careful forger would."""
+    forged = replace(entry, details={**entry.details, **changes})
+    details = json.dumps(forged.details, sort_keys=True, separators=(",", ":"))
+    tamper(
+        path,
+        f"UPDATE evidence SET details = '{details}', hash = '{entry_hash(forged)}'"
+        f" WHERE seq = {entry.seq}",
+    )
+
+
 def check(path: Path, anchor: Head | None = None) -> LogCheck:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
@@ -164,13 +175,7 @@ def test_tampering_names_the_entry(
 
 
 def test_an_edit_with_its_hash_recomputed_is_caught_by_the_next_link(journal_path: Path) -> None:
-    fifth = read_entries(journal_path)[4]
-    forged = replace(fifth, details={**fifth.details, "error": "EIO"})
-    details = json.dumps(forged.details, sort_keys=True, separators=(",", ":"))
-    tamper(
-        journal_path,
-        f"UPDATE evidence SET details = '{details}', hash = '{entry_hash(forged)}' WHERE seq = 5",
-    )
+    forge(journal_path, read_entries(journal_path)[4], error="EIO")
 
     broken = check(journal_path).chain.broken
 
@@ -430,7 +435,7 @@ def test_a_signed_manifest_names_its_key_and_any_change_breaks_it(
     manifest_path.write_text(json.dumps(manifest))
     bad = verify_command("--export", str(out))
     assert bad.returncode == 1
-    assert "the manifest's signature does not hold" in bad.stdout
+    assert "the manifest was changed after it was signed" in bad.stdout
 
 
 # --- retention ------------------------------------------------------------------------------
@@ -501,7 +506,7 @@ def test_a_retention_summary_is_signed_when_a_key_is_set(tmp_path: Path) -> None
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from gateway.evidence import canonical
-    from gateway.evidence_export import signed
+    from gateway.signing import signed
 
     key = Ed25519PrivateKey.generate()
     journal, _ = aged_journal(tmp_path / "journal.db")
@@ -514,6 +519,64 @@ def test_a_retention_summary_is_signed_when_a_key_is_set(tmp_path: Path) -> None
     details = dict(summary.details)
     signature = bytes.fromhex(details.pop("signature"))
     key.public_key().verify(signature, canonical(details))  # raises if it does not hold
+
+
+def signed_and_pruned(tmp_path: Path) -> tuple[Path, str, Entry]:
+    """A journal whose old registrations were pruned behind a signed summary."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from gateway.signing import signed
+
+    key_file, public = signing_key(tmp_path)
+    key = load_pem_private_key(key_file.read_bytes(), password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    journal, _ = aged_journal(tmp_path / "journal.db")
+    journal.prune(clock_at("2020-01-01T00:00").wall_ns, sign=lambda d: signed(d, key))
+    journal.close()
+    summary = read_entries(tmp_path / "journal.db")[-1]
+    assert summary.kind == Kind.RETENTION_SUMMARY.value
+    return tmp_path / "journal.db", public, summary
+
+
+def test_verify_checks_the_retention_summaries_signatures(tmp_path: Path) -> None:
+    path, public, summary = signed_and_pruned(tmp_path)
+
+    good = verify_command("--journal", str(path), "--public-key", public)
+    wrong = verify_command("--journal", str(path), "--public-key", "00" * 32)
+
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert wrong.returncode == 1
+    assert (
+        f"PROBLEM: retention summary #{summary.seq} is signed by key {public},"
+        f" not by the expected {'00' * 32}" in wrong.stdout
+    )
+
+
+def test_a_summary_forged_with_its_hash_recomputed_fails_its_signature(tmp_path: Path) -> None:
+    path, _, summary = signed_and_pruned(tmp_path)
+    forge(path, summary, pruned=1)  # hides how many went
+
+    bad = verify_command("--journal", str(path))
+
+    assert bad.returncode == 1
+    assert (
+        f"PROBLEM: retention summary #{summary.seq} was changed after it was signed" in bad.stdout
+    )
+
+
+def test_an_unsigned_summary_fails_when_a_key_is_expected(tmp_path: Path) -> None:
+    _, public = signing_key(tmp_path)
+    journal, _ = aged_journal(tmp_path / "journal.db")
+    journal.prune(clock_at("2020-01-01T00:00").wall_ns)
+    journal.close()
+
+    unpinned = verify_command("--journal", str(tmp_path / "journal.db"))
+    pinned = verify_command("--journal", str(tmp_path / "journal.db"), "--public-key", public)
+
+    assert unpinned.returncode == 0, unpinned.stdout
+    assert pinned.returncode == 1
+    assert "is not signed, and a key was given" in pinned.stdout
 
 
 def test_an_export_across_a_pruned_gap_verifies_offline(state: Path, tmp_path: Path) -> None:

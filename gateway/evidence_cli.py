@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import re
-import sqlite3
 import sys
-from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,12 +13,11 @@ from zoneinfo import ZoneInfo
 
 from gateway.config import ConfigError, load_config
 from gateway.evidence import Entry
-from gateway.evidence_log import Head, LogCheck, summaries, verify_journal
+from gateway.evidence_log import Head, LogCheck, verify_journal
 from gateway.journal_file import connect
 
-# gateway.credentials, gateway.evidence_export, gateway.report and gateway.signing are
-# imported where they are used: they bring cryptography, which `badge-gateway run` must not
-# pay for in RAM.
+# gateway.credentials, gateway.evidence_export and gateway.report are imported where they
+# are used: they bring cryptography, which `badge-gateway run` must not pay for in RAM.
 
 _HEAD = re.compile(r"(?P<seq>[0-9]+):(?P<hash>[0-9a-f]{64})")
 
@@ -87,22 +84,11 @@ def evidence_verify(args: argparse.Namespace) -> int:
         return 1
     conn = connect(path, read_only=True)
     try:
-        check = verify_journal(conn, anchor=args.head)
-        signatures = tuple(summary_signature_problems(conn, args.public_key))
+        check = verify_journal(conn, anchor=args.head, public_key=args.public_key)
     finally:
         conn.close()
-    check = replace(check, problems=check.problems + signatures)
     print(describe(path, check))
     return 0 if check.ok else 1
-
-
-def summary_signature_problems(conn: sqlite3.Connection, pinned: str | None) -> Iterator[str]:
-    """A retention summary vouches for what was pruned: a signed one must still hold, and
-    with `pinned` (hex) each must be signed by that key."""
-    from gateway.signing import signature_problems
-
-    for summary in summaries(conn):
-        yield from signature_problems(summary.details, pinned, f"retention summary #{summary.seq}")
 
 
 def describe(source: Path, check: LogCheck) -> str:

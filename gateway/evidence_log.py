@@ -251,18 +251,32 @@ class LogCheck:
         return self.chain.ok and not self.problems
 
 
-def verify_journal(conn: sqlite3.Connection, *, anchor: Head | None = None) -> LogCheck:
+def verify_journal(
+    conn: sqlite3.Connection, *, anchor: Head | None = None, public_key: str | None = None
+) -> LogCheck:
     """The whole log: every hash and link (a registration row edited or deleted breaks its
     entry, which is that row); then whether the head the box last noted (liveness) and an
-    anchor kept elsewhere are still there (a truncated or rewritten log)."""
-    chain = verify_chain(entries(conn), pruned=pruned_by(summaries(conn)))
-    return LogCheck(chain, tuple(_heads_against(conn, chain, anchor)))
+    anchor kept elsewhere are still there (a truncated or rewritten log), and whether each
+    retention summary's signature holds (with `public_key`, hex: each signed by that key)."""
+    pruning = summaries(conn)
+    chain = verify_chain(entries(conn), pruned=pruned_by(pruning))
+    problems = [*_heads_against(conn, chain, anchor), *_signatures(pruning, public_key)]
+    return LogCheck(chain, tuple(problems))
 
 
 def summaries(conn: sqlite3.Connection) -> list[Entry]:
     """The retention summaries (few: one per pruning run)."""
     sql = f"SELECT {_COLUMNS} FROM evidence WHERE kind = ? ORDER BY seq"  # noqa: S608
     return [_entry_from_row(row) for row in conn.execute(sql, (Kind.RETENTION_SUMMARY.value,))]
+
+
+def _signatures(pruning: list[Entry], pinned: str | None) -> Iterator[str]:
+    if not pruning:
+        return
+    from gateway.signing import signature_problems  # cryptography: not in the daemon's RAM
+
+    for summary in pruning:
+        yield from signature_problems(summary.details, pinned, f"retention summary #{summary.seq}")
 
 
 def _heads_against(

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from gateway import control
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.evidence_cli import add_evidence_commands
+from gateway.journal_cli import add_journal_commands
 from gateway.reader_tools import add_reader_commands
 from gateway.status import QUEUE_MAX, delivery_json
 
@@ -99,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_reader_commands(commands)
     add_evidence_commands(commands)
+    add_journal_commands(commands)
 
     demo = commands.add_parser("demo", help="run a self-contained demonstration")
     demo.set_defaults(command=_demo)

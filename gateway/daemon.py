@@ -39,7 +39,12 @@ from gateway.feedback import Feedback, TapOutcome
 from gateway.identifiers import InvalidIdentifier, normalise_uid
 from gateway.identity import CP1252_NOTE, BadgeFileError, BadgeRegisterWatcher
 from gateway.journal import Journal
-from gateway.journal_file import JournalLockedError, JournalVersionError, StorageError
+from gateway.journal_file import (
+    JournalLockedError,
+    JournalMigrationError,
+    JournalVersionError,
+    StorageError,
+)
 from gateway.outputs import build_outputs, close_outputs
 from gateway.readers import build_readers
 from gateway.sdnotify import notify, watchdog_interval
@@ -461,6 +466,7 @@ def run_daemon(config: GatewayConfig) -> int:
     except (
         BadgeFileError,
         JournalLockedError,
+        JournalMigrationError,
         JournalVersionError,
         AlreadyRunningError,
         OSError,

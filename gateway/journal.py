@@ -239,8 +239,16 @@ class Journal(_Queries):
         self._queue_lock = threading.Lock()
         create_private_file(path)
         self._lock_fd = lock_exclusively(path.with_name(path.name + ".lock"))
-        self._conn = self._open()
-        migrate(self._conn)
+        try:  # a journal this release cannot use (newer, failed migration): let go of it
+            self._conn = self._open()
+            try:
+                migrate(self._conn)
+            except BaseException:
+                self._conn.close()
+                raise
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
         self._pending_from = super()._oldest_pending_seq()
         self._evidence = EvidenceWriter(self._conn)
         self._storage_outage: dict[str, Any] | None = None

@@ -8,6 +8,7 @@ lock file makes sure one process writes, ever.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -137,6 +138,10 @@ class JournalVersionError(Exception):
     """The journal was written by a newer release than this one."""
 
 
+class JournalMigrationError(sqlite3.DatabaseError):
+    """A schema migration failed; all of them were rolled back (the journal is unchanged)."""
+
+
 class JournalLockedError(Exception):
     """Another process holds the journal: there is one writer, ever."""
 
@@ -177,24 +182,47 @@ def lock_exclusively(lock_path: Path) -> int:
 
 
 def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema to the latest version; returns the version found before."""
-    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    """Bring the schema to the latest version; returns the version found before.
+
+    Every pending migration runs in ONE transaction (SQLite's DDL is transactional, and so
+    is `user_version`): a failure rolls them all back and leaves the journal as it was, at
+    its old version, for the old release to keep using. An up-to-date journal is only read.
+    """
+    found = _user_version(conn)
+    _refuse_newer(found)
+    if found == len(MIGRATIONS):
+        return found
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = _user_version(conn)  # under the write lock now
+        _refuse_newer(found)
+        for version in range(found + 1, len(MIGRATIONS) + 1):
+            try:
+                for statement in statements(MIGRATIONS[version - 1]):
+                    conn.execute(statement)
+            except sqlite3.Error as error:
+                raise JournalMigrationError(
+                    f"journal schema migration {version} (of {found} -> {len(MIGRATIONS)})"
+                    f" failed: {error}; rolled back, the journal is unchanged at version {found}"
+                ) from error
+        conn.execute(f"PRAGMA user_version={len(MIGRATIONS)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return found
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _refuse_newer(found: int) -> None:
     if found > len(MIGRATIONS):
         raise JournalVersionError(
             f"journal schema version {found} is newer than this release knows"
             f" ({len(MIGRATIONS)}); upgrade badge-gateway"
         )
-    for version in range(found + 1, len(MIGRATIONS) + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in statements(MIGRATIONS[version - 1]):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={version}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    return found
 
 
 def statements(script: str) -> Iterator[str]:
@@ -206,3 +234,65 @@ def statements(script: str) -> Iterator[str]:
             if statement.strip(" \n;"):
                 yield statement
             statement = ""
+
+
+def migrate_file(path: Path) -> int:
+    """`badge-gateway journal migrate`: bring the journal at `path` to the latest schema,
+    taking the writer's lock (so never under a running daemon); a missing journal is
+    created. Returns the version found (0: new). Raises JournalMigrationError, with the
+    journal unchanged, when a migration fails."""
+    create_private_file(path)
+    lock_fd = lock_exclusively(path.with_name(path.name + ".lock"))
+    try:
+        conn = connect(path, read_only=False)
+        try:
+            return migrate(conn)
+        finally:
+            conn.close()
+    finally:
+        os.close(lock_fd)
+
+
+def backup(source: Path, destination: Path) -> int:
+    """A consistent copy of the journal through SQLite's backup API: what was committed,
+    the WAL's frames included, even under a running daemon. The copy is one self-contained
+    file (rollback-journal mode, no -wal beside it), checked with `integrity_check`, 0600,
+    fsync'd, and appears whole under its name or not at all; an existing file is never
+    overwritten. Returns the copy's schema version."""
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no journal here")
+    temporary = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    os.close(fd)
+    try:
+        src = connect(source, read_only=True)
+        try:
+            copy = sqlite3.connect(temporary, isolation_level=None)
+            try:
+                src.backup(copy)
+                copy.execute("PRAGMA journal_mode=DELETE")
+                check = copy.execute("PRAGMA integrity_check").fetchone()[0]
+                if check != "ok":
+                    raise sqlite3.DatabaseError(
+                        f"{source}: the copy fails integrity_check: {check}"
+                    )
+                version = _user_version(copy)
+            finally:
+                copy.close()
+        finally:
+            src.close()
+        _fsync(temporary)
+        os.link(temporary, destination)  # never over an existing file
+        _fsync(destination.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+    return version
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

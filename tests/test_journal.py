@@ -20,6 +20,7 @@ from gateway.journal_file import (
     MIGRATIONS,
     PAGE_SIZE,
     JournalLockedError,
+    JournalMigrationError,
     JournalVersionError,
     StorageError,
     connect,
@@ -98,6 +99,29 @@ def _journal_at_version(path: Path, version: int) -> sqlite3.Connection:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version={number}")
     return conn
+
+
+def test_a_failed_migration_rolls_every_migration_back(tmp_path: Path) -> None:
+    """All pending migrations are one transaction: migration 5 failing also undoes 4, and the
+    file is byte for byte what the old release left, still at its old version."""
+    path = tmp_path / "j.db"
+    conn = _journal_at_version(path, 3)
+    conn.execute(INSERT_REGISTRATION, (*registration_row(a_registration()), None, None, None))
+    conn.execute("CREATE TABLE acknowledgements (conflict INTEGER)")  # migration 5 makes it
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(JournalMigrationError, match=r"migration 5 \(of 3 -> 5\).*unchanged"):
+        Journal(path)
+    assert path.read_bytes() == before
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == 3
+        tables = {row[0] for row in check.execute("SELECT name FROM sqlite_master")}
+        assert "in_flight" not in tables  # migration 4 was rolled back with 5
+        check.execute("DROP TABLE acknowledgements")
+    journal = Journal(path)  # the cause removed, every migration applies
+    assert journal._conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert journal.stats().registrations == 1
+    journal.close()
 
 
 def test_registration_round_trips_and_is_queued(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from drivers.base import BadgeRead, Reader
 from gateway import __version__, logs, status
 from gateway.attendance import AttendanceRules, Site
 from gateway.background import BackgroundLoop
-from gateway.clock import Clock, boottime_ns
+from gateway.clock import Clock, boot_id, boottime_ns
 from gateway.config import GatewayConfig
 from gateway.control import AlreadyRunningError, ControlError, ControlServer, EncodedReply
 from gateway.evidence import Kind
@@ -89,6 +89,8 @@ class Daemon:
         self._stopping.set()
 
     async def run(self) -> None:
+        boot_id()  # essential evidence: without it stop here, before opening anything (an
+        # OSError, BootIdError, logged by run_daemon as one line saying why)
         loop = asyncio.get_running_loop()
         self.badges = BadgeRegisterWatcher(self.config.badges.file)
         self._report_register()
@@ -197,6 +199,7 @@ class Daemon:
             self.clock.sample,
             heartbeat_seconds=self.config.evidence.heartbeat_seconds,
             clock_source="+".join(self.config.clock.sources),
+            unreadable_sources=self.clock.unreadable,
             retention=Retention(
                 self.config.evidence.retention_days,
                 self.config.storage.max_size_mb,

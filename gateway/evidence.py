@@ -27,6 +27,7 @@ class Kind(enum.StrEnum):
     CLOCK_SYNCED = "clock-synced"
     CLOCK_LOST = "clock-lost"
     CLOCK_JUMPED = "clock-jumped"
+    CLOCK_SOURCE_UNREADABLE = "clock-source-unreadable"
     READER_CONNECTED = "reader-connected"
     READER_FAILED = "reader-failed"
     UPLINK_OFFLINE = "uplink-offline"

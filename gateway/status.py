@@ -113,7 +113,15 @@ def collect(daemon: Daemon) -> dict[str, Any]:
         "pid": os.getpid(),
         "uptime_seconds": round(time.time() - daemon.started_at, 1),
         "site": {"name": daemon.config.site.name, "declaration": daemon.config.site.declaration},
-        "clock": {"synced": clock.synced, "boot_id": clock.boot_id, "now": _iso(clock.wall_ns)},
+        "clock": {
+            "synced": clock.synced,
+            "boot_id": clock.boot_id,
+            "now": _iso(clock.wall_ns),
+            "sources": [  # synced, not synced, or unreadable (counted as not synced): why
+                {"name": name, **reading.as_json()}
+                for name, reading in pipeline.clock.readings(clock.monotonic_ns).items()
+            ],
+        },
         "readers": [
             {"name": reader.name, **_health(reader.health(), clock)} for reader in daemon.readers
         ],

@@ -1,21 +1,22 @@
 """What the evidence log must record that no tap or request reports: readers going down and
-coming back, the clock losing or regaining synchronisation or jumping, and the heartbeat
-that bounds a power cut. One asyncio task polls them about once a second; each change is
-one entry (docs/evidence.md), written on a worker thread. The same task applies the
-retention once a day.
+coming back, the clock losing or regaining synchronisation or jumping, a clock source that
+cannot be read (once per run), and the heartbeat that bounds a power cut. One asyncio task
+polls them about once a second; each change is one entry (docs/evidence.md), written on a
+worker thread. The same task applies the retention once a day.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from drivers.base import Reader, ReaderState
+from gateway.clock import SourceReading
 from gateway.evidence import Kind
 from gateway.journal import Journal
 from gateway.journal_file import StorageError
@@ -42,6 +43,7 @@ class WatchState:
     down_since: dict[str, int] = field(default_factory=dict)  # CLOCK_BOOTTIME, per reader
     synced: bool | None = None
     offset_ns: int | None = None  # wall minus monotonic, for jumps
+    unreadable_recorded: set[str] = field(default_factory=set)  # clock sources, this run
 
 
 def reader_changes(readers: Sequence[Reader], state: WatchState, now: ClockSample) -> list[Change]:
@@ -79,6 +81,16 @@ def clock_changes(state: WatchState, now: ClockSample, source: str) -> list[Chan
     return changes
 
 
+def source_changes(state: WatchState, unreadable: Mapping[str, SourceReading]) -> dict[str, Change]:
+    """One entry per clock source the first time it is found unreadable in this run (the
+    caller notes it recorded once written: a failed write is tried again)."""
+    return {
+        name: (Kind.CLOCK_SOURCE_UNREADABLE, {"source": name, "reason": reading.reason})
+        for name, reading in unreadable.items()
+        if name not in state.unreadable_recorded
+    }
+
+
 class EvidenceWatch:
     def __init__(
         self,
@@ -89,6 +101,7 @@ class EvidenceWatch:
         heartbeat_seconds: float,
         clock_source: str,
         retention: Retention,
+        unreadable_sources: Callable[[], Mapping[str, SourceReading]] = dict,
     ) -> None:
         self._journal = journal
         self._readers = readers
@@ -96,6 +109,7 @@ class EvidenceWatch:
         self._heartbeat_s = heartbeat_seconds
         self._clock_source = clock_source
         self._retention = retention
+        self._unreadable_sources = unreadable_sources
         self.state = WatchState()
 
     async def run(self) -> None:
@@ -125,6 +139,9 @@ class EvidenceWatch:
             self._journal.record(kind, details, now)
             level = log.info if kind in (Kind.READER_CONNECTED, Kind.CLOCK_SYNCED) else log.warning
             level("evidence: " + kind.value, **details)
+        for name, (kind, details) in source_changes(self.state, self._unreadable_sources()).items():
+            self._journal.record(kind, details, now)  # the clock logged it when it found it
+            self.state.unreadable_recorded.add(name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,9 +116,9 @@ def test_a_call_outside_the_units_filter_fails_with_eperm_instead_of_killing() -
 
 
 def test_the_unit_lets_the_uplink_lower_its_own_priority() -> None:
-    """systemd kills a service (SIGSYS) that makes a system call its filter leaves out: the
-    uplink's setpriority must be allowed once the unit's filter lines are applied in order,
-    and the rest of @resources must stay out."""
+    """A system call the unit's filter leaves out is refused (EPERM): the uplink's
+    setpriority must be allowed once the unit's filter lines are applied in order, and the
+    rest of @resources must stay out."""
     allowed = allowed_syscalls(UNIT.read_text())
     assert {"setpriority", "getpriority"} <= allowed
     assert not {"sched_setscheduler", "setrlimit", "ioprio_set"} & allowed

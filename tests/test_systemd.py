@@ -20,7 +20,15 @@ from pathlib import Path
 import nfc.clf.device
 
 from gateway.evidence_log import entries
-from tests.support import DaemonProcess, badges, write_badge_file, write_config
+from onss_sim.testing import SimulatorProcess
+from tests.support import (
+    DaemonProcess,
+    badges,
+    uplink_section,
+    wait_until_delivered,
+    write_badge_file,
+    write_config,
+)
 
 UNIT = Path(__file__).parent.parent / "systemd" / "badge-gateway.service"
 NFC_RULES = UNIT.with_name("60-badge-gateway-nfc.rules")
@@ -163,26 +171,33 @@ def test_every_system_call_the_daemon_makes_is_one_the_unit_allows(
 ) -> None:
     """strace follows the daemon (and its threads) through a start with the default clock
     sources and no timesyncd flag (a boot without network: the kernel source is read),
-    taps, `status` and a clean stop; each call it made must pass the unit's filter. Under
-    the unit a call outside it fails with EPERM; an unforeseen one is a bug to fix here."""
+    taps, `status`, then the flag and delivery to the ONSS simulator, and a clean stop; each
+    call it made must pass the unit's filter. Under the unit a call outside it fails with
+    EPERM; an unforeseen one is a bug to fix here or in the unit."""
     assert shutil.which("strace"), "strace is installed by ./dev test"
     workers = badges(2)
     write_badge_file(state / "badges.csv", workers)
-    config = write_config(state, clock={"sources": ["timesyncd", "kernel"]})
     trace = tmp_path / "strace.txt"
-    daemon = DaemonProcess(config, state / "control.sock", state / "daemon.log")
-    daemon.wrapper = ["strace", "-f", "-qq", "-o", str(trace)]
-    daemon.start(timeout=90)
-    try:
-        assert [daemon.tap(worker.uid)["kind"] for worker in workers] == ["registered"] * 2
-        status = daemon.request({"cmd": "status"})["status"]
-        os.kill(status["pid"], signal.SIGTERM)  # the daemon itself, not strace
-        assert daemon.stop(timeout=60) == 0, daemon.log()[-2000:]
-    finally:
-        if daemon.process is not None and daemon.process.poll() is None:
-            daemon.kill()
+    with SimulatorProcess(tmp_path / "onss") as sim:
+        config = write_config(
+            state, clock={"sources": ["timesyncd", "kernel"]}, uplink=uplink_section(sim)
+        )
+        daemon = DaemonProcess(config, state / "control.sock", state / "daemon.log")
+        daemon.wrapper = ["strace", "-f", "-qq", "-o", str(trace)]
+        daemon.start(timeout=90)
+        try:
+            assert [daemon.tap(worker.uid)["kind"] for worker in workers] == ["registered"] * 2
+            status = daemon.request({"cmd": "status"})["status"]
+            (state / "synchronized").touch()  # registrations wait for a synchronised clock
+            wait_until_delivered(daemon, time.monotonic() + 90)
+            os.kill(status["pid"], signal.SIGTERM)  # the daemon itself, not strace
+            assert daemon.stop(timeout=60) == 0, daemon.log()[-2000:]
+        finally:
+            if daemon.process is not None and daemon.process.poll() is None:
+                daemon.kill()
     made = set(re.findall(r"^\d+\s+(\w+)\(", trace.read_text(), flags=re.MULTILINE))
     assert made & {"clock_adjtime", "clock_adjtime64"}, "the kernel source was read"
+    assert {"connect", "setpriority"} <= made, "the uplink ran"
     outside = made - allowed_syscalls(UNIT.read_text())
     if os.geteuid() == 0:  # SQLite gives root's new -wal/-shm files the database's owner
         outside.discard("fchown")  # with fchown; as User=badge-gateway it never calls it

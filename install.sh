@@ -91,6 +91,7 @@ EOF
 MODE=install
 UPGRADE=0
 WHEELS=
+OWN_WHEEL=
 ONSS_KEY_FROM=
 while [ $# -gt 0 ]; do
     case $1 in
@@ -260,21 +261,38 @@ check_wheels() {
         problem "--wheels $WHEELS: no such directory (build one with ./dev wheels DIR)"
         return
     fi
-    local wheel name arch pytag count=0 has_setuptools=0 misfits=()
+    local wheel name arch pytag count=0 misfits=()
     arch=$(architecture)
     pytag=$(python_tag 2>/dev/null || echo cp311)
     for wheel in "$WHEELS"/*.whl; do
         [ -f "$wheel" ] || continue
         count=$((count + 1))
         name=${wheel##*/}
-        case $name in setuptools-*) has_setuptools=1 ;; esac
         wheel_fits "$name" "$arch" "$pytag" || misfits+=("$name")
     done
     if [ "$count" -eq 0 ]; then
         problem "--wheels $WHEELS: no wheel (*.whl) in it (build it with ./dev wheels DIR)"
         return
     fi
-    [ "$has_setuptools" = 1 ] || problem "--wheels $WHEELS: no setuptools wheel (the build backend); rebuild it with ./dev wheels DIR"
+    # The project itself: its own wheel when it was built from exactly this tree, else
+    # built here from the tree by the wheelhouse's setuptools.
+    local own verdict=
+    for own in "$WHEELS"/badge_gateway-*.whl; do
+        [ -f "$own" ] || continue
+        if [ ! -x "$SYSTEM_PYTHON" ]; then
+            verdict="cannot be compared with this tree without $SYSTEM_PYTHON"
+        elif verdict=$(wheel_differs "$own"); then
+            OWN_WHEEL=$own
+            break
+        fi
+    done
+    if [ -z "$OWN_WHEEL" ] && ! compgen -G "$WHEELS/setuptools-*.whl" >/dev/null; then
+        if [ -n "$verdict" ]; then
+            problem "--wheels $WHEELS: ${own##*/} was not built from this tree ($verdict), and there is no setuptools wheel to build it here; rebuild it with ./dev wheels DIR"
+        else
+            problem "--wheels $WHEELS: neither a badge_gateway wheel nor setuptools (to build it); rebuild it with ./dev wheels DIR"
+        fi
+    fi
     # A wheelhouse may serve several architectures: a compiled package must have one wheel
     # for this box, whatever else is there.
     local misfit package
@@ -290,6 +308,45 @@ check_wheels() {
 }
 
 free_kb() { df -Pk "$1" | awk 'NR == 2 { print $4 }'; }
+
+# wheel_differs WHEEL: succeed (silently) when WHEEL holds exactly this tree's package files
+# and dependencies; otherwise print the first difference and fail.
+wheel_differs() {
+    "$SYSTEM_PYTHON" -I - "$1" <<'EOF'
+import re, sys, tomllib, zipfile
+from pathlib import Path
+
+def differ(reason):
+    print(reason)
+    sys.exit(1)
+
+try:
+    wheel = zipfile.ZipFile(sys.argv[1])
+except (OSError, zipfile.BadZipFile) as error:
+    differ(f"cannot read it: {error}")
+project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
+names = [n for n in wheel.namelist() if not n.endswith("/")]
+packaged = {n for n in names if ".dist-info/" not in n}
+tree = {
+    str(p) for top in ("gateway", "drivers", "onss_sim") for p in Path(top).rglob("*")
+    if p.is_file() and (p.suffix == ".py" or str(p) in packaged) and "__pycache__" not in p.parts
+}
+for name in sorted(packaged | tree):
+    if name not in packaged or name not in tree:
+        differ(f"{name} is only in {'the wheel' if name in packaged else 'the tree'}")
+    if wheel.read(name) != Path(name).read_bytes():
+        differ(f"{name} differs")
+metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+text = wheel.read(metadata).decode()
+version = re.search(r"^Version: (.*)$", text, re.M)
+if version is None or version.group(1).strip() != project["version"]:
+    differ(f"version {version and version.group(1)}, the tree's {project['version']}")
+flat = lambda items: sorted(re.sub(r"\s", "", i).lower() for i in items)
+required = [m for m in re.findall(r"^Requires-Dist: (.*)$", text, re.M) if "extra ==" not in m]
+if flat(required) != flat(project.get("dependencies", [])):
+    differ("its dependencies differ from pyproject.toml's")
+EOF
+}
 
 check_space() {
     local where=/ need_kb=250000 avail journal_kb
@@ -416,8 +473,12 @@ build_release() {
     "$SYSTEM_PYTHON" -m venv "$dir"
     local pip=("$dir/bin/python" -m pip install --no-cache-dir --disable-pip-version-check
         --no-warn-script-location --root-user-action=ignore --no-input)
+    local project=$WORK/src
     if [ -n "$WHEELS" ]; then
         pip+=(--isolated --no-index --find-links "$WHEELS")
+        # The project's own wheel only when it holds this tree (checked before), else the
+        # tree itself, built by the wheelhouse's setuptools: what was hashed is what runs.
+        [ -z "$OWN_WHEEL" ] || project=$OWN_WHEEL
     fi
     local passed=() name
     if [ -z "$WHEELS" ]; then
@@ -427,7 +488,7 @@ build_release() {
             [ -z "${!name:-}" ] || passed+=("$name=${!name}")
         done
     fi
-    if ! "${CLEAN_ENV[@]}" HOME=/root "${passed[@]}" "${pip[@]}" "$WORK/src" >"$WORK/pip.log" 2>&1; then
+    if ! "${CLEAN_ENV[@]}" HOME=/root "${passed[@]}" "${pip[@]}" "$project" >"$WORK/pip.log" 2>&1; then
         tail -n 20 "$WORK/pip.log" >&2
         local wanted
         wanted=$(sed -n 's/.*Could not find a version that satisfies the requirement \([^ ]*\).*/\1/p' "$WORK/pip.log" | head -n 1)

@@ -47,7 +47,7 @@ from gateway.journal_file import (
 )
 from gateway.outputs import build_outputs, close_outputs
 from gateway.readers import build_readers
-from gateway.sdnotify import notify, watchdog_interval
+from gateway.sdnotify import notify, systemd_notifies, watchdog_interval
 from gateway.tap import TapPipeline
 from gateway.watch import EvidenceWatch, Retention, log_head
 
@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("daemon")
 
 DRAIN_TIMEOUT = 30.0
+STATUS_EVERY = 10.0  # seconds between two looks for systemd's STATUS= line
 
 
 class Daemon:
@@ -123,6 +124,8 @@ class Daemon:
                 tasks.append(
                     asyncio.create_task(self._watchdog(interval, tasks[:]), name="watchdog")
                 )
+            if systemd_notifies():
+                tasks.append(asyncio.create_task(self._report_status(), name="status"))
             self._install_signals(loop)
             self.accepting = True
             for reader in self.readers:
@@ -293,6 +296,21 @@ class Daemon:
                 notify("WATCHDOG=1")
             await asyncio.sleep(interval)
         log.error("a vital task ended: no more watchdog pings", tasks=[t.get_name() for t in vital])
+
+    async def _report_status(self) -> None:
+        """systemd's STATUS= line, refreshed while it changes; a failed snapshot is logged
+        and tried again, never the end of the daemon."""
+        last = ""
+        while True:
+            try:
+                line = status.summary(await asyncio.to_thread(status.collect, self))
+            except Exception:
+                log.exception("status line for systemd")
+            else:
+                if line != last:
+                    notify(f"STATUS={line}")
+                    last = line
+            await asyncio.sleep(STATUS_EVERY)
 
     async def _poll_badges(self) -> None:
         while True:

@@ -18,6 +18,11 @@ def notify(state: str) -> bool:
     return True
 
 
+def systemd_notifies() -> bool:
+    """True when a service manager listens (Type=notify): STATUS= lines are worth making."""
+    return bool(os.environ.get("NOTIFY_SOCKET"))
+
+
 def watchdog_interval() -> float | None:
     """Seconds between WATCHDOG=1 pings (half of WatchdogSec=), or None without a watchdog."""
     usec = os.environ.get("WATCHDOG_USEC")

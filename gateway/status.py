@@ -149,6 +149,28 @@ def collect(daemon: Daemon) -> dict[str, Any]:
     }
 
 
+def summary(snapshot: dict[str, Any]) -> str:
+    """One line for systemd's STATUS= (`systemctl status`): what a technician checks first."""
+    journal, uplink = snapshot["journal"], snapshot["uplink"]
+    readers = snapshot["readers"]
+    up = sum(reader["state"] == "connected" for reader in readers)
+    parts = [f"{journal['registrations']} registered", f"{journal['queue_depth']} waiting"]
+    if journal["oldest_pending"]:
+        parts[-1] += f" (oldest {journal['oldest_pending']})"
+    if uplink["enabled"]:
+        cause = f" ({uplink['cause']})" if uplink.get("cause") else ""
+        parts.append(f"ONSS {uplink['state']}{cause}")
+        if uplink.get("held_until_clock_synchronised"):
+            parts.append("held until the clock is synchronised")
+    else:
+        parts.append("uplink off")
+    parts.append(f"readers {up}/{len(readers)} up")
+    parts.append("clock synced" if snapshot["clock"]["synced"] else "clock NOT synced")
+    if journal["storage_error"]:
+        parts.append(f"CANNOT STORE: {journal['storage_error']}")
+    return ", ".join(parts)
+
+
 def _health(health: ReaderHealth, now: ClockSample) -> dict[str, Any]:
     down_since = health.down_since_ns
     return {

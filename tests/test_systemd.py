@@ -298,6 +298,10 @@ def test_daemon_speaks_the_notify_protocol(state: Path, tmp_path: Path) -> None:
                 messages.append(notify.recv(4096))
             assert b"READY=1" in messages
             assert messages.count(b"WATCHDOG=1") >= 3
+            # `systemctl status` shows what a technician checks first
+            (line,) = [m for m in messages if m.startswith(b"STATUS=")][:1]
+            assert line.startswith(b"STATUS=0 registered, 0 waiting, uplink off"), line
+            assert b"readers 0/0 up, clock NOT synced" in line, line
             daemon.signal(signal.SIGTERM)
             while b"STOPPING=1" not in messages and time.monotonic() < deadline:
                 messages.append(notify.recv(4096))

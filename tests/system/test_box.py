@@ -1,0 +1,148 @@
+"""The box as installed, one machine through its life: first boot without time
+synchronisation, synchronisation arriving, a hung daemon, a full disk, a clean reboot.
+
+The scenarios run in this order on one VM (a boot costs 20-40 s under emulation); each
+leaves the box as a technician would find it, and each asserts its own behaviour.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.system import box as guest
+from tests.system.conftest import record
+from tests.system.image import WORKERS, Image
+from tests.system.machine import Machine
+
+FILL = "/var/lib/filler"
+
+
+@pytest.fixture(scope="module")
+def box(image: Image, vm_workdir: Path) -> Iterator[Machine]:
+    machine = Machine(image, vm_workdir, name="box")
+    machine.boot()
+    try:
+        yield machine
+    finally:
+        if machine.running:
+            machine.power_cut()
+
+
+def test_first_boot_is_ready_and_taps_are_registered_but_held_until_the_clock_is_synced(
+    box: Machine,
+) -> None:
+    ready = guest.wait_ready(box)
+    record(
+        f"first boot to READY: {ready.guest_uptime_s:.1f} s of guest uptime,"
+        f" {ready.host_s:.1f} s from power on (TCG)"
+    )
+    status = box.sh("systemctl", "status", guest.UNIT, "--no-pager", check=False)
+    assert re.search(r'Status: ".+"', status), status
+    exposure = box.sh("systemd-analyze", "security", guest.UNIT, "--no-pager", check=False)
+    score = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", exposure)
+    assert score, exposure
+    record(f"systemd-analyze security as installed, in the VM: {score.group(1)}")
+    assert float(score.group(1)) < 3.0
+
+    at_reader = [guest.tap_at_reader(box, worker.uid) for worker in WORKERS[:3]]
+    assert [fields["outcome"] for fields in at_reader] == ["registered"] * 3
+    over_socket = guest.tap_over_socket(box, [worker.uid for worker in WORKERS[3:6]])
+    assert [outcome["kind"] for outcome in over_socket] == ["registered"] * 3
+
+    rows = guest.registrations(box)
+    assert [row["badge_uid"] for row in rows] == [worker.uid for worker in WORKERS[:6]]
+    assert {row["reader"] for row in rows[:3]} == {"door-uart"}
+    assert not any(row["clock_synced"] for row in rows)
+    # Held, not lost: the uplink waits for the clock before it sends a time to the ONSS.
+    time.sleep(10)
+    assert {row["delivery"] for row in guest.registrations(box)} == {"pending"}
+    assert guest.sim_registrations(box) == []
+
+
+def test_synchronisation_arrives_and_held_registrations_go_with_their_tap_times(
+    box: Machine,
+) -> None:
+    before = guest.registrations(box)
+    box.call("ntp")
+    box.sh("systemctl", "restart", "systemd-timesyncd")
+    box.wait_for(
+        "timesyncd synchronised",
+        lambda: (
+            box.call("run", argv=["test", "-e", "/run/systemd/timesync/synchronized"])["rc"] == 0
+        ),
+        timeout=90,
+    )
+    rows = box.wait_for(
+        "every registration delivered",
+        lambda: (
+            (rows := guest.registrations(box))
+            and all(row["delivery"] == "delivered" for row in rows)
+            and rows
+        ),
+        timeout=120,
+        every=2,
+    )
+    assert len(rows) == len(before)
+    sent = {item["id"]: item for item in guest.sim_registrations(box)}
+    assert len(sent) == len(rows)
+    for row in rows:
+        assert row["onss_id"] in sent
+        assert not row["time_uncertain"]
+        # The time sent is the tap's own, re-derived from CLOCK_BOOTTIME (same boot).
+        assert row["sent_registration_date"], row
+    # a tap now is registered as synchronised
+    (outcome,) = guest.tap_over_socket(box, [WORKERS[6].uid])
+    assert outcome["kind"] == "registered"
+    assert guest.registrations(box)[-1]["clock_synced"] == 1
+
+
+def test_a_hung_daemon_is_restarted_by_the_watchdog(box: Machine) -> None:
+    state = box.show(guest.UNIT, "MainPID", "NRestarts", "WatchdogUSec")
+    watchdog_s = int(state["WatchdogUSec"]) / 1e6 if state["WatchdogUSec"].isdigit() else 30.0
+    box.sh("kill", "-STOP", state["MainPID"])
+    stopped = time.monotonic()
+    guest.wait_ready(box, timeout=watchdog_s + 90, after_restarts=int(state["NRestarts"]) + 1)
+    restarted_after = time.monotonic() - stopped
+    record(f"watchdog: a SIGSTOPped daemon active again after {restarted_after:.0f} s")
+    assert box.show(guest.UNIT, "MainPID")["MainPID"] != state["MainPID"]
+    log = box.sh("journalctl", "-u", guest.UNIT, "--no-pager", "-o", "cat")
+    assert "Watchdog timeout" in log
+    (outcome,) = guest.tap_over_socket(box, [WORKERS[7].uid])
+    assert outcome["kind"] == "registered"
+
+
+def test_a_full_disk_refuses_taps_with_the_distinct_message_and_recovers(box: Machine) -> None:
+    box.call("fill_disk", dir="/var/lib/badge-gateway", path=FILL)
+    try:
+        outcomes = guest.tap_over_socket(box, [WORKERS[8].uid, WORKERS[9].uid], pause=1.5)
+        assert [outcome["kind"] for outcome in outcomes] == ["cannot-store"] * 2, outcomes
+        assert box.show(guest.UNIT, "ActiveState")["ActiveState"] == "active"
+    finally:
+        box.sh("rm", "-f", FILL)
+    outcome = box.wait_for(
+        "a tap registered once space returned",
+        lambda: guest.tap_over_socket(box, [WORKERS[10].uid])[0]["kind"] == "registered",
+        timeout=60,
+        every=3,
+    )
+    assert outcome
+
+
+def test_a_clean_reboot_records_a_stop_and_a_start_under_a_new_boot_id(box: Machine) -> None:
+    old_boot = box.call("ping")["boot_id"]
+    box.call("run", argv=["systemctl", "reboot"], timeout=30)
+    box.wait_off(timeout=120)
+    box.boot()
+    guest.wait_ready(box)
+    new_boot = box.call("ping")["boot_id"]
+    assert new_boot != old_boot
+    kinds = [(entry["kind"], entry["boot_id"]) for entry in guest.evidence(box)]
+    stop = kinds.index(("daemon-stop", old_boot))
+    assert ("daemon-start", new_boot) in kinds[stop:]
+    assert not any(kind == "unclean-stop" for kind, _ in kinds[stop:])
+    assert guest.evidence_verifies(box)

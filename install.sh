@@ -79,6 +79,10 @@ fail() {
     exit 1
 }
 
+short_usage() {
+    echo "usage: sudo ./install.sh [--upgrade] [--wheels DIR] [--onss-key FILE] | --uninstall | --purge | --help" >&2
+}
+
 usage() {
     sed -n 's/^# \{0,1\}//; /^## Install/,/^Exit status/p' "$SOURCE/install.sh" | sed '$d'
     cat <<'EOF'
@@ -101,7 +105,7 @@ while [ $# -gt 0 ]; do
         --wheels | --onss-key)
             if [ $# -lt 2 ] || [ -z "$2" ]; then
                 printf 'install.sh: %s needs an argument\n' "$1" >&2
-                usage >&2
+                short_usage
                 exit 2
             fi
             if [ "$1" = --wheels ]; then WHEELS=$2; else ONSS_KEY_FROM=$2; fi
@@ -116,7 +120,7 @@ while [ $# -gt 0 ]; do
             ;;
         *)
             printf 'install.sh: unknown option: %s\n' "$1" >&2
-            usage >&2
+            short_usage
             exit 2
             ;;
     esac
@@ -126,10 +130,12 @@ done
 absolute() { case $1 in /*) printf '%s\n' "$1" ;; *) printf '%s/%s\n' "$CALLER_DIR" "$1" ;; esac; }
 [ -z "$WHEELS" ] || WHEELS=$(absolute "$WHEELS")
 [ -z "$ONSS_KEY_FROM" ] || ONSS_KEY_FROM=$(absolute "$ONSS_KEY_FROM")
-cd "$SOURCE"
+# (Without root, the tree may be unreadable too: that is reported with the rest.)
+SOURCE_READABLE=0
+if cd "$SOURCE" 2>/dev/null; then SOURCE_READABLE=1; fi
 if [ "$MODE" != install ] && { [ "$UPGRADE" = 1 ] || [ -n "$WHEELS" ] || [ -n "$ONSS_KEY_FROM" ]; }; then
     printf 'install.sh: --uninstall and --purge take no other option\n' >&2
-    usage >&2
+    short_usage
     exit 2
 fi
 
@@ -218,8 +224,10 @@ check_box() {
     else
         id=$(os_field ID)
         codename=$(os_field VERSION_CODENAME)
-        case $id in debian | raspbian) ;; *) problem "this is ${id:-an unknown system} ($OS_RELEASE): Debian 12 (bookworm) or Raspberry Pi OS bookworm is required" ;; esac
-        [ "$codename" = bookworm ] || problem "this is ${id:-?} ${codename:-(no VERSION_CODENAME)} ($OS_RELEASE): bookworm (Debian 12) is required"
+        case $id/$codename in
+            debian/bookworm | raspbian/bookworm) ;;
+            *) problem "this is ${id:-an unknown system} ${codename:-(no VERSION_CODENAME)} ($OS_RELEASE): Debian 12 (bookworm) or Raspberry Pi OS bookworm is required" ;;
+        esac
     fi
     arch=$(architecture)
     case $arch in amd64 | arm64 | armhf) ;; *) problem "architecture $arch is not supported (amd64, arm64, armhf)" ;; esac
@@ -228,6 +236,10 @@ check_box() {
 
 check_install_input() {
     local file missing=()
+    if [ "$SOURCE_READABLE" = 0 ]; then
+        problem "cannot read the tree $SOURCE"
+        return
+    fi
     for file in pyproject.toml README.md gateway/cli.py systemd/$UNIT_NAME \
         systemd/$UNIT_NAME.d/$DROPIN_NAME systemd/60-badge-gateway-nfc.rules \
         systemd/badge-gateway-nfc-blacklist.conf config/gateway.example.toml \
@@ -420,8 +432,10 @@ ensure_link() {
     changed "linked $link -> $target"
 }
 
-apt_packages() {
-    local packages=(python3 python3-venv libusb-1.0-0 ca-certificates)
+# What building a release needs; the rest (libusb for USB NFC readers, the CA bundle for
+# the ONSS's TLS) is installed once the release and the configuration passed their checks.
+build_packages() {
+    local packages=(python3 python3-venv)
     if [ -z "$WHEELS" ]; then
         # evdev and gpiod have no wheels; on armhf neither has cffi (cryptography's).
         packages+=(gcc python3-dev)
@@ -430,12 +444,16 @@ apt_packages() {
     printf '%s\n' "${packages[@]}"
 }
 
+runtime_packages() { printf '%s\n' libusb-1.0-0 ca-certificates; }
+
+APT_INSTALLED=()
+# ensure_debian_packages PACKAGE...
 ensure_debian_packages() {
     local package missing=()
-    while read -r package; do
+    for package in "$@"; do
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'ok installed' ||
             missing+=("$package")
-    done < <(apt_packages)
+    done
     [ ${#missing[@]} -eq 0 ] && return 0
     say "installing Debian packages: ${missing[*]}"
     if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
@@ -445,12 +463,23 @@ ensure_debian_packages() {
         if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
             "${missing[@]}" >>"$WORK/apt.log" 2>&1; then
             tail -n 15 "$WORK/apt.log" >&2
+            remove_new_release
             fail "apt-get could not install: ${missing[*]}" \
                 "(offline: install them from a local mirror or .deb files, then run again);" \
-                "badge-gateway itself was not changed"
+                "$(unchanged)"
         fi
     fi
+    APT_INSTALLED+=("${missing[@]}")
     CHANGED=1
+}
+
+# What a refusal after the checks leaves: nothing, but the Debian packages it needed.
+unchanged() {
+    if [ ${#APT_INSTALLED[@]} -eq 0 ]; then
+        echo "nothing was changed"
+    else
+        echo "nothing was changed but the Debian packages installed for it: ${APT_INSTALLED[*]}"
+    fi
 }
 
 # Build the release's virtual environment in place (a venv cannot move), from a copy of
@@ -519,7 +548,7 @@ remove_new_release() {
 
 fail_build() {
     remove_new_release
-    fail "$1" "nothing was changed"
+    fail "$1" "$(unchanged)"
 }
 
 # The configuration in /etc (or the example that will become it) must satisfy the release
@@ -532,7 +561,7 @@ check_config() {
         printf '%s\n' "$output" | sed 's/^/    /' >&2
         remove_new_release
         fail "fix $file (badge-gateway config check $file), then run install.sh again;" \
-            "nothing was changed"
+            "$(unchanged)"
     fi
 }
 
@@ -779,15 +808,19 @@ start_service() {
 # ---------------------------------------------------------------------------------------
 
 install_main() {
+    local packages
     check_box
     check_install_input
     report_problems install
     OLD_RELEASE=$(current_release)
 
     lock
-    ensure_debian_packages
+    mapfile -t packages < <(build_packages)
+    ensure_debian_packages "${packages[@]}"
     build_release
     check_config "$RELEASES/$RELEASE_ID"
+    mapfile -t packages < <(runtime_packages)
+    ensure_debian_packages "${packages[@]}"
     ensure_account
     ensure_etc
     if [ "$OLD_RELEASE" != "$RELEASE_ID" ]; then
@@ -839,6 +872,9 @@ uninstall_main() {
             changed "removed $path"
         fi
     done
+    # The directories made for these files, when nothing else is in them.
+    rmdir /usr/local/lib/udev/rules.d /usr/local/lib/udev /usr/local/lib/modprobe.d \
+        "$UNIT_DIR" /usr/local/lib/systemd 2>/dev/null || true
     if [ "$SYSTEMD_UP" = 1 ]; then
         systemctl daemon-reload
         systemctl reset-failed "$UNIT_NAME" 2>/dev/null || true

@@ -16,6 +16,8 @@
 #   sudo ./install.sh --uninstall       stop and remove the program; keep /etc/badge-gateway
 #                                       and /var/lib/badge-gateway (the journal)
 #   sudo ./install.sh --purge           remove those too, and the badge-gateway user
+#   ./install.sh --release-id           print the release this tree makes (compare it with
+#                                       `readlink /opt/badge-gateway/venv` on a box)
 #
 # Where things go (docs/deployment.md says more):
 #   /opt/badge-gateway/releases/ID    one virtual environment per release; ID is the version
@@ -80,7 +82,7 @@ fail() {
 }
 
 short_usage() {
-    echo "usage: sudo ./install.sh [--upgrade] [--wheels DIR] [--onss-key FILE] | --uninstall | --purge | --help" >&2
+    echo "usage: sudo ./install.sh [--upgrade] [--wheels DIR] [--onss-key FILE] | --uninstall | --purge | --release-id | --help" >&2
 }
 
 usage() {
@@ -102,6 +104,7 @@ while [ $# -gt 0 ]; do
         --upgrade) UPGRADE=1 ;;
         --uninstall) [ "$MODE" = purge ] || MODE=uninstall ;;
         --purge) MODE=purge ;;
+        --release-id) MODE=release_id ;;
         --wheels | --onss-key)
             if [ $# -lt 2 ] || [ -z "$2" ]; then
                 printf 'install.sh: %s needs an argument\n' "$1" >&2
@@ -134,7 +137,7 @@ absolute() { case $1 in /*) printf '%s\n' "$1" ;; *) printf '%s/%s\n' "$CALLER_D
 SOURCE_READABLE=0
 if cd "$SOURCE" 2>/dev/null; then SOURCE_READABLE=1; fi
 if [ "$MODE" != install ] && { [ "$UPGRADE" = 1 ] || [ -n "$WHEELS" ] || [ -n "$ONSS_KEY_FROM" ]; }; then
-    printf 'install.sh: --uninstall and --purge take no other option\n' >&2
+    printf 'install.sh: --uninstall, --purge and --release-id take no other option\n' >&2
     short_usage
     exit 2
 fi
@@ -913,6 +916,10 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 case $MODE in
+    release_id)
+        [ "$SOURCE_READABLE" = 1 ] || fail "cannot read the tree $SOURCE"
+        release_id
+        ;;
     install) install_main ;;
     uninstall | purge) uninstall_main ;;
 esac

@@ -599,6 +599,7 @@ ensure_etc() {
     if [ ! -e "$CONFIG" ]; then
         install -m 0640 -o root -g "$ACCOUNT" config/gateway.example.toml "$CONFIG"
         changed "created $CONFIG from the example: edit it (site, readers)"
+        CREATED_CONFIG=1
     fi
     if [ ! -e "$BADGES" ]; then
         install -m 0600 -o "$ACCOUNT" -g "$ACCOUNT" config/badges.example.csv "$BADGES"
@@ -613,6 +614,18 @@ ensure_etc() {
         as_account test -r "$file" ||
             warn "the $ACCOUNT user cannot read $file ($(stat -c '%a %U:%G' "$file")): the daemon needs it"
     done
+    if uplink_wants_the_credential && [ ! -f "$ONSS_KEY" ]; then
+        warn "[uplink] is enabled but $ONSS_KEY is missing: taps are stored and wait until it is" \
+            "in place (install.sh --onss-key FILE; docs/deployment.md, \"The ONSS key\")"
+    fi
+}
+
+# [uplink] enabled = true with the key as the systemd credential (the default private_key).
+uplink_wants_the_credential() {
+    local section
+    section=$(sed -n '/^\[uplink\]/,/^\[/p' "$CONFIG")
+    grep -Eq '^enabled *= *true' <<<"$section" || return 1
+    ! grep -Eq '^private_key *= *"/' <<<"$section"
 }
 
 as_account() {
@@ -632,8 +645,10 @@ shadowing_copy() {
     fi
 }
 
+# ensure_system_files RELEASE: the unit, its drop-in, the udev rules and the blacklist as
+# RELEASE ships them.
 ensure_system_files() {
-    local share=$RELEASES/$RELEASE_ID/share
+    local share=$RELEASES/$1/share
     install_file "$share/systemd/$UNIT_NAME" "$UNIT_DIR/$UNIT_NAME" 0644 root root && UNITS_CHANGED=1
     shadowing_copy "$share/systemd/$UNIT_NAME" "/etc/systemd/system/$UNIT_NAME" && true
     # The credential drop-in loads the key: installed exactly when the key is in place, as
@@ -717,6 +732,7 @@ migrate_journal() {
     before=$(journal_state "$journal")
     if output=$(as_account "${bg[@]}" journal migrate 2>&1); then
         say "$output"
+        case $output in *", migrated") SCHEMA_CHANGED=1 ;; esac
         return 0
     fi
     printf '%s\n' "$output" | sed 's/^/    /' >&2
@@ -762,7 +778,12 @@ prune() {
 
 # Point venv at the new release (the old one becomes previous); a manual install's venv
 # directory is moved aside (it cannot work from another path) and removed.
+SWITCHED=0
+SCHEMA_CHANGED=0
+PREVIOUS_BEFORE=
 switch_release() {
+    PREVIOUS_BEFORE=$(readlink "$PREVIOUS_LINK" 2>/dev/null || true)
+    SWITCHED=1
     if [ -n "$OLD_RELEASE" ] && [ "$OLD_RELEASE" != manual ]; then
         ensure_link "releases/$OLD_RELEASE" "$PREVIOUS_LINK"
     fi
@@ -801,11 +822,42 @@ start_service() {
             say "$UNIT_NAME is active: $(systemctl show -p StatusText --value "$UNIT_NAME")"
         else
             systemctl --no-pager --lines=15 status "$UNIT_NAME" >&2 || true
-            printf 'install.sh: %s\n' "release $RELEASE_ID is installed but $UNIT_NAME did not become active (above);" \
-                "journalctl -u $UNIT_NAME says why; the previous release is kept in $PREVIOUS_LINK (docs/deployment.md, Rollback)" >&2
-            exit 4
+            start_failed
         fi
     fi
+}
+
+# The new release did not start. A box that no longer takes taps is the worst outcome, so
+# the previous release is put back and started, unless the journal was migrated (the old
+# release cannot read it then: a person decides, docs/deployment.md "Rollback").
+start_failed() {
+    if [ "$SWITCHED" = 1 ] && [ "$SCHEMA_CHANGED" = 0 ] && [ -n "$OLD_RELEASE" ] &&
+        [ -f "$RELEASES/$OLD_RELEASE/.release" ] && [ -d "$RELEASES/$OLD_RELEASE/share" ]; then
+        systemctl stop "$UNIT_NAME" || true
+        ensure_system_files "$OLD_RELEASE"
+        ensure_link "releases/$OLD_RELEASE" "$VENV_LINK"
+        if [ -n "$PREVIOUS_BEFORE" ]; then
+            ensure_link "$PREVIOUS_BEFORE" "$PREVIOUS_LINK"
+        else
+            rm -f "$PREVIOUS_LINK"
+        fi
+        remove_new_release
+        systemctl daemon-reload
+        if systemctl start "$UNIT_NAME" && systemctl is-active --quiet "$UNIT_NAME"; then
+            printf 'install.sh: %s\n' "release $RELEASE_ID did not start (above): rolled back," \
+                "release $OLD_RELEASE runs again (journalctl -u $UNIT_NAME says why)" >&2
+        else
+            printf 'install.sh: %s\n' "release $RELEASE_ID did not start (above) and, rolled back," \
+                "release $OLD_RELEASE did not either: journalctl -u $UNIT_NAME says why" >&2
+        fi
+        exit 3
+    fi
+    local why="the journal was migrated to its new schema, which the previous release cannot read"
+    [ "$SWITCHED" = 1 ] || why="nothing to roll back to"
+    [ -n "$OLD_RELEASE" ] || why="it is the first release here"
+    printf 'install.sh: %s\n' "release $RELEASE_ID is installed but $UNIT_NAME did not become active (above);" \
+        "journalctl -u $UNIT_NAME says why; not rolled back: $why (docs/deployment.md, \"Rollback\")" >&2
+    exit 4
 }
 
 # ---------------------------------------------------------------------------------------
@@ -830,11 +882,11 @@ install_main() {
         [ -n "$OLD_RELEASE" ] && say "upgrading from release $OLD_RELEASE to $RELEASE_ID"
         stop_service
         migrate_journal
-        ensure_system_files
+        ensure_system_files "$RELEASE_ID"
         switch_release
         ensure_links
     else
-        ensure_system_files
+        ensure_system_files "$RELEASE_ID"
         ensure_links
     fi
     start_service
@@ -843,12 +895,13 @@ install_main() {
         say "release $RELEASE_ID already installed, nothing to do"
     else
         say "release $RELEASE_ID installed"
-        [ "$OLD_RELEASE" = "$RELEASE_ID" ] || next_steps
+        next_steps
     fi
 }
 
+CREATED_CONFIG=0
 next_steps() {
-    [ -n "$OLD_RELEASE" ] && return 0
+    [ "$CREATED_CONFIG" = 1 ] || return 0
     cat <<EOF
 install.sh: next: edit $CONFIG and $BADGES (badge-gateway readers list shows the readers),
 install.sh:       check them: badge-gateway config check && badge-gateway badges check $BADGES

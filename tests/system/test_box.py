@@ -104,7 +104,7 @@ def test_synchronisation_arrives_and_held_registrations_go_with_their_tap_times(
 def test_a_hung_daemon_is_restarted_by_the_watchdog(box: Machine) -> None:
     state = box.show(guest.UNIT, "MainPID", "NRestarts", "WatchdogUSec")
     watchdog_s = int(state["WatchdogUSec"]) / 1e6 if state["WatchdogUSec"].isdigit() else 30.0
-    box.sh("kill", "-STOP", state["MainPID"])
+    box.sh("sh", "-c", f"kill -STOP {state['MainPID']}")
     stopped = time.monotonic()
     guest.wait_ready(box, timeout=watchdog_s + 90, after_restarts=int(state["NRestarts"]) + 1)
     restarted_after = time.monotonic() - stopped

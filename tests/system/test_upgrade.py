@@ -1,6 +1,8 @@
 """An upgrade in the field: a box running the previous commit's build, with registrations
 waiting for the ONSS, is upgraded by `install.sh --upgrade` from a wheelhouse (no
-internet); every waiting registration is kept and delivered by the new release.
+internet); every waiting registration is kept and delivered by the new release. Then an
+upgrade to a release whose journal migration fails: refused, the journal as it was, the
+running release untouched and running.
 
 BADGE_GATEWAY_UPGRADE_FROM names the release to upgrade from (default HEAD~1).
 """
@@ -15,7 +17,7 @@ import pytest
 
 from tests.system import box as guest
 from tests.system.conftest import record
-from tests.system.image import WORKERS, Image, build_image
+from tests.system.image import WORKERS, Image, build_image, source_tree, wheelhouse
 from tests.system.machine import Machine
 
 UPGRADE_FROM = os.environ.get("BADGE_GATEWAY_UPGRADE_FROM", "HEAD~1")
@@ -25,10 +27,16 @@ UPGRADE_FROM = os.environ.get("BADGE_GATEWAY_UPGRADE_FROM", "HEAD~1")
 def test_an_upgrade_keeps_waiting_registrations_and_delivers_them(
     image: Image, vm_workdir: Path
 ) -> None:
+    broken = release_whose_migration_fails(vm_workdir / "broken")
     old = build_image(
         vm_workdir / "previous",
         ref=UPGRADE_FROM,
-        extra={"new-release": image.source, "new-wheels": image.wheels},
+        extra={
+            "new-release": image.source,
+            "new-wheels": image.wheels,
+            "broken-release": broken,
+            "broken-wheels": wheelhouse(broken, vm_workdir / "broken-wheels"),
+        },
     )
     box = Machine(old, vm_workdir, name="upgrade")
     box.boot()
@@ -69,5 +77,38 @@ def test_an_upgrade_keeps_waiting_registrations_and_delivers_them(
         assert delivered
         assert len(guest.sim_registrations(box)) == len(waiting)
         assert guest.evidence_verifies(box)
+
+        refused_upgrade_leaves_the_box_as_it_was(box, release)
     finally:
         box.shutdown()
+
+
+def refused_upgrade_leaves_the_box_as_it_was(box: Machine, release: str) -> None:
+    before = guest.registrations(box)
+    schema = guest.journal_rows(box, "PRAGMA user_version")
+    result = box.call(
+        "run",
+        argv=["./install.sh", "--upgrade", "--wheels", "/root/broken-wheels"],
+        cwd="/root/broken-release",
+        timeout=900,
+    )
+    assert result["rc"] == 3, result  # failed and rolled back
+    assert "migrat" in result["stderr"], result["stderr"][-3000:]
+    assert box.sh("readlink", "/opt/badge-gateway/venv").strip() == release
+    guest.wait_ready(box)
+    assert guest.journal_rows(box, "PRAGMA user_version") == schema
+    assert guest.registrations(box) == before
+    (outcome,) = guest.tap_over_socket(box, [WORKERS[30].uid])
+    assert outcome["kind"] == "registered"
+    assert guest.evidence_verifies(box)
+
+
+def release_whose_migration_fails(into: Path) -> Path:
+    """This checkout plus one journal migration that cannot apply (its table exists)."""
+    tree = source_tree(None, into)
+    module = tree / "gateway/journal_file.py"
+    module.write_text(
+        module.read_text()
+        + '\nMIGRATIONS = (*MIGRATIONS, "CREATE TABLE evidence (seq INTEGER PRIMARY KEY)")\n'
+    )
+    return tree

@@ -14,6 +14,7 @@ import pytest
 from tests.system.image import Image, build_image, log
 from tests.system.machine import Machine
 
+TOOLS = ("debootstrap", "qemu-system-x86_64", "qemu-img", "mkfs.ext4")
 FIGURES = Path(os.environ.get("BADGE_GATEWAY_VM_FIGURES", "/tmp/badge-gateway-vm-figures.txt"))
 
 
@@ -37,6 +38,11 @@ def vm_workdir() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def image(vm_workdir: Path) -> Image:
     """This checkout, installed by its install.sh into Debian 12, on a disk image."""
+    if os.geteuid() != 0:
+        pytest.fail("the system tests need root: debootstrap, chroot and mount build the image")
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)}: `./dev test` installs them (as root)")
     started = time.monotonic()
     built = build_image(vm_workdir / "image")
     record(f"image with this checkout installed: {time.monotonic() - started:.0f} s to build")

@@ -4,12 +4,15 @@ internet); every waiting registration is kept and delivered by the new release. 
 upgrade to a release whose journal migration fails: refused, the journal as it was, the
 running release untouched and running.
 
-BADGE_GATEWAY_UPGRADE_FROM names the release to upgrade from (default HEAD~1).
+BADGE_GATEWAY_UPGRADE_FROM names the commit to upgrade from; by default the release before
+this one: the commit before the last that changed what install.sh installs (a commit that
+changed only tests would make the same release, and an upgrade with nothing to do).
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -17,10 +20,27 @@ import pytest
 
 from tests.system import box as guest
 from tests.system.conftest import record
-from tests.system.image import WORKERS, Image, build_image, source_tree, wheelhouse
+from tests.system.image import REPO, WORKERS, Image, build_image, source_tree, wheelhouse
 from tests.system.machine import Machine
 
-UPGRADE_FROM = os.environ.get("BADGE_GATEWAY_UPGRADE_FROM", "HEAD~1")
+# What install.sh's release id covers (its source_files).
+RELEASED = ("pyproject.toml", "README.md", "gateway", "drivers", "onss_sim", "systemd", "config")
+
+
+def previous_release() -> str:
+    if os.environ.get("BADGE_GATEWAY_UPGRADE_FROM"):
+        return os.environ["BADGE_GATEWAY_UPGRADE_FROM"]
+    changed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", *RELEASED], cwd=REPO)
+    if changed.returncode != 0:
+        return "HEAD"  # this checkout's uncommitted changes make a new release
+    last = subprocess.run(
+        ["git", "log", "-1", "--format=%H", "--", *RELEASED],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return f"{last}~1"
 
 
 @pytest.mark.timeout(1800)
@@ -30,7 +50,7 @@ def test_an_upgrade_keeps_waiting_registrations_and_delivers_them(
     broken = release_whose_migration_fails(vm_workdir / "broken")
     old = build_image(
         vm_workdir / "previous",
-        ref=UPGRADE_FROM,
+        ref=previous_release(),
         extra={
             "new-release": image.source,
             "new-wheels": image.wheels,

@@ -220,7 +220,8 @@ def render_status(status: dict[str, Any]) -> str:
     journal, clock, badges = status["journal"], status["clock"], status["badges"]
     lines = [
         f"site        {status['site']['name']} (declaration {status['site']['declaration']})",
-        f"clock       {'synchronised' if clock['synced'] else 'NOT synchronised'}, {clock['now']}",
+        f"clock       {'synchronised' if clock['synced'] else 'NOT synchronised'}, {clock['now']}"
+        + "".join(f"; {_source_text(source)}" for source in clock.get("sources", [])),
         f"badges      {badges['workers']} worker(s), {badges['refused_lines']} refused line(s)"
         + (f", ERROR {badges['last_error']}" if badges["last_error"] else ""),
         f"journal     {journal['registrations']} registration(s), queue depth"
@@ -243,6 +244,12 @@ def render_status(status: dict[str, Any]) -> str:
             f"  {attempt['time_utc']}  {attempt['outcome']:<14} badge {attempt['badge_uid']}"
         )
     return "\n".join(lines)
+
+
+def _source_text(source: dict[str, Any]) -> str:
+    """`kernel unreadable (clock_adjtime: EPERM)`: where "synchronised" is read, and how."""
+    reason = f" ({source['reason']})" if source.get("reason") else ""
+    return f"{source['name']} {source['state']}{reason}"
 
 
 def _reader_line(reader: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from gateway import clock, control, logs
+from gateway.cli import render_status
 from gateway.clock import RETRY_NS, Clock, SourceState, boottime_ns, read_flag, read_kernel
 from gateway.daemon import Daemon
 from gateway.evidence_log import entries, verify_journal
@@ -199,6 +200,10 @@ def test_the_daemon_registers_taps_and_reports_a_denied_kernel_source_once(
         {"name": "kernel", "state": "unreadable", "reason": EPERM_REASON},
     ]
     assert [reg["clock_synced"] for reg in before["recent_registrations"]] == [False] * 3
+    assert (
+        f"NOT synchronised, {before['clock']['now']}; timesyncd not synced;"
+        f" kernel unreadable ({EPERM_REASON})"
+    ) in render_status(before)
     assert after["clock"]["synced"] is True
     assert after["clock"]["sources"][0] == {"name": "timesyncd", "state": "synced", "reason": None}
     assert after["clock"]["sources"][1]["state"] == "unreadable"

@@ -399,6 +399,7 @@ CHANGED=0
 SERVICE_CHANGED=0 # the unit, its drop-in, the credential or the release: restart it
 UNITS_CHANGED=0   # daemon-reload
 UDEV_CHANGED=0
+REENABLE=0
 changed() {
     CHANGED=1
     say "$*"
@@ -650,7 +651,11 @@ shadowing_copy() {
 ensure_system_files() {
     local share=$RELEASES/$1/share
     install_file "$share/systemd/$UNIT_NAME" "$UNIT_DIR/$UNIT_NAME" 0644 root root && UNITS_CHANGED=1
-    shadowing_copy "$share/systemd/$UNIT_NAME" "/etc/systemd/system/$UNIT_NAME" && true
+    if [ -f "/etc/systemd/system/$UNIT_NAME" ]; then
+        shadowing_copy "$share/systemd/$UNIT_NAME" "/etc/systemd/system/$UNIT_NAME"
+        # Its enablement links point at the removed copy: made again for this one.
+        [ -e "/etc/systemd/system/$UNIT_NAME" ] || { REENABLE=1 && UNITS_CHANGED=1; }
+    fi
     # The credential drop-in loads the key: installed exactly when the key is in place, as
     # the unit would not start with LoadCredential= naming a missing file.
     if [ -f "$ONSS_KEY" ]; then
@@ -805,7 +810,10 @@ start_service() {
             udevadm trigger --subsystem-match=usb --action=change || true
         fi
     fi
-    if ! systemctl is-enabled --quiet "$UNIT_NAME" 2>/dev/null; then
+    if [ "$REENABLE" = 1 ]; then
+        systemctl reenable --quiet "$UNIT_NAME"
+        changed "enabled $UNIT_NAME again, as installed here"
+    elif ! systemctl is-enabled --quiet "$UNIT_NAME" 2>/dev/null; then
         systemctl enable --quiet "$UNIT_NAME"
         changed "enabled $UNIT_NAME"
     fi

@@ -72,7 +72,8 @@ OS_RELEASE=${BADGE_GATEWAY_OS_RELEASE:-/etc/os-release}
 CLEAN_ENV=(env -i "PATH=$PATH" "LC_ALL=$LC_ALL")
 
 CALLER_DIR=$PWD
-SOURCE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SOURCE=$(dirname "${BASH_SOURCE[0]}")
+case $SOURCE in /*) ;; *) SOURCE=$CALLER_DIR/$SOURCE ;; esac
 
 say() { printf 'install.sh: %s\n' "$*"; }
 warn() { printf 'install.sh: warning: %s\n' "$*" >&2; }
@@ -135,7 +136,10 @@ absolute() { case $1 in /*) printf '%s\n' "$1" ;; *) printf '%s/%s\n' "$CALLER_D
 [ -z "$ONSS_KEY_FROM" ] || ONSS_KEY_FROM=$(absolute "$ONSS_KEY_FROM")
 # (Without root, the tree may be unreadable too: that is reported with the rest.)
 SOURCE_READABLE=0
-if cd "$SOURCE" 2>/dev/null; then SOURCE_READABLE=1; fi
+if cd "$SOURCE" 2>/dev/null; then
+    SOURCE=$PWD
+    SOURCE_READABLE=1
+fi
 if [ "$MODE" != install ] && { [ "$UPGRADE" = 1 ] || [ -n "$WHEELS" ] || [ -n "$ONSS_KEY_FROM" ]; }; then
     printf 'install.sh: --uninstall, --purge and --release-id take no other option\n' >&2
     short_usage

@@ -692,13 +692,15 @@ ensure_links() {
 
 service_active() { [ "$SYSTEMD_UP" = 1 ] && systemctl is-active --quiet "$UNIT_NAME"; }
 
+# Stopped whatever its state: a unit restarting in a loop would take the journal's lock.
 WAS_ACTIVE=0
 stop_service() {
+    [ "$SYSTEMD_UP" = 1 ] || return 0
     if service_active; then
-        say "stopping $UNIT_NAME"
-        systemctl stop "$UNIT_NAME"
         WAS_ACTIVE=1
+        say "stopping $UNIT_NAME"
     fi
+    systemctl stop "$UNIT_NAME" 2>/dev/null || true
 }
 
 # The old release again, as it was: its symlink never moved, the unit files were not yet

@@ -690,7 +690,12 @@ ensure_links() {
 # ---------------------------------------------------------------------------------------
 # The journal across an upgrade
 
-service_active() { [ "$SYSTEMD_UP" = 1 ] && systemctl is-active --quiet "$UNIT_NAME"; }
+# Running, or starting (a unit restarting after a failure counts: it is meant to run).
+service_active() {
+    [ "$SYSTEMD_UP" = 1 ] || return 1
+    case $(systemctl is-active "$UNIT_NAME" 2>/dev/null) in active | activating | reloading) return 0 ;; esac
+    return 1
+}
 
 # Stopped whatever its state: a unit restarting in a loop would take the journal's lock.
 WAS_ACTIVE=0

@@ -188,7 +188,8 @@ class Machine:
     def stream(self, op: str, *, timeout: float = 120.0, **fields: Any) -> Iterator[dict[str, Any]]:
         if self._agent is None:
             raise MachineError("the machine is off")
-        return self._agent.request(op, timeout, fields)
+        # the guest's own limit (a command's run time), and the host's a little later
+        return self._agent.request(op, timeout + 30, {**fields, "timeout": timeout})
 
     def sh(self, *argv: str, timeout: float = 120.0, check: bool = True) -> str:
         """A command in the guest, as root; its standard output."""

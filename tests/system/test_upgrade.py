@@ -43,6 +43,9 @@ def previous_release() -> str:
     return f"{last}~1"
 
 
+PREVIOUS = previous_release()  # at collection, when the image's tree is read too
+
+
 @pytest.mark.timeout(1800)
 def test_an_upgrade_keeps_waiting_registrations_and_delivers_them(
     image: Image, vm_workdir: Path
@@ -50,7 +53,7 @@ def test_an_upgrade_keeps_waiting_registrations_and_delivers_them(
     broken = release_whose_migration_fails(vm_workdir / "broken")
     old = build_image(
         vm_workdir / "previous",
-        ref=previous_release(),
+        ref=PREVIOUS,
         extra={
             "new-release": image.source,
             "new-wheels": image.wheels,

@@ -22,6 +22,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,9 @@ class Machine:
 
     # Power ---------------------------------------------------------------------------
 
-    def boot(self, *, kernel_args: str = "") -> None:
-        """Power on and wait until the guest agent answers."""
+    def boot(self, *, kernel_args: str = "", clock_offset_s: float = 0.0) -> None:
+        """Power on and wait until the guest agent answers. The real-time clock starts at
+        the host's time plus `clock_offset_s`: a box whose clock is off after a power cut."""
         if self.running:
             raise MachineError("the machine is already on")
         self.boots += 1
@@ -77,6 +79,7 @@ class Machine:
             "-display", "none", "-no-reboot", "-nic", "none", "-monitor", "none",
             "-kernel", str(self.image.boot.kernel), "-initrd", str(self.image.boot.initrd),
             "-append", append,
+            "-rtc", f"base={_rtc_base(clock_offset_s)},clock=host",
             "-drive", f"file={self.disk},if=virtio,format=qcow2,cache=writeback",
             "-serial", "stdio",
             "-chardev", f"socket,id=uart,path={sockets['uart']},server=on,wait=off",
@@ -252,6 +255,11 @@ class _Agent:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _rtc_base(offset_s: float) -> str:
+    moment = datetime.now(UTC) + timedelta(seconds=offset_s)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _connect(path: Path, timeout: float = 30.0) -> socket.socket:

@@ -1,5 +1,6 @@
 """The box as installed, one machine through its life: first boot without time
-synchronisation, synchronisation arriving, a hung daemon, a full disk, a clean reboot.
+synchronisation and with a clock an hour slow, synchronisation arriving, a hung daemon, a
+full disk, a clean reboot.
 
 The scenarios run in this order on one VM (a boot costs 20-40 s under emulation); each
 leaves the box as a technician would find it, and each asserts its own behaviour.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -20,12 +22,13 @@ from tests.system.image import WORKERS, Image
 from tests.system.machine import Machine
 
 FILL = "/var/lib/filler"
+CLOCK_OFF_S = -3600.0  # the box's clock at first boot: an hour slow, no network to fix it
 
 
 @pytest.fixture(scope="module")
 def box(image: Image, vm_workdir: Path) -> Iterator[Machine]:
     machine = Machine(image, vm_workdir, name="box")
-    machine.boot()
+    machine.boot(clock_offset_s=CLOCK_OFF_S)
     try:
         yield machine
     finally:
@@ -58,6 +61,8 @@ def test_first_boot_is_ready_and_taps_are_registered_but_held_until_the_clock_is
     assert [row["badge_uid"] for row in rows] == [worker.uid for worker in WORKERS[:6]]
     assert {row["reader"] for row in rows[:3]} == {"door-uart"}
     assert not any(row["clock_synced"] for row in rows)
+    for row in rows:  # stored with the box's own (wrong) time, and marked so
+        assert abs(row["wall_ns"] / 1e9 - time.time() - CLOCK_OFF_S) < 120
     # Held, not lost: the uplink waits for the clock before it sends a time to the ONSS.
     time.sleep(10)
     assert {row["delivery"] for row in guest.registrations(box)} == {"pending"}
@@ -68,7 +73,9 @@ def test_synchronisation_arrives_and_held_registrations_go_with_their_tap_times(
     box: Machine,
 ) -> None:
     before = guest.registrations(box)
-    box.call("ntp")
+    offset = time.time() - box.call("ping")["time"]  # the host's clock is the true time
+    assert abs(offset + CLOCK_OFF_S) < 120
+    box.call("ntp", offset=offset)
     box.sh("systemctl", "restart", "systemd-timesyncd")
     box.wait_for(
         "timesyncd synchronised",
@@ -93,8 +100,11 @@ def test_synchronisation_arrives_and_held_registrations_go_with_their_tap_times(
     for row in rows:
         assert row["onss_id"] in sent
         assert not row["time_uncertain"]
-        # The time sent is the tap's own, re-derived from CLOCK_BOOTTIME (same boot).
-        assert row["sent_registration_date"], row
+        # The time sent is the tap's true time, re-derived from CLOCK_BOOTTIME and the
+        # synchronised clock (same boot), not the hour-slow time the tap was stored with.
+        sent_s = datetime.strptime(row["sent_registration_date"], "%Y-%m-%dT%H:%M:%S%z")
+        assert abs(sent_s.timestamp() - (row["wall_ns"] / 1e9 + offset)) < 3, row
+    assert abs(time.time() - box.call("ping")["time"]) < 5, "timesyncd set the clock"
     # a tap now is registered as synchronised
     (outcome,) = guest.tap_over_socket(box, [WORKERS[6].uid])
     assert outcome["kind"] == "registered"

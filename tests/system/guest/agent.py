@@ -69,21 +69,23 @@ def _ask(conn: socket.socket, message: dict[str, Any]) -> Any:
 
 
 def ntp(request: dict[str, Any]) -> Iterator[Reply]:
-    """An SNTP server on the loopback that serves this machine's own clock as stratum 2:
-    what systemd-timesyncd needs to declare the clock synchronised, without a network."""
+    """An SNTP server on the loopback, stratum 2, serving this machine's clock plus
+    `offset` seconds (the host's true time): what systemd-timesyncd needs to set the clock
+    and declare it synchronised, without a network."""
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind(("127.0.0.1", 123))
-    threading.Thread(target=_serve_ntp, args=(server,), daemon=True).start()
+    offset = float(request.get("offset", 0.0))
+    threading.Thread(target=_serve_ntp, args=(server, offset), daemon=True).start()
     yield {"listening": True}
 
 
-def _serve_ntp(server: socket.socket) -> None:
+def _serve_ntp(server: socket.socket, offset: float) -> None:
     while True:
         packet, peer = server.recvfrom(512)
         if len(packet) < 48:
             continue
-        received = _ntp_time(time.time())
+        received = _ntp_time(time.time() + offset)
         transmit_of_client = packet[40:48]
         version = (packet[0] >> 3) & 0x7
         header = struct.pack(
@@ -94,7 +96,7 @@ def _serve_ntp(server: socket.socket) -> None:
             + received  # reference time
             + transmit_of_client  # origin
             + received
-            + _ntp_time(time.time())
+            + _ntp_time(time.time() + offset)
         )
         server.sendto(reply, peer)
 
@@ -128,7 +130,9 @@ OPS: dict[str, Callable[[dict[str, Any]], Iterator[Reply]]] = {
     "taps": taps,
     "ntp": ntp,
     "fill_disk": fill_disk,
-    "ping": lambda request: iter([{"boot_id": _boot_id(), "uptime": _uptime()}]),
+    "ping": lambda request: iter(
+        [{"boot_id": _boot_id(), "uptime": _uptime(), "time": time.time()}]
+    ),
 }
 
 

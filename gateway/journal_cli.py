@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from gateway.evidence_cli import journal_path
-from gateway.journal_file import MIGRATIONS, JournalMigrationError, backup, migrate_file
+from gateway.journal_file import (
+    MIGRATIONS,
+    JournalLockedError,
+    JournalMigrationError,
+    JournalVersionError,
+    backup,
+    migrate_file,
+)
 
 
 def add_journal_commands(commands: Any) -> None:
@@ -78,7 +85,7 @@ def _migrate(args: argparse.Namespace) -> int:
     path = journal_path(args)
     try:
         found = migrate_file(path)
-    except JournalMigrationError as error:
+    except (JournalMigrationError, JournalVersionError, JournalLockedError) as error:
         print(f"badge-gateway: {path}: {error}", file=sys.stderr)
         return 1
     latest = len(MIGRATIONS)

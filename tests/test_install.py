@@ -297,6 +297,19 @@ def test_journal_migrate_refuses_a_journal_the_daemon_holds(state: Path) -> None
         writer.close()
     assert result.returncode == 1
     assert "in use by another process" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_journal_migrate_refuses_a_journal_of_a_newer_release(state: Path) -> None:
+    """A downgrade across a schema change: refused, the journal left to the newer release."""
+    config = write_config(state)
+    Journal(state / "journal.db").close()
+    with sqlite3.connect(state / "journal.db") as conn:
+        conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    result = badge_gateway("--config", str(config), "journal", "migrate")
+    assert result.returncode == 1
+    assert "is newer than this release knows" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_journal_backup_is_a_private_consistent_copy(state: Path) -> None:

@@ -711,15 +711,15 @@ stop_service() {
 # The old release again, as it was: its symlink never moved, the unit files were not yet
 # replaced; start it if it was running.
 roll_back() {
+    printf 'install.sh: %s\n' "$@" >&2
     remove_new_release
     if [ "$WAS_ACTIVE" = 1 ]; then
         if systemctl start "$UNIT_NAME"; then
-            say "release $OLD_RELEASE runs again"
+            say "release $OLD_RELEASE runs again" >&2
         else
             warn "release $OLD_RELEASE did not start again: systemctl status $UNIT_NAME"
         fi
     fi
-    printf 'install.sh: %s\n' "$@" >&2
     exit 3
 }
 

@@ -16,8 +16,12 @@ from typing import Any, Literal, TextIO
 import structlog
 from structlog.typing import EventDict, Processor
 
-# An 11-digit national number, bare or written 85.07.30-033.28 / 850730 033 28.
-_NISS = re.compile(r"(?<!\d)(\d{2})[.\s]?(\d{2})[.\s]?(\d{2})[-.\s]?(\d{3})[.\s]?(\d{2})(?!\d)")
+# An 11-digit national number, bare or written 85.07.30-033.28 / 850730 033 28, standing
+# as a word of its own: eleven digits inside a hex token (a registration's UUID, a badge
+# uid, an evidence hash) are not one, and masking them would corrupt the id in the log.
+_NISS = re.compile(
+    r"(?<![0-9A-Za-z])(\d{2})[.\s]?(\d{2})[.\s]?(\d{2})[-.\s]?(\d{3})[.\s]?(\d{2})(?![0-9A-Za-z])"
+)
 
 
 def mask_text(text: str) -> str:

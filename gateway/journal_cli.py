@@ -7,6 +7,7 @@ a consistent backup first, then every pending schema migration in one transactio
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,8 +76,12 @@ def _backup(args: argparse.Namespace) -> int:
     if destination.exists():
         print(f"badge-gateway: {destination} exists; a backup never overwrites", file=sys.stderr)
         return 1
-    version = backup(source, destination)
-    size = destination.stat().st_size
+    try:
+        version = backup(source, destination)
+        size = destination.stat().st_size
+    except (sqlite3.Error, OSError) as error:
+        print(f"badge-gateway: cannot back {source} up to {destination}: {error}", file=sys.stderr)
+        return 1
     print(f"{destination}: backup of {source} (schema version {version}, {size} bytes)")
     return 0
 
@@ -87,6 +92,9 @@ def _migrate(args: argparse.Namespace) -> int:
         found = migrate_file(path)
     except (JournalMigrationError, JournalVersionError, JournalLockedError) as error:
         print(f"badge-gateway: {path}: {error}", file=sys.stderr)
+        return 1
+    except (sqlite3.Error, OSError) as error:
+        print(f"badge-gateway: {path}: cannot migrate: {error}", file=sys.stderr)
         return 1
     latest = len(MIGRATIONS)
     if found == latest:

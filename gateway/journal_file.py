@@ -208,7 +208,10 @@ def migrate(conn: sqlite3.Connection) -> int:
         conn.execute(f"PRAGMA user_version={len(MIGRATIONS)}")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # After SQLITE_FULL or SQLITE_IOERR, SQLite may have rolled back already: a second
+        # ROLLBACK would raise "no transaction is active" and hide the real error.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
     return found
 

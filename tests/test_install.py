@@ -353,3 +353,42 @@ def test_journal_backup_without_a_journal_fails(state: Path) -> None:
     assert result.returncode == 1
     assert "no journal here, nothing to back up" in result.stderr
     assert not (state / "x.db").exists()
+
+
+def test_journal_backup_into_a_missing_directory_says_why_in_one_line(state: Path) -> None:
+    config = write_config(state)
+    Journal(state / "journal.db").close()
+    destination = state / "missing" / "copy.db"
+    result = badge_gateway("--config", str(config), "journal", "backup", str(destination))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert str(state / "journal.db") in line and str(destination) in line
+    assert "No such file or directory" in line
+
+
+@pytest.mark.skipif(os.getuid() == 0, reason="root writes into a read-only directory")
+def test_journal_backup_into_a_read_only_directory_says_why_in_one_line(state: Path) -> None:
+    config = write_config(state)
+    Journal(state / "journal.db").close()
+    backups = state / "backups"
+    backups.mkdir(mode=0o500)
+    try:
+        result = badge_gateway("--config", str(config), "journal", "backup", str(backups / "c.db"))
+    finally:
+        backups.chmod(0o700)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert "Permission denied" in line
+
+
+def test_journal_migrate_of_a_file_that_is_not_sqlite_says_why_in_one_line(state: Path) -> None:
+    config = write_config(state)
+    (state / "journal.db").write_bytes(b"not a database, " * 512)
+    result = badge_gateway("--config", str(config), "journal", "migrate")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert str(state / "journal.db") in line
+    assert "not a database" in line

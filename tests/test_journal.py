@@ -24,6 +24,7 @@ from gateway.journal_file import (
     JournalVersionError,
     StorageError,
     connect,
+    migrate,
     statements,
 )
 from gateway.journal_rows import INSERT_REGISTRATION, TapAttempt, registration_row
@@ -122,6 +123,39 @@ def test_a_failed_migration_rolls_every_migration_back(tmp_path: Path) -> None:
     assert journal._conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     assert journal.stats().registrations == 1
     journal.close()
+
+
+class _RolledBackBySqlite:
+    """A connection on which one migration statement fails the way SQLITE_FULL or
+    SQLITE_IOERR can: SQLite has rolled the whole transaction back before the error."""
+
+    def __init__(self, conn: sqlite3.Connection, failing: str) -> None:
+        self._conn = conn
+        self._failing = failing
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
+    def execute(self, sql: str) -> sqlite3.Cursor:
+        if self._failing in sql:
+            self._conn.execute("ROLLBACK")
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._conn.execute(sql)
+
+
+def test_a_migration_failing_after_sqlite_rolled_back_reports_the_real_error(
+    tmp_path: Path,
+) -> None:
+    """No second ROLLBACK ("no transaction is active") hides why the migration failed."""
+    path = tmp_path / "j.db"
+    conn = _journal_at_version(path, 3)
+    failing = next(statements(MIGRATIONS[3])).strip()[:40]
+    with pytest.raises(JournalMigrationError, match="database or disk is full"):
+        migrate(_RolledBackBySqlite(conn, failing))  # type: ignore[arg-type]
+    assert not conn.in_transaction
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    conn.close()
 
 
 def test_registration_round_trips_and_is_queued(tmp_path: Path) -> None:

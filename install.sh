@@ -410,13 +410,15 @@ changed() {
 }
 
 # install_file SRC DEST MODE OWNER GROUP: replace DEST when its content, mode or owner differ.
+# Called in conditions (set -e is off in it): every step checks its own failure.
 install_file() {
     local src=$1 dest=$2 mode=$3 owner=$4 group=$5
     if [ -f "$dest" ] && [ ! -L "$dest" ] && cmp -s "$src" "$dest" &&
         [ "$(stat -c '%a %U %G' "$dest")" = "${mode#0} $owner $group" ]; then
         return 1
     fi
-    install -D -m "$mode" -o "$owner" -g "$group" "$src" "$dest"
+    install -D -m "$mode" -o "$owner" -g "$group" "$src" "$dest" ||
+        fail "could not install $dest (above: a full disk, a read-only file system?)"
     changed "installed $dest"
 }
 
@@ -426,7 +428,8 @@ ensure_dir() {
     if [ -d "$dir" ] && [ "$(stat -c '%a %U %G' "$dir")" = "${mode#0} $owner $group" ]; then
         return 0
     fi
-    install -d -m "$mode" -o "$owner" -g "$group" "$dir"
+    install -d -m "$mode" -o "$owner" -g "$group" "$dir" ||
+        fail "could not make $dir (above: a full disk, a read-only file system?)"
     changed "made $dir ($mode $owner:$group)"
 }
 
@@ -434,9 +437,8 @@ ensure_dir() {
 ensure_link() {
     local target=$1 link=$2
     [ -L "$link" ] && [ "$(readlink "$link")" = "$target" ] && return 0
-    mkdir -p "$(dirname "$link")"
-    ln -sfn "$target" "$link.tmp.$$"
-    mv -T "$link.tmp.$$" "$link"
+    { mkdir -p "$(dirname "$link")" && ln -sfn "$target" "$link.tmp.$$" && mv -T "$link.tmp.$$" "$link"; } ||
+        fail "could not link $link -> $target (above)"
     changed "linked $link -> $target"
 }
 

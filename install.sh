@@ -32,11 +32,16 @@
 #                                     examples, never overwritten), credentials/ (0700)
 #   /var/lib/badge-gateway/backups/   the journal before each upgrade (the last 5)
 # Files under /usr/local/lib are the installer's and are replaced on upgrade; local changes
-# go in /etc (`systemctl edit badge-gateway`), which wins and is never touched.
+# go in /etc (`systemctl edit badge-gateway`), which wins. In /etc, install.sh changes only
+# /etc/badge-gateway (created once; badges.csv kept 0600 badge-gateway) and copies of its
+# own files a manual install left: an identical copy in /etc/systemd/system,
+# /etc/udev/rules.d or /etc/modprobe.d is removed, and the old README's unit there (its
+# ExecStart runs /opt/badge-gateway/venv/bin/badge-gateway) is moved aside to NAME.bak-DATE.
 #
-# Exit status: 0 done (or nothing to do); 1 refused or failed with nothing changed;
-# 2 usage; 3 upgrade failed and rolled back (the previous release runs again);
-# 4 installed, but the service did not become active.
+# Exit status: 0 done (or nothing to do); 1 refused with nothing changed (but the Debian
+# packages it names), or failed (the message says where); 2 usage; 3 upgrade failed and
+# rolled back (the previous release runs again); 4 installed, but the service did not
+# become active.
 set -euo pipefail
 
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -86,13 +91,9 @@ short_usage() {
     echo "usage: sudo ./install.sh [--upgrade] [--wheels DIR] [--onss-key FILE] | --uninstall | --purge | --release-id | --help" >&2
 }
 
+# The header above, from "## Install" to its end (the exit status).
 usage() {
-    sed -n 's/^# \{0,1\}//; /^## Install/,/^Exit status/p' "$SOURCE/install.sh" | sed '$d'
-    cat <<'EOF'
-Exit status: 0 done (or nothing to do); 1 refused or failed, nothing changed; 2 usage;
-3 upgrade failed and rolled back (the previous release runs again); 4 installed, but the
-service did not become active.
-EOF
+    sed -n '/^# ## Install/,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$SOURCE/install.sh"
 }
 
 MODE=install

@@ -818,7 +818,11 @@ switch_release() {
 
 start_service() {
     if [ "$SYSTEMD_UP" = 1 ]; then
-        [ "$UNITS_CHANGED" = 1 ] && systemctl daemon-reload
+        # A run cut short may have replaced the unit files without reloading them.
+        if [ "$UNITS_CHANGED" = 1 ] ||
+            [ "$(systemctl show -p NeedDaemonReload --value "$UNIT_NAME" 2>/dev/null)" = yes ]; then
+            systemctl daemon-reload
+        fi
         if [ "$UDEV_CHANGED" = 1 ] && command -v udevadm >/dev/null; then
             udevadm control --reload || true
             udevadm trigger --subsystem-match=usb --action=change || true
@@ -836,6 +840,12 @@ start_service() {
             say "systemd is not running here (a chroot or an image build): $UNIT_NAME is enabled and starts at the next boot"
         fi
         return 0
+    fi
+    # Enabled but stopped with nothing to change: a run cut short between stopping it and
+    # starting it again left it so.
+    if [ "$SERVICE_CHANGED" = 0 ] && ! service_active; then
+        changed "$UNIT_NAME is enabled but not running"
+        SERVICE_CHANGED=1
     fi
     if [ "$SERVICE_CHANGED" = 1 ]; then
         # Type=notify: this returns once the daemon said READY=1 (or failed).
@@ -987,8 +997,30 @@ lock() {
     flock -n 9 || fail "another install.sh is running; nothing was changed"
 }
 
+# Whatever ends this run (a failure under set -e, a closed SSH session, Ctrl-C), a service
+# it stopped is started again: the release the venv symlink names, old or new. Exits 3 and 4
+# have tried that already and said how it went.
+on_exit() {
+    local status=$?
+    set +e
+    trap '' HUP INT TERM PIPE
+    if [ "$MODE" = install ] && [ "$WAS_ACTIVE" = 1 ] && [ "$status" != 3 ] && [ "$status" != 4 ] &&
+        ! service_active; then
+        systemctl daemon-reload
+        if systemctl start "$UNIT_NAME"; then
+            warn "this run stopped $UNIT_NAME and did not finish: started it again (release $(current_release))"
+        else
+            warn "this run stopped $UNIT_NAME and did not finish; it did not start again: systemctl status $UNIT_NAME"
+        fi
+    fi
+    rm -rf "$WORK"
+    exit "$status"
+}
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+trap on_exit EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 case $MODE in
     release_id)

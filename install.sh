@@ -745,6 +745,7 @@ migrate_journal() {
         roll_back "could not back up $journal before migrating it: $output" \
             "the journal was not touched; release $RELEASE_ID was removed"
     fi
+    BACKUP_TAKEN=$backup
     say "$output"
     local had_wal=0 before
     [ -s "$journal-wal" ] && had_wal=1
@@ -774,6 +775,7 @@ migrate_journal() {
         "release $RELEASE_ID was removed${OLD_RELEASE:+, release $OLD_RELEASE is still the installed one}"
 }
 
+BACKUP_TAKEN=
 prune() {
     local keep_current keep_previous dir
     keep_current=$RELEASE_ID
@@ -786,12 +788,15 @@ prune() {
         changed "removed the old release ${dir##*/}"
     done
     if [ -d "$BACKUPS" ]; then
-        local old
+        # By the date in their names, which is the box's clock (a Pi has none of its own:
+        # it may be in the past): the backup just taken is kept whatever its date.
+        local old keep=$KEEP_BACKUPS
+        [ -z "$BACKUP_TAKEN" ] || keep=$((KEEP_BACKUPS - 1))
         while read -r old; do
             [ -n "$old" ] || continue
             rm -f "$old"
             say "removed the old backup ${old##*/}"
-        done < <(find "$BACKUPS" -maxdepth 1 -name 'journal-*.db' | sort | head -n "-$KEEP_BACKUPS")
+        done < <(find "$BACKUPS" -maxdepth 1 -name 'journal-*.db' ! -path "$BACKUP_TAKEN" | sort | head -n "-$keep")
     fi
 }
 

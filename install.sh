@@ -950,10 +950,9 @@ uninstall_main() {
     [ "$(id -u)" -eq 0 ] || problem "must run as root (sudo ./install.sh $([ "$MODE" = purge ] && echo --purge || echo --uninstall))"
     report_problems uninstall
     lock
-    if [ "$SYSTEMD_UP" = 1 ] && systemctl is-active --quiet "$UNIT_NAME"; then
-        systemctl stop "$UNIT_NAME"
-        changed "stopped $UNIT_NAME"
-    fi
+    # Restarting in a loop counts too: its files must not go from under it.
+    stop_service
+    [ "$WAS_ACTIVE" = 0 ] || CHANGED=1
     if [ -f "$UNIT_DIR/$UNIT_NAME" ] && systemctl is-enabled --quiet "$UNIT_NAME" 2>/dev/null; then
         systemctl disable --quiet "$UNIT_NAME"
         changed "disabled $UNIT_NAME"

@@ -641,13 +641,20 @@ as_account() {
 }
 
 # A copy of a file install.sh ships, left in /etc by a manual install, would hide the one
-# installed here: remove it when it is the same file, otherwise say so.
+# installed here: remove it when it is the same file; a unit running the manual install's
+# venv (the README's old way, whatever version of the unit it copied) is moved aside;
+# otherwise say so.
 shadowing_copy() {
-    local ours=$1 theirs=$2
+    local ours=$1 theirs=$2 aside
     [ -f "$theirs" ] && [ ! -L "$theirs" ] || return 0
     if cmp -s "$ours" "$theirs"; then
         rm -f "$theirs"
         changed "removed $theirs, a copy of $ours (a manual install's)"
+    elif grep -Eq "^ExecStart=[-@:+!]*$VENV_LINK/bin/badge-gateway( |\$)" "$theirs"; then
+        aside=$theirs.bak-$(date -u +%Y%m%dT%H%M%SZ)
+        [ ! -e "$aside" ] || aside=$aside.$$
+        mv "$theirs" "$aside" || fail "could not move $theirs aside (above)"
+        changed "moved $theirs, an old manual install's unit, to $aside: the one installed in $UNIT_DIR runs now"
     else
         warn "$theirs overrides the installed ${theirs##*/}; remove it if it is an old copy"
     fi
@@ -889,9 +896,18 @@ start_failed() {
         fi
         exit 3
     fi
-    local why="the journal was migrated to its new schema, which the previous release cannot read"
-    [ "$SWITCHED" = 1 ] || why="nothing to roll back to"
-    [ -n "$OLD_RELEASE" ] || why="it is the first release here"
+    local why
+    if [ -z "$OLD_RELEASE" ]; then
+        why="it is the first release here"
+    elif [ "$SWITCHED" = 0 ]; then
+        why="this run did not change the release"
+    elif [ "$SCHEMA_CHANGED" = 1 ]; then
+        why="the journal was migrated to its new schema, which the previous release cannot read"
+    elif [ "$OLD_RELEASE" = manual ]; then
+        why="the previous install was a manual one, now removed"
+    else
+        why="release $OLD_RELEASE is not complete in $RELEASES"
+    fi
     printf 'install.sh: %s\n' "release $RELEASE_ID is installed but $UNIT_NAME did not become active (above);" \
         "journalctl -u $UNIT_NAME says why; not rolled back: $why (docs/deployment.md, \"Rollback\")" >&2
     exit 4

@@ -562,12 +562,35 @@ fail_build() {
     fail "$1" "$(unchanged)"
 }
 
+# account_can_read FILE: by its mode, FILE is readable by the daemon's user (which may not
+# exist yet): as its owner, through the group of its name, or as anyone.
+account_can_read() {
+    local mode user group
+    read -r mode user group < <(stat -c '%a %U %G' "$1")
+    mode=$((8#$mode))
+    [ $((mode & 8#004)) -ne 0 ] && return 0
+    [ "$group" = "$ACCOUNT" ] && [ $((mode & 8#040)) -ne 0 ] && return 0
+    [ "$user" = "$ACCOUNT" ] && [ $((mode & 8#400)) -ne 0 ]
+}
+
 # The configuration in /etc (or the example that will become it) must satisfy the release
-# about to run it: the unit's ExecStartPre would refuse it at every start.
+# about to run it: the unit's ExecStartPre would refuse it at every start. The daemon's user
+# runs that check: an existing configuration is checked as that user when it exists, and
+# its mode must let that user read it (the account is made only once the checks passed).
 check_config() {
-    local release=$1 file=$CONFIG output
-    [ -f "$file" ] || file=$SOURCE/config/gateway.example.toml
-    if ! output=$("${CLEAN_ENV[@]}" "$release/bin/badge-gateway" --config "$file" config check 2>&1); then
+    local release=$1 file=$CONFIG output run=("${CLEAN_ENV[@]}")
+    if [ -f "$file" ]; then
+        if ! account_can_read "$file"; then
+            remove_new_release
+            fail "the $ACCOUNT user could not read $file ($(stat -c '%a %U:%G' "$file")): the daemon reads it;" \
+                "make it readable by the group $ACCOUNT (chgrp $ACCOUNT $file; chmod 0640 $file; groupadd --system $ACCOUNT first if missing), then run install.sh again;" \
+                "$(unchanged)"
+        fi
+        getent passwd "$ACCOUNT" >/dev/null && run=(as_account)
+    else
+        file=$SOURCE/config/gateway.example.toml
+    fi
+    if ! output=$("${run[@]}" "$release/bin/badge-gateway" --config "$file" config check 2>&1); then
         printf 'install.sh: %s is not valid for release %s:\n' "$file" "$RELEASE_ID" >&2
         printf '%s\n' "$output" | sed 's/^/    /' >&2
         remove_new_release
@@ -612,6 +635,13 @@ ensure_etc() {
     if [ ! -e "$BADGES" ]; then
         install -m 0600 -o "$ACCOUNT" -g "$ACCOUNT" config/badges.example.csv "$BADGES"
         changed "created $BADGES from the example: replace it with the employer's register"
+    elif [ -f "$BADGES" ] && { [ -n "$(find "$BADGES" -perm /077)" ] || [ "$(stat -c %U "$BADGES")" != "$ACCOUNT" ]; }; then
+        # Put there before (an image builder): national numbers, for the daemon alone.
+        local was
+        was=$(stat -c '%a %U:%G' "$BADGES")
+        { chown "$ACCOUNT:$ACCOUNT" "$BADGES" && chmod 0600 "$BADGES"; } ||
+            fail "could not make $BADGES 0600 $ACCOUNT:$ACCOUNT (above)"
+        changed "made $BADGES 0600 $ACCOUNT:$ACCOUNT (it was $was): it holds national numbers; its content is unchanged"
     fi
     ensure_dir "$CREDENTIALS" 0700 root root
     if [ -n "$ONSS_KEY_FROM" ] && install_file "$ONSS_KEY_FROM" "$ONSS_KEY" 0600 root root; then

@@ -91,7 +91,9 @@ def base_root() -> Path:
         return root
     CACHE.mkdir(parents=True, exist_ok=True)
     building = root.with_name(root.name + ".building")
-    shutil.rmtree(building, ignore_errors=True)
+    # an interrupted build may have left the host's /dev, /proc, /sys mounted in it
+    subprocess.run(["umount", "-R", "-l", str(building)], capture_output=True, check=False)
+    subprocess.run(["rm", "-rf", "--one-file-system", str(building)], check=True)
     log(f"building the Debian base in {root} (debootstrap; cached for later runs)")
     subprocess.run(
         [

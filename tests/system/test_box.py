@@ -63,8 +63,20 @@ def test_first_boot_is_ready_and_taps_are_registered_but_held_until_the_clock_is
     assert not any(row["clock_synced"] for row in rows)
     for row in rows:  # stored with the box's own (wrong) time, and marked so
         assert abs(row["wall_ns"] / 1e9 - time.time() - CLOCK_OFF_S) < 120
-    # Held, not lost: the uplink waits for the clock before it sends a time to the ONSS.
-    time.sleep(10)
+    # Held, not lost: the uplink waits for the clock before it sends a time to the ONSS,
+    # and `systemctl status` says so.
+    status_text = box.wait_for(
+        "the STATUS= line counts the waiting registrations",
+        lambda: (
+            (text := box.show(guest.UNIT, "StatusText")["StatusText"]).startswith(
+                "6 registered, 6 waiting"
+            )
+            and text
+        ),
+        timeout=60,
+    )
+    assert "held until the clock is synchronised" in status_text, status_text
+    assert "readers 1/1 up, clock NOT synced" in status_text, status_text
     assert {row["delivery"] for row in guest.registrations(box)} == {"pending"}
     assert guest.sim_registrations(box) == []
 

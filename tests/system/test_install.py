@@ -101,6 +101,7 @@ def test_uninstall_keeps_the_site_and_the_journal_and_purge_removes_them(tree: P
     assert not (tree / "opt/badge-gateway").exists()
     assert not (tree / "usr/local/bin/badge-gateway").exists()
     assert not list((tree / "etc/systemd/system").rglob("badge-gateway.service"))
+    assert not list((tree / "usr/local/lib").rglob("*badge-gateway*"))  # unit, rules, blacklist
     assert (tree / "etc/badge-gateway/gateway.toml").exists()
     assert journal.read_bytes() == b"the journal"
     result = chroot(tree, ["./install.sh", "--purge"], cwd="/root/badge-gateway", check=False)
@@ -108,3 +109,4 @@ def test_uninstall_keeps_the_site_and_the_journal_and_purge_removes_them(tree: P
     assert not (tree / "etc/badge-gateway").exists()
     assert not journal.exists()
     assert "badge-gateway:" not in (tree / "etc/passwd").read_text()
+    assert "badge-gateway:" not in (tree / "etc/group").read_text()

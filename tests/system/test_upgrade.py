@@ -5,14 +5,15 @@ upgrade to a release whose journal migration fails: refused, the journal as it w
 running release untouched and running.
 
 BADGE_GATEWAY_UPGRADE_FROM names the commit to upgrade from; by default the release before
-this one: the commit before the last that changed what install.sh installs (a commit that
-changed only tests would make the same release, and an upgrade with nothing to do).
+this one: the newest commit install.sh makes another release of.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,24 +24,27 @@ from tests.system.conftest import record
 from tests.system.image import REPO, WORKERS, Image, build_image, source_tree, wheelhouse
 from tests.system.machine import Machine
 
-# What install.sh's release id covers (its source_files).
-RELEASED = ("pyproject.toml", "README.md", "gateway", "drivers", "onss_sim", "systemd", "config")
 
-
-def previous_release() -> str:
+def previous_release(most: int = 50) -> str:
+    """The newest commit whose tree install.sh makes a different release of than this
+    checkout's (a commit that changed only tests makes the same one: nothing to upgrade)."""
     if os.environ.get("BADGE_GATEWAY_UPGRADE_FROM"):
         return os.environ["BADGE_GATEWAY_UPGRADE_FROM"]
-    changed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", *RELEASED], cwd=REPO)
-    if changed.returncode != 0:
-        return "HEAD"  # this checkout's uncommitted changes make a new release
-    last = subprocess.run(
-        ["git", "log", "-1", "--format=%H", "--", *RELEASED],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
+    current = release_id(REPO)
+    for back in range(most):
+        ref = f"HEAD~{back}"
+        with tempfile.TemporaryDirectory() as directory:
+            if release_id(source_tree(ref, Path(directory) / "tree")) != current:
+                return ref
+    raise AssertionError(f"no other release in the last {most} commits")
+
+
+def release_id(tree: Path) -> str:
+    if not (tree / "install.sh").exists():  # a release from before install.sh
+        shutil.copy2(REPO / "install.sh", tree / "install.sh")
+    return subprocess.run(
+        ["./install.sh", "--release-id"], cwd=tree, capture_output=True, text=True, check=True
     ).stdout.strip()
-    return f"{last}~1"
 
 
 PREVIOUS = previous_release()  # at collection, when the image's tree is read too
@@ -101,12 +105,12 @@ def test_an_upgrade_keeps_waiting_registrations_and_delivers_them(
         assert len(guest.sim_registrations(box)) == len(waiting)
         assert guest.evidence_verifies(box)
 
-        refused_upgrade_leaves_the_box_as_it_was(box, release)
+        refused_upgrade_leaves_the_box_as_it_was(box, release, release_id(broken))
     finally:
         box.shutdown()
 
 
-def refused_upgrade_leaves_the_box_as_it_was(box: Machine, release: str) -> None:
+def refused_upgrade_leaves_the_box_as_it_was(box: Machine, release: str, broken: str) -> None:
     before = guest.registrations(box)
     schema = guest.journal_rows(box, "PRAGMA user_version")
     result = box.call(
@@ -118,6 +122,7 @@ def refused_upgrade_leaves_the_box_as_it_was(box: Machine, release: str) -> None
     assert result["rc"] == 3, result  # failed and rolled back
     assert "migrat" in result["stderr"], result["stderr"][-3000:]
     assert box.sh("readlink", "/opt/badge-gateway/venv").strip() == release
+    assert broken not in box.sh("ls", "/opt/badge-gateway/releases").split()
     guest.wait_ready(box)
     assert guest.journal_rows(box, "PRAGMA user_version") == schema
     assert guest.registrations(box) == before

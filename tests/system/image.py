@@ -249,9 +249,6 @@ def build_image(
         chroot(root, ["./install.sh", "--wheels", "/root/wheels"], cwd="/root/badge-gateway")
         log(f"install.sh --wheels in a chroot: {time.monotonic() - started:.0f} s")
         release = chroot(root, ["readlink", "/opt/badge-gateway/venv"]).stdout.strip()
-        # as the technician's page says: the register holds national numbers
-        chroot(root, ["chown", "badge-gateway:badge-gateway", "/etc/badge-gateway/badges.csv"])
-        chroot(root, ["chmod", "0600", "/etc/badge-gateway/badges.csv"])
     _install_fixtures(root)
     disk = workdir / "disk.img"
     subprocess.run(

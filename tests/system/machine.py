@@ -4,9 +4,11 @@ The VM has no network device. Three channels reach it:
 - the serial console (ttyS0): the kernel's and journald's lines, live (`console`);
 - the second UART (ttyS1): the badge reader; the host writes one uid a line to it;
 - a virtio-serial port: the guest agent (tests/system/guest/agent.py) takes requests.
-A power cut is SIGKILL to QEMU: what the guest had not yet written to its disk is lost,
-what it synced is on the image. The disk is a qcow2 overlay of the image's raw file, so
-each machine starts from the image as built and leaves it untouched.
+A power cut is SIGKILL to QEMU: what the guest kept in its page cache is lost, what it
+had written to its virtual disk stays, as on a disk without a volatile write cache (a
+missing fsync shows; a missing disk flush under it would not). The disk is a qcow2
+overlay of the image's raw file, so each machine starts from the image as built and
+leaves it untouched.
 """
 
 from __future__ import annotations

@@ -56,11 +56,20 @@ def listing(root: Path, *, directory_times: bool = True) -> str:
     return "\n".join(files)
 
 
-def test_a_second_install_changes_nothing(tree: Path) -> None:
+def test_install_keeps_a_register_in_place_private_and_a_second_run_changes_nothing(
+    tree: Path,
+) -> None:
+    register = tree / "etc/badge-gateway/badges.csv"
+    register.parent.mkdir()
+    register.write_text("badge_uid,niss,employer,name\n")  # as an image builder left it
+    register.chmod(0o644)
     started = time.monotonic()
     first = install(tree)
     took = time.monotonic() - started
     assert first.returncode == 0, first.stderr
+    assert register.read_text() == "badge_uid,niss,employer,name\n"
+    owner = chroot(tree, ["stat", "-c", "%a %U", "/etc/badge-gateway/badges.csv"]).stdout
+    assert owner.split() == ["600", "badge-gateway"]
     before = listing(tree)
     started = time.monotonic()
     second = install(tree)

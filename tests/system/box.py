@@ -78,11 +78,6 @@ def sim_registrations(box: Machine) -> list[dict[str, Any]]:
     return rows
 
 
-def control(box: Machine, **request: Any) -> dict[str, Any]:
-    reply: dict[str, Any] = box.call("control", request=request)["reply"]
-    return reply
-
-
 def tap_over_socket(box: Machine, uids: list[str], pause: float = 0.0) -> list[dict[str, Any]]:
     """Taps through the control socket; each tap's outcome, in order."""
     return [

@@ -38,13 +38,6 @@ def run(request: dict[str, Any]) -> Iterator[Reply]:
     yield {"rc": result.returncode, "stdout": result.stdout, "stderr": result.stderr}
 
 
-def control(request: dict[str, Any]) -> Iterator[Reply]:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        conn.settimeout(request.get("timeout", 30))
-        conn.connect(CONTROL)
-        yield {"reply": _ask(conn, request["request"])}
-
-
 def taps(request: dict[str, Any]) -> Iterator[Reply]:
     """Tap each uid over the control socket, one after the other, as a reader would."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
@@ -126,7 +119,6 @@ def fill_disk(request: dict[str, Any]) -> Iterator[Reply]:
 
 OPS: dict[str, Callable[[dict[str, Any]], Iterator[Reply]]] = {
     "run": run,
-    "control": control,
     "taps": taps,
     "ntp": ntp,
     "fill_disk": fill_disk,

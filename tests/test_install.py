@@ -41,10 +41,19 @@ TREE_PARTS = [
 ]
 
 
+def as_nobody() -> list[str]:
+    """The prefix that runs a command as `nobody` (nothing when the tests do not run as
+    root): install.sh can then never install on the test machine."""
+    return (
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        if os.getuid() == 0
+        else []
+    )
+
+
 def install_sh(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """install.sh run as `nobody` (as this user when the tests do not run as root)."""
-    demote = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-    command = [*demote, str(INSTALL), *args] if os.getuid() == 0 else [str(INSTALL), *args]
+    command = [*as_nobody(), str(INSTALL), *args]
     return subprocess.run(
         command,
         capture_output=True,
@@ -157,9 +166,8 @@ def test_a_wheelhouse_without_wheels_or_for_another_machine_is_refused(shared: P
 
 def test_a_relative_wheelhouse_is_read_from_where_install_sh_was_started(shared: Path) -> None:
     (shared / "wheels").mkdir(mode=0o755)
-    demote = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
     result = subprocess.run(
-        [*(demote if os.getuid() == 0 else []), str(INSTALL), "--wheels", "wheels"],
+        [*as_nobody(), str(INSTALL), "--wheels", "wheels"],
         capture_output=True,
         text=True,
         env={"PATH": "/usr/bin:/bin"},

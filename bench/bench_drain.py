@@ -74,19 +74,17 @@ from bench.bench_tap import (
     vm_kib,
 )
 from drivers.base import BadgeRead
-from gateway import logs
 from gateway.attendance import AttendanceRules, Register, Site
-from gateway.background import BackgroundLoop, lower_priority
+from gateway.badges import load_badge_register
 from gateway.clock import Clock, boot_id, boottime_ns
 from gateway.config import GatewayConfig, UplinkConfig
 from gateway.identifiers import make_niss
-from gateway.identity import load_badge_register
-from gateway.journal import Journal
-from gateway.journal_rows import Acknowledgement, Outbound, Rejection
+from gateway.journal import Acknowledgement, Journal, Outbound, Rejection
 from gateway.models import Capacity, ClockSample, Employer, Language, Registration, Worker
+from gateway.system import logs
+from gateway.system.background import BackgroundLoop, lower_priority
 from gateway.tap import TapPipeline
-from gateway.uplink import open_uplink
-from gateway.uplink.sender import Uplink
+from gateway.uplink import Uplink, open_uplink
 from onss_sim.testing import SimulatorProcess
 from tests.support import (
     EMPLOYER,

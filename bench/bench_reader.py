@@ -43,10 +43,10 @@ from bench.bench_tap import (
 )
 from drivers.base import Reader, ReaderHealth, ReaderState
 from drivers.rdm6300 import Rdm6300Parser, Rdm6300Reader, encode_frame
-from gateway import logs
 from gateway.daemon import Daemon
 from gateway.feedback import TapOutcome
 from gateway.identifiers import make_niss
+from gateway.system import logs
 from tests.support import Badge, make_config_with_readers, with_daemon
 
 P99_TARGET_NS = 50_000_000

@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drivers.base import OnRead, ReaderHealth, ReaderState
-from gateway import logs
 from gateway.daemon import Daemon
 from gateway.feedback import TapOutcome
+from gateway.system import logs
 from tests.support import (
     DaemonProcess,
     badges,

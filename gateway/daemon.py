@@ -4,7 +4,7 @@ Start: open the journal (one writer), load the badge register, open the control 
 start the readers, tell systemd READY=1. A reader thread runs each tap it reads down the
 pipeline itself (see gateway.tap); the loop serves the control socket, polls the badge
 register and pings the watchdog. The uplink runs on a loop of its own, on a thread at a
-lower CPU priority (gateway.background), so that a backlog's drain yields the CPU to taps.
+lower CPU priority (gateway.system.background), so that a backlog's drain yields the CPU to taps.
 Stop (SIGTERM/SIGINT): stop accepting taps, stop the readers (each finishes the tap in
 progress), wait for taps injected over the socket, close the socket and the journal.
 SIGHUP reloads the badge register.
@@ -28,26 +28,24 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from drivers.base import BadgeRead, Reader
-from gateway import __version__, logs, status
+from gateway import __version__
 from gateway.attendance import AttendanceRules, Site
-from gateway.background import BackgroundLoop
+from gateway.badges import CP1252_NOTE, BadgeFileError, BadgeRegisterWatcher
 from gateway.clock import Clock, boot_id, boottime_ns
 from gateway.config import GatewayConfig
-from gateway.control import AlreadyRunningError, ControlError, ControlServer, EncodedReply
+from gateway.control import AlreadyRunningError, ControlError, ControlServer, EncodedReply, status
 from gateway.evidence import Kind
-from gateway.feedback import Feedback, TapOutcome
+from gateway.feedback import Feedback, TapOutcome, build_outputs, close_outputs
 from gateway.identifiers import InvalidIdentifier, normalise_uid
-from gateway.identity import CP1252_NOTE, BadgeFileError, BadgeRegisterWatcher
-from gateway.journal import Journal
-from gateway.journal_file import (
+from gateway.journal import (
+    Journal,
     JournalLockedError,
     JournalMigrationError,
     JournalVersionError,
     StorageError,
 )
-from gateway.outputs import build_outputs, close_outputs
 from gateway.readers import build_readers
-from gateway.sdnotify import notify, systemd_notifies, watchdog_interval
+from gateway.system import BackgroundLoop, logs, notify, systemd_notifies, watchdog_interval
 from gateway.tap import TapPipeline
 from gateway.watch import EvidenceWatch, Retention, log_head
 
@@ -215,8 +213,8 @@ class Daemon:
         name = self.config.evidence.signing_key
         if name is None:
             return None
-        from gateway.credentials import CredentialError, key_path, load_signing_key
-        from gateway.signing import signed
+        from gateway.evidence.signing import signed
+        from gateway.system.credentials import CredentialError, key_path, load_signing_key
 
         try:
             key = load_signing_key(key_path(name))
@@ -236,7 +234,7 @@ class Daemon:
         if not self.config.uplink.enabled:
             return None
         # Imported here: a box that does not deliver does not pay for TLS and HTTP in RAM.
-        from gateway.credentials import CredentialError
+        from gateway.system.credentials import CredentialError
         from gateway.uplink import open_uplink
 
         assert self.journal is not None and self.pipeline is not None

@@ -21,12 +21,10 @@ import structlog
 
 from drivers.base import BadgeRead
 from gateway.attendance import AttendanceRules, Decision, Refuse, Register, Repeat
+from gateway.badges import BadgeRegister
 from gateway.clock import Clock
 from gateway.feedback import Feedback, OutcomeKind, TapOutcome
-from gateway.identity import BadgeRegister
-from gateway.journal import Journal
-from gateway.journal_file import StorageError
-from gateway.journal_rows import TapAttempt
+from gateway.journal import Journal, StorageError, TapAttempt
 from gateway.models import ClockSample, Language, Registration, Worker
 
 log = structlog.get_logger("tap")

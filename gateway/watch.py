@@ -18,8 +18,7 @@ import structlog
 from drivers.base import Reader, ReaderState
 from gateway.clock import SourceReading
 from gateway.evidence import Kind
-from gateway.journal import Journal
-from gateway.journal_file import StorageError
+from gateway.journal import Journal, StorageError
 from gateway.models import ClockSample
 
 log = structlog.get_logger("evidence")

@@ -22,11 +22,12 @@ from typing import Any
 
 import pytest
 
-from gateway import clock, control, logs
-from gateway.cli import render_status
+from gateway import clock, control
+from gateway.cli.main import render_status
 from gateway.clock import RETRY_NS, Clock, SourceState, boottime_ns, read_flag, read_kernel
 from gateway.daemon import Daemon
-from gateway.evidence_log import entries, verify_journal
+from gateway.evidence import entries, verify_journal
+from gateway.system import logs
 from tests.support import badges, make_config, run, tap_read, with_daemon
 
 UNREADABLE_LOG = "clock source unreadable: treated as not synchronised"

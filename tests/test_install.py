@@ -1,7 +1,7 @@
 """install.sh's refusals and release ids, and the journal commands an upgrade runs.
 
 What needs a root file system (installing, upgrading, uninstalling) runs in a chroot or the
-VM (tests/system/); here install.sh runs as `nobody` wherever a check could let it through,
+VM (tests/vm/); here install.sh runs as `nobody` wherever a check could let it through,
 so that it can never install anything on the machine running the tests.
 """
 
@@ -22,8 +22,8 @@ import pytest
 
 from gateway import __version__
 from gateway.journal import Journal
-from gateway.journal_file import MIGRATIONS, connect, statements
-from gateway.journal_rows import INSERT_REGISTRATION, registration_row
+from gateway.journal.file import MIGRATIONS, connect, statements
+from gateway.journal.rows import INSERT_REGISTRATION, registration_row
 from tests.support import a_registration, write_config
 
 REPO = Path(__file__).parent.parent

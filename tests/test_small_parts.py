@@ -11,8 +11,8 @@ from pathlib import Path
 
 import structlog
 
-from gateway import logs
 from gateway.clock import Clock, boot_id, boottime_ns
+from gateway.system import logs
 from gateway.uuid7 import uuid7
 
 

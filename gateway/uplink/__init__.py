@@ -1,54 +1,17 @@
-"""Delivery of the journal's registrations to the ONSS presence-registration service.
+"""The uplink: delivery of the journal's registrations to the ONSS presence-registration
+service (CIaO's REST API, docs/onss-api.md).
 
-`open_uplink` builds it from the configuration: TLS always verified (the system's CAs,
-plus an optional extra bundle), HTTP/1.1 keep-alive, timeouts on every phase.
+Modules: `sender` (the loop: batches, backoff, settling each item in the journal),
+`client` (one registerInBulk call and its answer, classified), `token` (OAuth2 with a
+signed JWT), `payload` (a registration as the ONSS reads it), `timing` (what date and time
+a registration is sent with), `connectivity` (online or not, and why), `factory`
+(`open_uplink`, the uplink built from the configuration).
+
+May import: models, identifiers, clock, config, journal, system. Nothing above it.
 """
 
-from __future__ import annotations
-
-import ssl
-
-import httpx
-
-from gateway.clock import Clock
-from gateway.config import UplinkConfig
-from gateway.credentials import key_path, load_private_key
-from gateway.journal import Journal
-from gateway.uplink.client import OnssClient
+from gateway.uplink.connectivity import Connectivity
+from gateway.uplink.factory import open_uplink
 from gateway.uplink.sender import Uplink, UplinkPolicy
-from gateway.uplink.token import TokenProvider
 
-
-def open_uplink(
-    config: UplinkConfig, journal: Journal, clock: Clock
-) -> tuple[Uplink, httpx.AsyncClient]:
-    """The uplink and its HTTP client (close it on stop). Raises CredentialError."""
-    assert config.client_id is not None  # the configuration requires it when enabled
-    key = load_private_key(key_path(config.private_key))
-    tls = ssl.create_default_context()
-    if config.ca_file is not None:
-        tls.load_verify_locations(cafile=config.ca_file)
-    http = httpx.AsyncClient(
-        verify=tls,
-        timeout=httpx.Timeout(
-            connect=config.connect_timeout_seconds,
-            read=config.read_timeout_seconds,
-            write=config.read_timeout_seconds,
-            pool=config.connect_timeout_seconds,
-        ),
-        limits=httpx.Limits(max_connections=2, max_keepalive_connections=1),
-    )
-    tokens = TokenProvider(http, config.token_url, config.client_id, key)
-    policy = UplinkPolicy(
-        batch_size=config.batch_size,
-        late_after_ns=int(config.late_after_minutes * 60e9),
-        backoff_initial=config.backoff_initial_seconds,
-        backoff_max=config.backoff_max_seconds,
-    )
-    uplink = Uplink(
-        journal=journal,
-        clock=clock,
-        client=OnssClient(http, config.base_url, tokens),
-        policy=policy,
-    )
-    return uplink, http
+__all__ = ["Connectivity", "Uplink", "UplinkPolicy", "open_uplink"]

@@ -17,7 +17,7 @@ from gateway.identifiers import (
     normalise_enterprise_number,
     normalise_niss,
 )
-from gateway.journal_rows import Outbound, place_from_json
+from gateway.journal import Outbound, place_from_json
 
 
 def registration_date(wall_ns: int) -> str:

@@ -32,8 +32,7 @@ from tenacity import (
 )
 
 from gateway.clock import Clock
-from gateway.journal import Journal
-from gateway.journal_rows import Acknowledgement, Outbound, Rejection
+from gateway.journal import Acknowledgement, Journal, Outbound, Rejection
 from gateway.models import ClockSample
 from gateway.uplink import payload
 from gateway.uplink.client import (

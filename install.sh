@@ -248,7 +248,7 @@ check_install_input() {
         problem "cannot read the tree $SOURCE"
         return
     fi
-    for file in pyproject.toml README.md gateway/cli.py systemd/$UNIT_NAME \
+    for file in pyproject.toml README.md gateway/__init__.py systemd/$UNIT_NAME \
         systemd/$UNIT_NAME.d/$DROPIN_NAME systemd/60-badge-gateway-nfc.rules \
         systemd/badge-gateway-nfc-blacklist.conf config/gateway.example.toml \
         config/badges.example.csv; do

@@ -168,13 +168,20 @@ class TimedJournal(Journal):
         finally:
             self._add(wall, cpu)
 
-    def mark_in_flight(self, seqs: Sequence[int], in_flight: bool) -> None:
+    def mark_in_flight(self, seqs: Sequence[int]) -> None:
         wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
         try:
-            super().mark_in_flight(seqs, in_flight)
+            super().mark_in_flight(seqs)
         finally:
             self._add(wall, cpu)
-        self.requests += in_flight
+        self.requests += 1
+
+    def clear_in_flight(self, seqs: Sequence[int]) -> None:
+        wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
+        try:
+            super().clear_in_flight(seqs)
+        finally:
+            self._add(wall, cpu)
 
     def settle(self, acks: Sequence[Acknowledgement], rejections: Sequence[Rejection] = ()) -> None:
         wall, cpu = time.perf_counter_ns(), time.thread_time_ns()

@@ -1,8 +1,9 @@
 """The reader interface: every driver turns its hardware into BadgeRead values.
 
 A driver knows nothing of workers, journals or the ONSS. It is started with a callback
-that it calls once per card presentation, from any thread; the daemon hands the read on
-to its event loop.
+that it calls once per card presentation, from the driver's own thread; the daemon runs
+the whole tap (decision, journal commit, feedback) on that thread (docs/design.md, "The
+path of one tap").
 """
 
 from __future__ import annotations
@@ -47,6 +48,16 @@ class DetectedDevice:
     driver: str  # the config's driver = "..."
     path: str  # what to put in the config (port, path or device)
     description: str
+
+
+@dataclass(frozen=True, slots=True)
+class BadFrame:
+    """Input a driver's parser dropped instead of reading a badge from it, and why: counted
+    in the reader's health (`bad_frames`) and logged. `data` is the bytes dropped, where the
+    input is bytes (a serial frame); dropped keystrokes leave it empty."""
+
+    reason: str
+    data: bytes = b""
 
 
 OnRead = Callable[[BadgeRead], None]

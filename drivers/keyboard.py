@@ -23,11 +23,10 @@ import evdev
 import structlog
 from evdev import InputEvent
 
-from drivers.base import DetectedDevice
+from drivers.base import BadFrame, DetectedDevice
 from drivers.device import Backoff, DeviceGoneError, DeviceReader
 from drivers.keystrokes import (
     DEFAULT_MAX_KEY_GAP_SECONDS,
-    BadFrame,
     KeystrokeParser,
     Layout,
     event_time_ns,

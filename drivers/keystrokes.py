@@ -12,10 +12,11 @@ kernel reports that it dropped events (SYN_DROPPED: its buffer overflowed).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final, Literal
 
 from evdev import InputEvent, ecodes
+
+from drivers.base import BadFrame
 
 KEY_DOWN: Final = 1
 MIN_UID_LENGTH: Final = 4
@@ -51,11 +52,6 @@ MODIFIERS: Final = frozenset(
         ecodes.KEY_NUMLOCK,
     }
 )
-
-
-@dataclass(frozen=True, slots=True)
-class BadFrame:
-    reason: str
 
 
 def event_time_ns(event: InputEvent) -> int:

@@ -1,5 +1,5 @@
 """NFC readers through nfcpy: PN532 on a UART, PN533, ACR122U, Sony RC-S380, and nfcpy's
-`udp` device for tests (../shared/reference/edge-gateway-anchors.md, section C1).
+`udp` device for tests (nfcpy 1.0.4, its last release, March 2022).
 
 The reader polls: each poll senses the configured technologies one after the other and
 takes the card's identifier from its anticollision answer, without activating it as a tag.

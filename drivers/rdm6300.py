@@ -13,7 +13,8 @@ from functools import reduce
 from operator import xor
 from typing import Literal
 
-from drivers.serial_port import BadFrame, SerialReader
+from drivers.base import BadFrame
+from drivers.serial_port import SerialReader
 
 UidFormat = Literal["hex", "decimal"]
 

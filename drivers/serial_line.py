@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 
-from drivers.serial_port import BadFrame, SerialReader
+from drivers.base import BadFrame
+from drivers.serial_port import SerialReader
 
 DEFAULT_PATTERN = r"(?P<uid>[0-9A-Fa-f]{4,32})"
 MAX_LINE_BYTES = 256  # far above any badge line; a longer one is noise or a wrong baudrate

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -21,7 +20,7 @@ import structlog
 from serial.tools import list_ports
 from serial.tools.list_ports_common import ListPortInfo
 
-from drivers.base import DetectedDevice
+from drivers.base import BadFrame, DetectedDevice
 from drivers.device import Backoff, DeviceGoneError, DeviceReader, boottime_ns
 
 log = structlog.get_logger("drivers")
@@ -31,14 +30,6 @@ STABLE_NAMES = Path("/dev/serial/by-id")  # udev's names that survive a replug
 LOGGED_BYTES = 64
 # A port does not tell which protocol the reader behind it speaks: the technician chooses.
 EITHER_DRIVER = "rdm6300/serial-line"
-
-
-@dataclass(frozen=True, slots=True)
-class BadFrame:
-    """Bytes a parser dropped, and why: counted in the reader's health, logged at debug."""
-
-    reason: str
-    data: bytes
 
 
 class FrameParser(Protocol):

@@ -20,13 +20,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import NamedTuple, TypeVar
 
-from gateway.identifiers import (
-    InvalidIdentifier,
-    mask_niss,
-    normalise_niss,
-    normalise_uid,
-    parse_employer,
-)
+from gateway.errors import BadgeFileError, InvalidIdentifier
+from gateway.identifiers import mask_niss, normalise_niss, normalise_uid, parse_employer
 from gateway.models import Capacity, Employer, Language, Worker
 
 REQUIRED_COLUMNS = ("badge_uid", "niss", "employer", "name", "language", "capacity")
@@ -39,10 +34,6 @@ _SAVE_AS_UTF8_HINT = "save the file as 'CSV UTF-8'"
 CP1252_NOTE = f"not UTF-8: read as Windows-1252 (Excel's 'CSV'); {_SAVE_AS_UTF8_HINT} to be sure"
 
 _T = TypeVar("_T")
-
-
-class BadgeFileError(Exception):
-    """The badge register cannot be used at all; the message names the file."""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Time as evidence: wall time, CLOCK_BOOTTIME, boot id and whether the clock was synced.
 
-"Synchronised" is read from the system, never guessed (DESIGN.md principle 4):
+"Synchronised" is read from the system, never guessed (docs/design.md, "Principles"):
 - systemd-timesyncd creates /run/systemd/timesync/synchronized once it has synced;
 - the kernel's NTP state (clock_adjtime, as adjtimex(2) reads it) says TIME_ERROR /
   STA_UNSYNC until some NTP daemon has disciplined the clock.
@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import structlog
 
+from gateway.errors import BootIdError
 from gateway.models import ClockSample
 
 log = structlog.get_logger("clock")
@@ -40,11 +41,6 @@ BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 RETRY_NS = 60 * 1_000_000_000  # an unreadable source is read again after this long
 _TIME_ERROR = 5
 _STA_UNSYNC = 0x0040
-
-
-class BootIdError(OSError):
-    """The kernel's boot id cannot be read: every registration and evidence entry carries
-    it (a power cut is told from a crash by it), so the daemon does not start without it."""
 
 
 class SourceState(enum.Enum):

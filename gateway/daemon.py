@@ -1,13 +1,16 @@
 """The daemon: readers hand each read to the tap pipeline; the event loop does the rest.
 
-Start: open the journal (one writer), load the badge register, open the control socket,
-start the readers, tell systemd READY=1. A reader thread runs each tap it reads down the
-pipeline itself (see gateway.tap); the loop serves the control socket, polls the badge
-register and pings the watchdog. The uplink runs on a loop of its own, on a thread at a
-lower CPU priority (gateway.system.background), so that a backlog's drain yields the CPU to taps.
-Stop (SIGTERM/SIGINT): stop accepting taps, stop the readers (each finishes the tap in
-progress), wait for taps injected over the socket, close the socket and the journal.
-SIGHUP reloads the badge register.
+`Daemon.run` is three steps, as uvicorn's server is. `startup`: read the boot id, load the
+badge register, open the journal (one writer) and the control socket (gateway.control),
+start the background tasks and the readers, tell systemd READY=1. `serve`: a reader thread
+runs each tap it reads down the pipeline itself (gateway.tap) while the loop serves the
+control socket, polls the badge register, keeps the evidence and pings the watchdog, until
+SIGTERM or SIGINT; SIGHUP reloads the badge register. `shutdown`: stop accepting taps, stop
+the readers (each finishes the tap in progress), wait for taps injected over the socket,
+close the socket and the journal.
+
+The uplink runs on a loop of its own, on a thread at a lower CPU priority
+(gateway.system.background), so that a backlog's drain yields the CPU to taps.
 """
 
 from __future__ import annotations
@@ -21,8 +24,7 @@ import signal
 import ssl
 import stat
 import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -30,20 +32,21 @@ import structlog
 from drivers.base import BadgeRead, Reader
 from gateway import __version__
 from gateway.attendance import AttendanceRules, Site
-from gateway.badges import CP1252_NOTE, BadgeFileError, BadgeRegisterWatcher
-from gateway.clock import Clock, boot_id, boottime_ns
+from gateway.badges import CP1252_NOTE, BadgeRegisterWatcher
+from gateway.clock import Clock, boot_id
 from gateway.config import GatewayConfig
-from gateway.control import AlreadyRunningError, ControlError, ControlServer, EncodedReply, status
-from gateway.evidence import Kind
-from gateway.feedback import Feedback, TapOutcome, build_outputs, close_outputs
-from gateway.identifiers import InvalidIdentifier, normalise_uid
-from gateway.journal import (
-    Journal,
-    JournalLockedError,
-    JournalMigrationError,
-    JournalVersionError,
+from gateway.control import ControlServer, commands, status
+from gateway.errors import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    ControlError,
+    CredentialError,
+    StartupError,
     StorageError,
 )
+from gateway.evidence import Kind
+from gateway.feedback import Feedback, TapOutcome, build_outputs, close_outputs
+from gateway.journal import Journal
 from gateway.readers import build_readers
 from gateway.system import BackgroundLoop, logs, notify, systemd_notifies, watchdog_interval
 from gateway.tap import TapPipeline
@@ -52,6 +55,7 @@ from gateway.watch import EvidenceWatch, Retention, log_head
 if TYPE_CHECKING:
     import httpx
 
+    from gateway.uplink.connectivity import Connectivity
     from gateway.uplink.sender import Uplink
 
 log = structlog.get_logger("daemon")
@@ -83,72 +87,106 @@ class Daemon:
         self.uplink: Uplink | None = None
         self.uplink_error: str | None = None
         self.clock = Clock(config.clock.sources, config.clock.timesyncd_flag)
+        self._control: ControlServer | None = None
+        self._background: BackgroundLoop | None = None  # the uplink's loop, when it delivers
+        self._tasks: list[asyncio.Task[None]] = []
 
     def stop(self) -> None:
         self._stopping.set()
 
+    @property
+    def connectivity(self) -> Connectivity | None:
+        """Where delivery stands; None when no uplink delivers (off, or misconfigured)."""
+        return None if self.uplink is None else self.uplink.connectivity
+
     async def run(self) -> None:
-        boot_id()  # essential evidence: without it stop here, before opening anything (an
-        # OSError, BootIdError, logged by run_daemon as one line saying why)
-        loop = asyncio.get_running_loop()
+        """Start up, serve until SIGTERM or SIGINT, shut down."""
+        await self.startup()
+        try:
+            await self.serve()
+        finally:
+            await self.shutdown()
+
+    async def startup(self) -> None:
+        """Open the journal and the control socket, start the background tasks and the
+        readers, tell systemd READY=1. Raises StartupError, having closed what it opened."""
+        with _startup_failures():
+            journal = await self._open()
+            try:
+                await self._start(journal)
+            except BaseException:
+                await self._close()
+                raise
+
+    async def serve(self) -> None:
+        """Taps run on the readers' threads; the loop serves the socket and the tasks."""
+        await self._stopping.wait()
+
+    async def shutdown(self) -> None:
+        """Stop taking taps, let those in progress finish, then close everything."""
+        notify("STOPPING=1")
+        try:
+            await self._finish_taps()
+        finally:
+            await self._close()
+
+    async def _open(self) -> Journal:
+        """What must be there to take a tap; nothing to undo when one of them is not."""
+        boot_id()  # essential evidence: without it stop here, before opening anything
         self.badges = BadgeRegisterWatcher(self.config.badges.file)
         self._report_register()
         storage = self.config.storage
         self.journal = await asyncio.to_thread(
             Journal, storage.journal, max_size_mb=storage.max_size_mb, clock=self.clock.sample
         )
-        await asyncio.to_thread(self._start_evidence, self.journal)
-        self.pipeline = self._pipeline(self.journal, self.badges)
-        control = ControlServer(
-            self.config.control.socket,
-            {
-                "tap": self._cmd_tap,
-                "status": self._cmd_status,
-                "registrations": self._cmd_since,
-                "queue": self._cmd_queue,
-                "requeue": self._cmd_requeue,
-            },
+        return self.journal
+
+    async def _start(self, journal: Journal) -> None:
+        assert self.badges is not None
+        await asyncio.to_thread(self._start_evidence, journal)
+        self.pipeline = self._pipeline(journal, self.badges)
+        self._control = ControlServer(self.config.control.socket, commands.handlers(self))
+        await self._control.start()
+        self._tasks = self._start_tasks(journal)
+        self._install_signals(asyncio.get_running_loop())
+        self.accepting = True
+        for reader in self.readers:
+            reader.start(self._on_read)
+        notify("READY=1")
+        log.info(
+            "daemon started",
+            site=self.config.site.name,
+            declaration=self.config.site.declaration,
+            journal=str(self.config.storage.journal),
+            workers=len(self.badges.current.workers),
+            readers=[reader.name for reader in self.readers],
         )
-        background: BackgroundLoop | None = None
-        try:
-            await control.start()
-            tasks = [
-                asyncio.create_task(self._poll_badges(), name="badges"),
-                asyncio.create_task(self._evidence_watch(self.journal).run(), name="evidence"),
-            ]
-            background = self._start_uplink(tasks)
-            interval = watchdog_interval()
-            if interval is not None:
-                tasks.append(
-                    asyncio.create_task(self._watchdog(interval, tasks[:]), name="watchdog")
-                )
-            if systemd_notifies():
-                tasks.append(asyncio.create_task(self._report_status(), name="status"))
-            self._install_signals(loop)
-            self.accepting = True
-            for reader in self.readers:
-                reader.start(self._on_read)
-            notify("READY=1")
-            log.info(
-                "daemon started",
-                site=self.config.site.name,
-                declaration=self.config.site.declaration,
-                journal=str(storage.journal),
-                workers=len(self.badges.current.workers),
-                readers=[reader.name for reader in self.readers],
-            )
-            await self._stopping.wait()
-            notify("STOPPING=1")
-            await self._shut_down(tasks)
-        finally:
-            await control.close()
-            if background is not None:  # closes the uplink's HTTP client on its own loop
-                await asyncio.to_thread(background.close)
-            await asyncio.to_thread(self._stop_evidence, self.journal)
-            await asyncio.to_thread(self.journal.close)
-            await asyncio.to_thread(close_outputs, self._own_outputs)
-            self._remove_signals(loop)
-            log.info("daemon stopped cleanly")
+
+    def _start_tasks(self, journal: Journal) -> list[asyncio.Task[None]]:
+        tasks = [
+            asyncio.create_task(self._poll_badges(), name="badges"),
+            asyncio.create_task(self._evidence_watch(journal).run(), name="evidence"),
+        ]
+        self._background = self._start_uplink(tasks)
+        interval = watchdog_interval()
+        if interval is not None:
+            tasks.append(asyncio.create_task(self._watchdog(interval, tasks[:]), name="watchdog"))
+        if systemd_notifies():
+            tasks.append(asyncio.create_task(self._report_status(), name="status"))
+        return tasks
+
+    async def _close(self) -> None:
+        """Close what start-up opened: the socket, the uplink, the journal, the outputs."""
+        assert self.journal is not None
+        if self._control is not None:
+            await self._control.close()
+        if self._background is not None:  # closes the uplink's HTTP client on its own loop
+            await asyncio.to_thread(self._background.close)
+        await asyncio.to_thread(self._stop_evidence, self.journal)
+        await asyncio.to_thread(self.journal.close)
+        await asyncio.to_thread(close_outputs, self._own_outputs)
+        self._remove_signals(asyncio.get_running_loop())
+        log.info("daemon stopped cleanly")
 
     def _pipeline(self, journal: Journal, badges: BadgeRegisterWatcher) -> TapPipeline:
         site = self.config.site
@@ -214,7 +252,7 @@ class Daemon:
         if name is None:
             return None
         from gateway.evidence.signing import signed
-        from gateway.system.credentials import CredentialError, key_path, load_signing_key
+        from gateway.system.credentials import key_path, load_signing_key
 
         try:
             key = load_signing_key(key_path(name))
@@ -225,8 +263,8 @@ class Daemon:
 
     def _uplink_online(self) -> bool | None:
         """For the worker's display, on the tap's thread: reads one attribute the loop sets."""
-        if self.uplink is not None:
-            return {"online": True, "unknown": None}.get(self.uplink.connectivity.state, False)
+        if self.connectivity is not None:
+            return self.connectivity.online
         return False if self.uplink_error is not None else None  # no delivery: nothing to say
 
     def _start_uplink(self, tasks: list[asyncio.Task[None]]) -> BackgroundLoop | None:
@@ -234,7 +272,6 @@ class Daemon:
         if not self.config.uplink.enabled:
             return None
         # Imported here: a box that does not deliver does not pay for TLS and HTTP in RAM.
-        from gateway.system.credentials import CredentialError
         from gateway.uplink import open_uplink
 
         assert self.journal is not None and self.pipeline is not None
@@ -270,7 +307,9 @@ class Daemon:
         future.add_done_callback(self._injected.discard)
         return await future
 
-    async def _shut_down(self, tasks: list[asyncio.Task[None]]) -> None:
+    async def _finish_taps(self) -> None:
+        """Readers finish the tap in progress, taps injected over the socket get their
+        answer, then the background tasks are cancelled."""
         self.accepting = False
         log.info("stopping: finishing the taps in progress")
         await asyncio.gather(*(asyncio.to_thread(reader.stop) for reader in self.readers))
@@ -278,9 +317,9 @@ class Daemon:
             _, unfinished = await asyncio.wait(self._injected, timeout=DRAIN_TIMEOUT)
             if unfinished:
                 log.error("stopping with taps unfinished", taps=len(unfinished))
-        for task in tasks:
+        for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _watchdog(self, interval: float, vital: list[asyncio.Task[None]]) -> None:
         """Ping systemd while all is well; a dead task, or a tap stuck (say, in an fsync
@@ -377,68 +416,6 @@ class Daemon:
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(signum)
 
-    async def _cmd_tap(self, request: dict[str, Any]) -> dict[str, Any]:
-        uid = request.get("uid")
-        direction = request.get("direction")
-        reader = request.get("reader", "control")
-        if not isinstance(uid, str):
-            raise ControlError('"uid" must be a string')
-        try:
-            uid = normalise_uid(uid)
-        except InvalidIdentifier as error:
-            raise ControlError(f"uid: {error}") from error
-        if direction not in (None, "IN", "OUT"):
-            raise ControlError('"direction" must be "IN", "OUT" or null')
-        if not isinstance(reader, str) or not reader:
-            raise ControlError('"reader" must be a non-empty string')
-        read = BadgeRead(uid, reader, "control", boottime_ns(), direction)
-        return {"outcome": status.outcome_json(await self.tap(read))}
-
-    async def _cmd_status(self, request: dict[str, Any]) -> dict[str, Any]:
-        return {"status": await asyncio.to_thread(status.collect, self)}
-
-    async def _cmd_since(self, request: dict[str, Any]) -> dict[str, Any]:
-        since_ns = request.get("since_ns", 0)
-        limit = request.get("limit", 1000)
-        if not isinstance(since_ns, int) or not isinstance(limit, int) or not 0 < limit <= 10_000:
-            raise ControlError('"since_ns" must be an integer, "limit" 1..10000')
-        assert self.journal is not None
-        stored = await asyncio.to_thread(self.journal.registrations_since, since_ns, limit)
-        return {"registrations": [status.registration_json(item) for item in stored]}
-
-    async def _cmd_queue(self, request: dict[str, Any]) -> EncodedReply:
-        """Registrations with their delivery details, newest first (`queue list`, `export`)."""
-        state, limit, show_niss = _queue_query(request)
-        return await asyncio.to_thread(self._queue_reply, state, limit, show_niss)
-
-    def _queue_reply(self, state: str | None, limit: int, show_niss: bool) -> EncodedReply:
-        assert self.journal is not None
-        tz = self.config.site.tz
-        records = [
-            status.delivery_json(record, tz, full_niss=show_niss)
-            for record in self.journal.deliveries(state, limit)
-        ]
-        return EncodedReply.of({"records": records})
-
-    async def _cmd_requeue(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Send a rejected registration again, once the employer fixed its cause."""
-        registration_id = _registration_id(request)
-        assert self.journal is not None
-        try:
-            requeued = await asyncio.to_thread(self.journal.requeue, registration_id)
-        except StorageError as error:
-            raise ControlError(f"cannot store the requeue: {error}") from error
-        if not requeued:
-            raise ControlError(
-                f"no rejected registration {registration_id}: unknown id, or not rejected"
-                " (pending or delivered ones cannot be retried)"
-            )
-        log.info("rejected registration requeued for delivery", registration=registration_id)
-        return {"id": registration_id}
-
-
-QUEUE_STATES = (None, "pending", "rejected", "delivered")
-
 
 async def _deliver(uplink: Uplink, http: httpx.AsyncClient) -> None:
     """On the uplink's own loop: deliver until cancelled, then close the HTTP client there."""
@@ -454,42 +431,27 @@ async def _awaited(future: concurrent.futures.Future[None]) -> None:
     await asyncio.wrap_future(future)
 
 
-def _queue_query(request: dict[str, Any]) -> tuple[str | None, int, bool]:
-    state = request.get("state")
-    limit = request.get("limit", 1000)
-    show_niss = request.get("show_niss", False)
-    if state not in QUEUE_STATES:
-        raise ControlError('"state" must be "pending", "rejected", "delivered" or null')
-    if not isinstance(limit, int) or not 0 < limit <= status.QUEUE_MAX:
-        raise ControlError(f'"limit" must be an integer 1..{status.QUEUE_MAX}')
-    if not isinstance(show_niss, bool):
-        raise ControlError('"show_niss" must be true or false')
-    return state, limit, show_niss
-
-
-def _registration_id(request: dict[str, Any]) -> str:
-    text = request.get("id")
-    if not isinstance(text, str):
-        raise ControlError('"id" must be a string (a registration id from `queue list`)')
-    try:
-        return str(uuid.UUID(text.strip()))
-    except ValueError as error:
-        raise ControlError(f"{text!r} is not a registration id (a UUID)") from error
-
-
 def run_daemon(config: GatewayConfig) -> int:
-    """The `run` command: configure logging, run until SIGTERM; 0 on a clean stop."""
+    """The `run` command: configure logging, run until SIGTERM; 0 on a clean stop, 1 when
+    the daemon cannot start (one log line says why)."""
     logs.configure(fmt=config.logging.format, level=config.logging.level)
     try:
-        asyncio.run(Daemon(config).run())
-    except (
-        BadgeFileError,
-        JournalLockedError,
-        JournalMigrationError,
-        JournalVersionError,
-        AlreadyRunningError,
-        OSError,
-    ) as error:
+        with _startup_failures():
+            daemon = Daemon(config)
+        asyncio.run(daemon.run())
+    except StartupError as error:
         log.error("cannot start", error=str(error))
-        return 1
-    return 0
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _startup_failures() -> Iterator[None]:
+    """An OSError while starting (a directory the daemon may not write, a socket it cannot
+    bind) is a start-up failure like the others."""
+    try:
+        yield
+    except StartupError:
+        raise
+    except OSError as error:
+        raise StartupError(str(error)) from error

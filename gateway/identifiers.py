@@ -1,4 +1,5 @@
-"""Check and normalise the identifiers a registration carries (DOMAIN.md, "Identifier checks").
+"""Check and normalise the identifiers a registration carries (docs/domain.md, "What a
+registration carries").
 
 Pure functions: each takes the text as a person typed it and returns the canonical form, or
 raises InvalidIdentifier whose message is a short reason fit to show that person.
@@ -8,12 +9,8 @@ from __future__ import annotations
 
 import re
 
+from gateway.errors import InvalidIdentifier
 from gateway.models import Employer
-
-
-class InvalidIdentifier(ValueError):  # noqa: N818 (the name reads as "raise InvalidIdentifier")
-    """The text is not a valid identifier; str(error) is a short human reason."""
-
 
 _NUMBER_SEPARATORS = re.compile(r"[\s.\-]")
 _UID_SEPARATORS = re.compile(r"[\s:.\-]")

@@ -1,4 +1,4 @@
-"""The typed values that flow along the tap path (DESIGN.md, "The path of one tap").
+"""The typed values that flow along the tap path (docs/design.md, "The path of one tap").
 
 Plain frozen dataclasses: every stage receives one of these and hands the next one on.
 The place of work is a pydantic model because it is read from the configuration and
@@ -32,7 +32,7 @@ class Language(enum.StrEnum):
 
 
 class Capacity(enum.StrEnum):
-    """The capacity in which a person is on site (DOMAIN.md, "What a registration carries")."""
+    """The capacity of a person on site (docs/domain.md, "What a registration carries")."""
 
     EMPLOYEE = "employee"
     SELF_EMPLOYED = "self-employed"
@@ -48,6 +48,16 @@ class DeliveryState(enum.StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     REJECTED = "rejected"
+
+
+class UplinkState(enum.StrEnum):
+    """Where delivery to the ONSS stands; `status` shows the value."""
+
+    UNKNOWN = "unknown"  # no request has ended yet
+    ONLINE = "online"
+    OFFLINE = "offline"  # the last request failed (the cause says how); retried with backoff
+    FORBIDDEN = "forbidden"  # 403: scope or permission at the ONSS; retried slowly
+    MISCONFIGURED = "misconfigured"  # the uplink could not start (its key): nothing is sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +129,7 @@ def iso_utc(wall_ns: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ClockSample:
-    """The time of one event, as evidence (DESIGN.md principle 4).
+    """The time of one event, as evidence (docs/design.md, "Principles": time is evidence).
 
     monotonic_ns is CLOCK_BOOTTIME: it keeps counting through suspend, so a wall time can
     be re-derived later from any other sample of the same boot.

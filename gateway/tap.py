@@ -1,4 +1,5 @@
-"""The path of one tap: identity -> attendance -> journal -> feedback (DESIGN.md).
+"""The path of one tap: badges -> attendance -> journal -> feedback (docs/design.md,
+"The path of one tap").
 
 `TapPipeline.handle` runs the whole path synchronously on the thread that read the card
 (a reader thread, or a worker thread for taps injected over the control socket). Taps
@@ -23,8 +24,9 @@ from drivers.base import BadgeRead
 from gateway.attendance import AttendanceRules, Decision, Refuse, Register, Repeat
 from gateway.badges import BadgeRegister
 from gateway.clock import Clock
+from gateway.errors import StorageError
 from gateway.feedback import Feedback, OutcomeKind, TapOutcome
-from gateway.journal import Journal, StorageError, TapAttempt
+from gateway.journal import TapAttempt, TapJournal
 from gateway.models import ClockSample, Language, Registration, Worker
 
 log = structlog.get_logger("tap")
@@ -43,7 +45,7 @@ class TapPipeline:
         clock: Clock,
         badges: Callable[[], BadgeRegister],
         rules: AttendanceRules,
-        journal: Journal,
+        journal: TapJournal,
         outputs: Sequence[Feedback],
         site_language: Language,
         uplink_online: Callable[[], bool | None] = lambda: None,

@@ -17,8 +17,9 @@ import structlog
 
 from drivers.base import Reader, ReaderState
 from gateway.clock import SourceReading
+from gateway.errors import StorageError
 from gateway.evidence import Kind
-from gateway.journal import Journal, StorageError
+from gateway.journal import EvidenceSink
 from gateway.models import ClockSample
 
 log = structlog.get_logger("evidence")
@@ -93,7 +94,7 @@ def source_changes(state: WatchState, unreadable: Mapping[str, SourceReading]) -
 class EvidenceWatch:
     def __init__(
         self,
-        journal: Journal,
+        journal: EvidenceSink,
         readers: Sequence[Reader],
         clock: Callable[[], ClockSample],
         *,
@@ -149,7 +150,7 @@ class Retention:
     max_size_mb: int | None = None
     sign: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
-    def apply(self, journal: Journal, now: ClockSample) -> int:
+    def apply(self, journal: EvidenceSink, now: ClockSample) -> int:
         """Prune what is older than the retention, then, if the journal nears its disk
         budget, the oldest delivered registrations whatever their age. Returns how many."""
         if not now.synced:  # an unsynchronised clock could make recent taps look old
@@ -170,7 +171,7 @@ class Retention:
         return pruned
 
 
-def log_head(journal: Journal) -> None:
+def log_head(journal: EvidenceSink) -> None:
     """An anchor outside the box: whoever keeps the log lines can check the chain later."""
     head = journal.evidence_head
     log.info("evidence head", seq=head.seq, hash=head.hash, wall_ns=head.wall_ns)

@@ -2,8 +2,8 @@
 
 Schema problems reject the whole call (400, every issue listed); business problems reject
 one item (`notCreatedPresenceRegistration` with ONSS error codes). The identifier checksums
-are the public algorithms of DOMAIN.md, written here again on purpose: the simulator must
-not share a bug with the gateway it tests.
+are the public algorithms of docs/domain.md, written here again on purpose: the simulator
+must not share a bug with the gateway it tests.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ ITEM_FIELDS = (
 )
 ADDRESS_FIELDS = ("postCode", "municipalityName", "streetName", "houseNumber")
 
-# Business error codes (ONSS_API.md; borrowed from the SOAP service).
+# Business error codes (docs/onss-api.md; borrowed from the SOAP service).
 INVALID_ENTERPRISE_NUMBER = ("2", "invalid enterprise number")
 EMPLOYER_NOT_IN_DECLARATION = ("3", "enterprise not known for this declaration of works")
 UNKNOWN_DECLARATION = ("4", "invalid declaration of works")

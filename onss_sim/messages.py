@@ -1,4 +1,4 @@
-"""What an endpoint receives and answers, and the error bodies of ONSS_API.md.
+"""What an endpoint receives and answers, and the error bodies of docs/onss-api.md.
 
 Errors of the presence API are RFC 9457 problems (`application/problem+json`) typed
 `urn:problem-type:belgif:<name>`; errors of the token endpoint are RFC 6749 §5.2 bodies.

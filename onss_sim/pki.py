@@ -2,7 +2,7 @@
 
 The server certificate is signed by the local CA and names `localhost` and `127.0.0.1`;
 a gateway trusts the simulator through the CA file alone. The client identity is the
-"technical user" of ONSS_API.md: an RSA-2048 key and a self-signed certificate that the
+"technical user" of docs/onss-api.md: an RSA-2048 key and a self-signed certificate that the
 simulator registers as a client id (the ONSS only needs the certificate's public key).
 """
 

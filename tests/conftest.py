@@ -1,10 +1,19 @@
-"""Fixtures shared by every test module (helpers live in tests/support.py)."""
+"""Fixtures shared by every test module (helpers live in tests/support.py), and the `vm`
+marker on every test of the QEMU tier, so that `./dev test --fast` can leave it out."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
+VM_TIER = Path(__file__).resolve().parent / "vm"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if VM_TIER in item.path.resolve().parents:
+            item.add_marker(pytest.mark.vm)
 
 
 @pytest.fixture

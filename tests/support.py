@@ -36,6 +36,7 @@ from gateway.models import (
 from onss_sim.testing import SimulatorProcess
 
 T = TypeVar("T")
+REPO = Path(__file__).resolve().parent.parent  # the checkout's root, for files tests read
 DECLARATION = "1Y1002V9KLZ6Z"
 EMPLOYER = "0450905686"
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from gateway.badges import (
-    BadgeFileError,
     BadgeRegister,
     BadgeRegisterWatcher,
     LineError,
     load_badge_register,
 )
+from gateway.errors import BadgeFileError
 from gateway.identifiers import make_niss
 from gateway.models import Capacity, Employer, Language
 

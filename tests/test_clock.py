@@ -1,7 +1,8 @@
 """The clock's sync sources: synced, not synced, or unreadable (a sandbox's EPERM or ENOSYS,
 a directory the daemon may not search, no C library function). Unreadable counts as not
 synchronised, never raises, and is reported once: `status`, one evidence entry, one log
-line; the tap path does not repeat the failing call on every tap."""
+line; the tap path does not repeat the failing call on every tap. And what a sample holds:
+wall time, boot time and this boot's id."""
 
 from __future__ import annotations
 
@@ -23,8 +24,16 @@ from typing import Any
 import pytest
 
 from gateway import clock, control
-from gateway.cli.main import render_status
-from gateway.clock import RETRY_NS, Clock, SourceState, boottime_ns, read_flag, read_kernel
+from gateway.cli.render import render_status
+from gateway.clock import (
+    RETRY_NS,
+    Clock,
+    SourceState,
+    boot_id,
+    boottime_ns,
+    read_flag,
+    read_kernel,
+)
 from gateway.daemon import Daemon
 from gateway.evidence import entries, verify_journal
 from gateway.system import logs
@@ -71,6 +80,23 @@ def log_lines() -> Iterator[list[dict[str, Any]]]:
     finally:
         logs.configure(fmt="json")
         lines.extend(json.loads(line) for line in stream.getvalue().splitlines())
+
+
+def test_clock_synced_from_the_timesyncd_flag(tmp_path: Path) -> None:
+    flag = tmp_path / "synchronized"
+    clock = Clock(["timesyncd"], flag)
+    assert clock.sample().synced is False
+    flag.touch()
+    assert clock.sample().synced is True
+    assert Clock([], flag).synced() is False
+
+
+def test_clock_sample_is_wall_boottime_and_this_boot() -> None:
+    sample = Clock([], Path("/nonexistent")).sample()
+    assert sample.boot_id == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert sample.boot_id == boot_id()
+    assert abs(sample.wall_ns - time.time_ns()) < 1_000_000_000
+    assert 0 <= boottime_ns() - sample.monotonic_ns < 1_000_000_000
 
 
 def test_the_kernel_source_reads_this_machines_ntp_state() -> None:

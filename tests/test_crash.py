@@ -17,6 +17,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from gateway import control
 from tests.support import Badge, DaemonProcess, badges, write_badge_file, write_config
 
@@ -69,6 +71,7 @@ def kill_while_starting(daemon: DaemonProcess, rng: random.Random) -> None:
     daemon.kill()
 
 
+@pytest.mark.slow
 def test_sigkill_loses_no_acknowledged_tap(state: Path) -> None:
     workers = badges(10)
     write_badge_file(state / "badges.csv", workers)

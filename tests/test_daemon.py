@@ -76,7 +76,7 @@ def test_disk_full_refuses_the_tap_loudly_and_recovers(state: Path) -> None:
         journal = daemon.journal
         assert journal is not None
         await daemon.tap(tap_read(workers[0].uid))
-        pages = journal._conn.execute("PRAGMA page_count").fetchone()[0]
+        pages = journal.execute("PRAGMA page_count")[0][0]
         journal.limit_pages(pages)
         refused = None
         for worker in workers[1:]:  # until a tap needs a page the disk no longer has
@@ -155,3 +155,23 @@ def test_read_only_journal_refuses_the_tap_and_recovers(state: Path) -> None:
 
     kinds = run(with_daemon(config, read_only_then_writable))
     assert kinds == [OutcomeKind.CANNOT_STORE, OutcomeKind.REGISTERED]
+
+
+def test_an_uplink_that_cannot_start_is_shown_misconfigured_and_taps_are_stored(
+    state: Path,
+) -> None:
+    worker = badges(1)[0]
+    key = state / "missing-key.pem"
+    uplink_section = {"enabled": True, "client_id": "test", "private_key": str(key)}
+    config = make_config(state, [worker], uplink=uplink_section)
+
+    async def tap_then_status(daemon: Daemon) -> tuple[TapOutcome, Any]:
+        outcome = await daemon.tap(tap_read(worker.uid))
+        reply = await asyncio.to_thread(control.request, config.control.socket, {"cmd": "status"})
+        return outcome, reply["status"]["uplink"]
+
+    outcome, uplink = run(with_daemon(config, tap_then_status))
+    assert outcome.kind is OutcomeKind.REGISTERED
+    assert outcome.uplink_online is False  # the worker's display says it is not sent yet
+    assert uplink == {"enabled": True, "state": "misconfigured", "cause": uplink["cause"]}
+    assert str(key) in uplink["cause"]

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.errors import InvalidIdentifier
 from gateway.identifiers import (
-    InvalidIdentifier,
     make_niss,
     mask_niss,
     normalise_declaration,

@@ -24,9 +24,8 @@ from gateway import __version__
 from gateway.journal import Journal
 from gateway.journal.file import MIGRATIONS, connect, statements
 from gateway.journal.rows import INSERT_REGISTRATION, registration_row
-from tests.support import a_registration, write_config
+from tests.support import REPO, a_registration, write_config
 
-REPO = Path(__file__).parent.parent
 INSTALL = REPO / "install.sh"
 # What a tarball of the project for a box holds.
 TREE_PARTS = [

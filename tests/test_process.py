@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from gateway import control
+from gateway.errors import EXIT_FAILURE, EXIT_TAP_REFUSED, EXIT_USAGE
 from gateway.journal import JournalReader
 from tests.support import (
     Badge,
@@ -198,8 +199,9 @@ def test_cli_tap_status_and_registrations(state: Path) -> None:
         assert tapped.returncode == 0, tapped.stderr
         assert tapped.stdout.startswith("registered: ENTRÉE")
         unknown = cli("tap", "DEADBEEF", config=config)
-        assert unknown.returncode == 2
+        assert unknown.returncode == EXIT_TAP_REFUSED
         assert "Badge inconnu" in unknown.stdout
+        assert cli("tap", config=config).returncode == EXIT_USAGE  # no UID: argparse's own
         status = cli("status", "--json", config=config)
         assert json.loads(status.stdout)["journal"]["queue_depth"] == 1
         human = cli("status", config=config)
@@ -221,7 +223,7 @@ def test_invalid_configuration_refuses_to_start(state: Path) -> None:
     assert checked.returncode == 1
     assert "site.declaration" in checked.stderr
     started = cli("run", config=config)
-    assert started.returncode == 1
+    assert started.returncode == EXIT_FAILURE
     assert "site.declaration" in started.stderr
     assert "refusing to start" in started.stderr
 
@@ -231,7 +233,7 @@ def test_a_second_daemon_on_the_same_journal_is_refused(state: Path) -> None:
     config = write_config(state)
     with daemon_process(state, config):
         second = cli("run", config=config)
-        assert second.returncode == 1
+        assert second.returncode == EXIT_FAILURE
         assert "in use" in second.stderr or "another daemon" in second.stderr
 
 
@@ -255,6 +257,7 @@ def test_badges_check_names_each_bad_line(tmp_path: Path) -> None:
     assert "2 badge(s) loaded, 1 refused" in checked.stdout
 
 
+@pytest.mark.slow
 def test_demo_runs_without_arguments() -> None:
     demo = cli("demo")
     assert demo.returncode == 0, demo.stderr
@@ -316,7 +319,7 @@ def test_a_second_daemon_on_the_same_socket_leaves_the_first_alone(state: Path) 
     write_badge_file(other / "badges.csv", badges(1))
     with daemon_process(state, config) as daemon:
         second = cli("run", config=second_config)
-        assert second.returncode == 1
+        assert second.returncode == EXIT_FAILURE
         assert "another daemon" in second.stderr
         assert daemon.socket.exists()
         assert daemon.tap(badges(1)[0].uid)["kind"] == "registered"

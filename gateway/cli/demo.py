@@ -22,7 +22,7 @@ from typing import Any
 
 from gateway import control
 from gateway.cli.evidence import describe
-from gateway.cli.main import render_status
+from gateway.cli.render import render_status
 from gateway.config import GatewayConfig, SimulatedReaderConfig, config_from_dict
 from gateway.daemon import Daemon
 from gateway.evidence import entries, verify_journal

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.config import ConfigError, load_config
+from gateway.cli.options import journal_path
+from gateway.config import load_config
 from gateway.evidence import Entry, Head, LogCheck, verify_journal
 from gateway.journal import connect
 
@@ -63,15 +64,6 @@ def _anchor(text: str) -> Head:
     if match is None:
         raise argparse.ArgumentTypeError("expected SEQ:HASH, the hash as 64 hex digits")
     return Head(int(match["seq"]), match["hash"])
-
-
-def journal_path(args: argparse.Namespace) -> Path:
-    if args.journal is not None:
-        return Path(args.journal)
-    try:
-        return load_config(args.config).storage.journal
-    except ConfigError as error:
-        raise SystemExit(f"{error}\n(or give --journal FILE)") from None
 
 
 def evidence_verify(args: argparse.Namespace) -> int:

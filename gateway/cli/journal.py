@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.cli.evidence import journal_path
+from gateway.cli.options import journal_path
 from gateway.journal import (
     MIGRATIONS,
     JournalLockedError,

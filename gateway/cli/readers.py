@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from drivers.base import BadgeRead, DetectedDevice, Reader, ReaderHealth
+from gateway.cli.options import load_or_report
 from gateway.config import ConfigError, GatewayConfig, ReaderConfig, load_config
 from gateway.identifiers import mask_niss
 
@@ -69,10 +70,8 @@ def readers_list(args: argparse.Namespace) -> int:
 def readers_test(args: argparse.Namespace) -> int:
     from gateway.readers import build_reader
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as error:
-        print(error, file=sys.stderr)
+    config = load_or_report(args.config)
+    if config is None:
         return 1
     entry = next((r for r in config.readers if r.name == args.name), None)
     if entry is None:
@@ -89,7 +88,8 @@ def readers_test(args: argparse.Namespace) -> int:
 
 def _badge_lookup(config: GatewayConfig) -> Callable[[str], str]:
     """Who a uid belongs to, NISS masked; a broken badge file must not stop the test."""
-    from gateway.badges import BadgeFileError, load_badge_register
+    from gateway.badges import load_badge_register
+    from gateway.errors import BadgeFileError
 
     try:
         register = load_badge_register(config.badges.file)

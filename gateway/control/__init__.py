@@ -1,18 +1,24 @@
-"""The control socket: a Unix socket where `badge-gateway status`, `tap`, `queue` and
-`reload` reach the running daemon, one JSON object each way.
+"""The control socket: a Unix socket where `badge-gateway status`, `tap`, `registrations`
+and `queue` reach the running daemon, one JSON object each way.
 
 `server` accepts connections and dispatches requests to handlers, and holds the client
-side (`request`); `status` turns the daemon's state into the JSON those commands show.
+side (`request`); `commands` holds the daemon's handlers; `status` turns the daemon's state
+into the JSON those commands show; `view` is `DaemonView`, what they read of the daemon.
 
-May import: models, identifiers, journal, feedback. Not the daemon.
+May import: models, errors, identifiers, clock, journal, feedback, badges, config, tap,
+uplink, drivers. Not the daemon.
 """
 
-from gateway.control.server import (
-    AlreadyRunningError,
-    ControlError,
-    ControlServer,
-    EncodedReply,
-    request,
-)
+from gateway.control.server import ControlServer, EncodedReply, request
+from gateway.control.view import ControlJournal, DaemonView
+from gateway.errors import AlreadyRunningError, ControlError
 
-__all__ = ["AlreadyRunningError", "ControlError", "ControlServer", "EncodedReply", "request"]
+__all__ = [
+    "AlreadyRunningError",
+    "ControlError",
+    "ControlJournal",
+    "ControlServer",
+    "DaemonView",
+    "EncodedReply",
+    "request",
+]

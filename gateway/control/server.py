@@ -19,6 +19,8 @@ from typing import Any
 
 import structlog
 
+from gateway.errors import AlreadyRunningError, ControlError
+
 MAX_MESSAGE = 64 * 1024
 IDLE_TIMEOUT = 60.0
 
@@ -35,14 +37,6 @@ class EncodedReply(bytes):
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | EncodedReply]]
 log = structlog.get_logger("control")
-
-
-class ControlError(Exception):
-    """The daemon could not be reached or refused a request."""
-
-
-class AlreadyRunningError(Exception):
-    """Another daemon already answers on the control socket."""
 
 
 class ControlServer:

@@ -14,11 +14,11 @@ from zoneinfo import ZoneInfo
 from drivers.base import ReaderHealth
 from gateway.identifiers import mask_niss
 from gateway.journal import DeliveryRecord, StoredRegistration
-from gateway.models import ClockSample, iso_utc
+from gateway.models import ClockSample, UplinkState, iso_utc
 
 if TYPE_CHECKING:
-    from gateway.daemon import Daemon
-    from gateway.feedback.outcome import TapOutcome
+    from gateway.control.view import DaemonView
+    from gateway.feedback import TapOutcome
 
 RECENT = 10
 QUEUE_MAX = 100_000  # registrations in one `queue` reply (an export asks for that many)
@@ -99,7 +99,7 @@ def _masked_in(text: str, niss: str, full_niss: bool) -> str:
     return text if full_niss else text.replace(niss, mask_niss(niss))
 
 
-def collect(daemon: Daemon) -> dict[str, Any]:
+def collect(daemon: DaemonView) -> dict[str, Any]:
     """A snapshot of the running daemon; blocking (journal reads), call it off the loop."""
     journal, badges, pipeline = daemon.journal, daemon.badges, daemon.pipeline
     assert journal is not None and badges is not None and pipeline is not None
@@ -185,9 +185,10 @@ def _health(health: ReaderHealth, now: ClockSample) -> dict[str, Any]:
     }
 
 
-def _uplink(daemon: Daemon) -> dict[str, Any]:
-    if daemon.uplink is not None:
-        return {"enabled": True, **daemon.uplink.connectivity.as_json()}
+def _uplink(daemon: DaemonView) -> dict[str, Any]:
+    if daemon.connectivity is not None:
+        return {"enabled": True, **daemon.connectivity.as_json()}
     if daemon.uplink_error is not None:
-        return {"enabled": True, "state": "misconfigured", "cause": daemon.uplink_error}
+        state = UplinkState.MISCONFIGURED.value
+        return {"enabled": True, "state": state, "cause": daemon.uplink_error}
     return {"enabled": False}

@@ -1,10 +1,10 @@
 """What the worker at the door is told, in their language, once the tap is settled.
 
 A Feedback output receives a TapOutcome only after the journal has committed whatever the
-tap produced (DESIGN.md principle 1). Outputs must be quick and must not raise; the
-pipeline shields itself from a failing output anyway. What each outcome looks and sounds
-like on LEDs and buzzers is gateway.feedback.patterns; the outputs themselves are
-gateway.feedback.outputs.
+tap produced (docs/design.md, "Principles": durable before visible). Outputs must be quick
+and must not raise; the pipeline shields itself from a failing output anyway. What each
+outcome looks and sounds like on LEDs and buzzers is gateway.feedback.patterns; the outputs
+themselves are gateway.feedback.outputs.
 """
 
 from __future__ import annotations

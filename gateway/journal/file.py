@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+from gateway.errors import JournalLockedError, JournalMigrationError, JournalVersionError
 from gateway.evidence import log as evidence_log
 
 PAGE_SIZE = 2048
@@ -128,22 +129,6 @@ MIGRATIONS: tuple[str, ...] = (
         FROM registrations AS r LEFT JOIN acknowledgements AS a ON a.seq = r.seq;
     """,
 )
-
-
-class StorageError(Exception):
-    """The journal could not store a write: disk full, read-only, I/O error."""
-
-
-class JournalVersionError(Exception):
-    """The journal was written by a newer release than this one."""
-
-
-class JournalMigrationError(sqlite3.DatabaseError):
-    """A schema migration failed; all of them were rolled back (the journal is unchanged)."""
-
-
-class JournalLockedError(Exception):
-    """Another process holds the journal: there is one writer, ever."""
 
 
 def connect(path: Path, *, read_only: bool) -> sqlite3.Connection:

@@ -38,14 +38,18 @@ class Captured:
 
 
 @dataclass(frozen=True, slots=True)
-class Acknowledgement:
+class Acknowledged:
+    """An `acknowledged` entry, for one registration: the ONSS created it."""
+
     wall_ns: int
     onss_id: str
     late: bool
 
 
 @dataclass(frozen=True, slots=True)
-class Rejection:
+class Rejected:
+    """A `rejected` entry: the ONSS (or the box, "local") refused the registration."""
+
     wall_ns: int
     source: str
     errors: tuple[str, ...]
@@ -57,8 +61,8 @@ class RegistrationRecord:
 
     id: str
     captured: Captured | None  # None: its registration entry lies outside the entries
-    acknowledgement: Acknowledgement | None
-    rejection: Rejection | None
+    acknowledgement: Acknowledged | None
+    rejection: Rejected | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,8 +230,8 @@ class _Index:
 
     def __init__(self) -> None:
         self.captured: dict[str, Captured] = {}
-        self.acknowledgements: dict[str, Acknowledgement] = {}
-        self.rejections: dict[str, Rejection] = {}
+        self.acknowledgements: dict[str, Acknowledged] = {}
+        self.rejections: dict[str, Rejected] = {}
         self.flagged: list[tuple[str, int, str]] = []
         self.clock_jumps: list[ClockJump] = []
         self.readers: dict[str, None] = {}  # an ordered set
@@ -260,12 +264,12 @@ class _Index:
     def _acknowledged(self, entry: Entry, fields: _Fields) -> None:
         late = set(fields.optional_texts("late"))
         for reg_id, onss_id in fields.text_mapping("ids").items():
-            self.acknowledgements[reg_id] = Acknowledgement(entry.wall_ns, onss_id, reg_id in late)
+            self.acknowledgements[reg_id] = Acknowledged(entry.wall_ns, onss_id, reg_id in late)
 
     def _rejected(self, entry: Entry, fields: _Fields) -> None:
         errors = tuple(_error_text(error) for error in fields.items("errors"))
         source = fields.optional_text("source")
-        self.rejections[fields.text("id")] = Rejection(entry.wall_ns, source, errors)
+        self.rejections[fields.text("id")] = Rejected(entry.wall_ns, source, errors)
 
     def _possibly_duplicated(self, entry: Entry, fields: _Fields) -> None:
         cause = fields.optional_text("cause")

@@ -16,9 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-
-class CredentialError(Exception):
-    """The private key cannot be used; the message says which file and why."""
+from gateway.errors import CredentialError
 
 
 def key_path(name: str, credentials_directory: str | None = None) -> Path:

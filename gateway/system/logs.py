@@ -1,7 +1,8 @@
 """Logging: structlog, JSON lines for journald, key=value on a terminal, NISS masked.
 
 The masking processor runs last before rendering, on every value of every event, so a
-NISS cannot reach a log line however it got into the event (DESIGN.md principle 6).
+NISS cannot reach a log line however it got into the event (docs/design.md, "Principles":
+privacy).
 Standard-library loggers (third-party packages) go through the same pipeline.
 """
 
@@ -38,7 +39,7 @@ def _mask(value: Any) -> Any:
     return value
 
 
-def mask_niss(_: Any, __: str, event_dict: EventDict) -> EventDict:
+def mask_niss_in_event(_: Any, __: str, event_dict: EventDict) -> EventDict:
     for key, value in event_dict.items():
         event_dict[key] = _mask(value)
     return event_dict
@@ -68,7 +69,7 @@ def configure(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
         _drop_none,
-        mask_niss,
+        mask_niss_in_event,
     ]
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

@@ -4,10 +4,14 @@ service (CIaO's REST API, docs/onss-api.md).
 Modules: `sender` (the loop: batches, backoff, settling each item in the journal),
 `client` (one registerInBulk call and its answer, classified), `token` (OAuth2 with a
 signed JWT), `payload` (a registration as the ONSS reads it), `timing` (what date and time
-a registration is sent with), `connectivity` (online or not, and why), `factory`
-(`open_uplink`, the uplink built from the configuration).
+a registration is sent with), `connectivity` (online or not, and why; the states are
+`gateway.models.UplinkState`), `factory` (`open_uplink`, the uplink built from the
+configuration). How a call can fail is gateway.errors' `UplinkError` family.
 
-May import: models, identifiers, clock, config, journal, system. Nothing above it.
+Importing this package loads httpx, cryptography and tenacity: the daemon imports it only
+when the uplink is enabled.
+
+May import: models, errors, identifiers, clock, config, journal, system. Nothing above it.
 """
 
 from gateway.uplink.connectivity import Connectivity

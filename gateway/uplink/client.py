@@ -1,7 +1,8 @@
-"""`registerInBulk` over HTTPS: one request, its answer classified (ONSS_API.md, Errors).
+"""`registerInBulk` over HTTPS: one request, its answer classified (docs/onss-api.md, "How
+the client classifies each answer").
 
 Every way a call can end is a value or a typed exception here, so the sender decides by
-kind and never parses HTTP itself:
+kind and never parses HTTP itself (the exceptions are gateway.errors' `UplinkError`s):
 - `list[ItemResult]`: the ONSS answered each item (created or notCreated), in order;
 - `RetryableError` (network down, timeouts before sending, 5xx, 429, token trouble), with the
   server's Retry-After when it gave one; its subclass `AmbiguousError` when the request may
@@ -19,8 +20,16 @@ from typing import Any
 
 import httpx
 
+from gateway.errors import (
+    AmbiguousError,
+    BadRequestError,
+    ForbiddenError,
+    PayloadTooLargeError,
+    RetryableError,
+    TokenError,
+)
 from gateway.uplink.answers import json_object
-from gateway.uplink.token import TokenError, TokenProvider
+from gateway.uplink.token import TokenProvider
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,32 +45,6 @@ class NotCreated:
 
 
 ItemResult = Created | NotCreated
-
-
-class RetryableError(Exception):
-    def __init__(self, cause: str, detail: str = "", retry_after: float | None = None) -> None:
-        super().__init__(f"{cause}: {detail}" if detail else cause)
-        self.cause = cause
-        self.detail = detail
-        self.retry_after = retry_after
-
-
-class AmbiguousError(RetryableError):
-    """The request may have reached the ONSS: a resend may duplicate (flag, then resend)."""
-
-
-class BadRequestError(Exception):
-    def __init__(self, issues: list[dict[str, Any]]) -> None:
-        super().__init__(f"400 badRequest with {len(issues)} issue(s)")
-        self.issues = issues
-
-
-class PayloadTooLargeError(Exception):
-    """413: the batch must be smaller."""
-
-
-class ForbiddenError(Exception):
-    """A configuration problem at the ONSS (scope or permission): sending stops."""
 
 
 class OnssClient:

@@ -12,29 +12,34 @@ from typing import Any
 
 import structlog
 
-from gateway.models import iso_utc
+from gateway.models import UplinkState, iso_utc
 
 log = structlog.get_logger("uplink")
 
 
 @dataclass(slots=True)
 class Connectivity:
-    state: str = "unknown"  # online, offline, forbidden
+    state: UplinkState = UplinkState.UNKNOWN
     cause: str | None = None
     since_wall_ns: int | None = None
     last_ack_wall_ns: int | None = None
     next_retry_wall_ns: int | None = None
     held_for_clock: int = 0
 
-    def changes_to(self, state: str, cause: str | None) -> bool:
+    def changes_to(self, state: UplinkState, cause: str | None) -> bool:
         return (state, cause) != (self.state, self.cause)
+
+    @property
+    def online(self) -> bool | None:
+        """For the worker's display: None while not known yet."""
+        return {UplinkState.ONLINE: True, UplinkState.UNKNOWN: None}.get(self.state, False)
 
     def as_json(self) -> dict[str, Any]:
         def iso(wall_ns: int | None) -> str | None:
             return None if wall_ns is None else iso_utc(wall_ns)
 
         return {
-            "state": self.state,
+            "state": self.state.value,
             "cause": self.cause,
             "since": iso(self.since_wall_ns),
             "last_acknowledgement": iso(self.last_ack_wall_ns),

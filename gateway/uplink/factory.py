@@ -9,7 +9,7 @@ import httpx
 
 from gateway.clock import Clock
 from gateway.config import UplinkConfig
-from gateway.journal import Journal
+from gateway.journal import UplinkQueue
 from gateway.system.credentials import key_path, load_private_key
 from gateway.uplink.client import OnssClient
 from gateway.uplink.sender import Uplink, UplinkPolicy
@@ -17,7 +17,7 @@ from gateway.uplink.token import TokenProvider
 
 
 def open_uplink(
-    config: UplinkConfig, journal: Journal, clock: Clock
+    config: UplinkConfig, journal: UplinkQueue, clock: Clock
 ) -> tuple[Uplink, httpx.AsyncClient]:
     """The uplink and its HTTP client (close it on stop). Raises CredentialError."""
     assert config.client_id is not None  # the configuration requires it when enabled

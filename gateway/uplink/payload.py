@@ -11,17 +11,13 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from gateway.identifiers import (
-    InvalidIdentifier,
-    normalise_declaration,
-    normalise_enterprise_number,
-    normalise_niss,
-)
+from gateway.errors import InvalidIdentifier
+from gateway.identifiers import normalise_declaration, normalise_enterprise_number, normalise_niss
 from gateway.journal import Outbound, place_from_json
 
 
 def registration_date(wall_ns: int) -> str:
-    """UTC with Z, whole seconds (ONSS_API.md)."""
+    """UTC with Z, whole seconds (docs/onss-api.md, "Registering IN/OUT events")."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall_ns // 1_000_000_000))
 
 

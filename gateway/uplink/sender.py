@@ -32,19 +32,17 @@ from tenacity import (
 )
 
 from gateway.clock import Clock
-from gateway.journal import Acknowledgement, Journal, Outbound, Rejection
-from gateway.models import ClockSample
-from gateway.uplink import payload
-from gateway.uplink.client import (
+from gateway.errors import (
     AmbiguousError,
     BadRequestError,
-    Created,
     ForbiddenError,
-    ItemResult,
-    OnssClient,
     PayloadTooLargeError,
     RetryableError,
 )
+from gateway.journal import Acknowledgement, Outbound, Rejection, UplinkQueue
+from gateway.models import ClockSample, UplinkState
+from gateway.uplink import payload
+from gateway.uplink.client import Created, ItemResult, OnssClient
 from gateway.uplink.connectivity import Connectivity
 from gateway.uplink.timing import SendTime, send_time
 
@@ -85,7 +83,7 @@ class UplinkPolicy:
 
 class Uplink:
     def __init__(
-        self, *, journal: Journal, clock: Clock, client: OnssClient, policy: UplinkPolicy
+        self, *, journal: UplinkQueue, clock: Clock, client: OnssClient, policy: UplinkPolicy
     ) -> None:
         self._journal = journal
         self._clock = clock
@@ -208,14 +206,14 @@ class Uplink:
 
     async def _send_chunk(self, chunk: list[Outgoing]) -> None:
         seqs = [out.seq for out in chunk]
-        await asyncio.to_thread(self._journal.mark_in_flight, seqs, True)
+        await asyncio.to_thread(self._journal.mark_in_flight, seqs)
         try:
             results = await self._client.register_in_bulk([out.item for out in chunk])
         except AmbiguousError as error:
             await self._flag_possibly_duplicated(chunk, error)
             raise
         except (RetryableError, BadRequestError, PayloadTooLargeError, ForbiddenError):
-            await asyncio.to_thread(self._journal.mark_in_flight, seqs, False)  # not processed
+            await asyncio.to_thread(self._journal.clear_in_flight, seqs)  # not processed
             raise
         await self._settle(chunk, results)
 
@@ -286,7 +284,8 @@ class Uplink:
             ids = {out.seq: out.registration.id for out in chunk}
             log.info("acknowledged by the ONSS", onss_ids={ids[a.seq]: a.onss_id for a in acks})
         self.connectivity.last_ack_wall_ns = now_ns
-        await self._transition("online", None, f"{len(acks)} created, {len(rejections)} refused")
+        done = f"{len(acks)} created, {len(rejections)} refused"
+        await self._transition(UplinkState.ONLINE, None, done)
 
     async def _record(
         self, acks: Sequence[Acknowledgement], rejections: Sequence[Rejection]
@@ -327,9 +326,9 @@ class Uplink:
         delay = retry_state.upcoming_sleep
         self.connectivity.next_retry_wall_ns = time.time_ns() + int(delay * 1e9)
         if isinstance(error, ForbiddenError):
-            await self._transition("forbidden", "forbidden", str(error))
+            await self._transition(UplinkState.FORBIDDEN, "forbidden", str(error))
         elif isinstance(error, RetryableError):
-            await self._transition("offline", error.cause, error.detail)
+            await self._transition(UplinkState.OFFLINE, error.cause, error.detail)
         log.info(
             "retrying",
             cause=getattr(error, "cause", type(error).__name__),
@@ -337,11 +336,11 @@ class Uplink:
             attempt=retry_state.attempt_number,
         )
 
-    async def _transition(self, state: str, cause: str | None, detail: str) -> None:
+    async def _transition(self, state: UplinkState, cause: str | None, detail: str) -> None:
         if not self.connectivity.changes_to(state, cause):
             return
         clock = self._clock.sample()
-        level = log.info if state == "online" else log.error
+        level = log.info if state is UplinkState.ONLINE else log.error
         level(
             "uplink " + state,
             cause=cause,
@@ -351,7 +350,7 @@ class Uplink:
         )
         self.connectivity.state, self.connectivity.cause = state, cause
         self.connectivity.since_wall_ns = clock.wall_ns
-        if state == "online":
+        if state is UplinkState.ONLINE:
             self.connectivity.next_retry_wall_ns = None
         await asyncio.to_thread(
             self._journal.record_transition, state, cause or "ok", detail[:1000], clock

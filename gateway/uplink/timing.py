@@ -1,4 +1,4 @@
-"""Which time a registration is sent with (DESIGN.md principle 4: time is evidence).
+"""Which time a registration is sent with (docs/design.md, "The uplink"; time is evidence).
 
 A tap taken while the clock was synchronised is sent with its own time. One taken before
 the clock was synchronised is held until it is; then, within the same boot, its time is

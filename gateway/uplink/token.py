@@ -1,4 +1,5 @@
-"""OAuth2 client credentials with a signed JWT client assertion (ONSS_API.md, Authentication).
+"""OAuth2 client credentials with a signed JWT client assertion (docs/onss-api.md,
+"Authentication").
 
 The access token is cached and renewed a margin before it expires; a 401 from the
 service invalidates it so the next request asks for a fresh one.
@@ -15,19 +16,12 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
+from gateway.errors import TokenError
 from gateway.uplink.answers import json_object
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME = 300  # seconds, the most the ONSS accepts
 RENEW_MARGIN = 60  # seconds before expiry
-
-
-class TokenError(Exception):
-    """The token endpoint refused us or answered nonsense; `status` 0 when none came."""
-
-    def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_the_demo_delivers_every_registration_and_verifies_its_evidence() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "gateway", "demo"],

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gateway.attendance import AttendanceRules
-from gateway.cli.main import render_status
+from gateway.cli.render import render_status
 from gateway.journal import Acknowledgement, Journal, Rejection
 from gateway.models import Registration
 from tests.support import (

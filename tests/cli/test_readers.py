@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.cli.main import render_status
+from gateway.cli.render import render_status
 from gateway.control import status
 from gateway.daemon import Daemon
 from gateway.identifiers import mask_niss

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pydantic
 import pytest
 
+from gateway.badges import load_badge_register
 from gateway.config import (
     ConfigError,
     GatewayConfig,
@@ -18,11 +19,12 @@ from gateway.config import (
     config_from_dict,
     load_config,
 )
-from gateway.config import settings as config
+from gateway.config.problems import describe
 from gateway.models import Language
 from tests.support import MINIMAL_CONFIG_TOML
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "gateway.example.toml"
+EXAMPLE_BADGES = EXAMPLE.with_name("badges.example.csv")
 
 BASE = MINIMAL_CONFIG_TOML
 
@@ -87,6 +89,15 @@ def test_the_example_file_loads() -> None:
     assert isinstance(reader, SimulatedReaderConfig)
     assert [tap.after_seconds for tap in reader.taps] == [0.5, 30.0]
     assert reader.taps[1].direction == "OUT"
+
+
+def test_the_example_simulated_reader_taps_badges_the_example_register_knows() -> None:
+    reader = load_config(EXAMPLE).readers[0]
+    assert isinstance(reader, SimulatedReaderConfig)
+    register = load_badge_register(EXAMPLE_BADGES)
+
+    assert register.errors == ()
+    assert [register.lookup(tap.uid) is not None for tap in reader.taps] == [True, True]
 
 
 def test_the_example_readers_and_signal_output_load_once_uncommented(tmp_path: Path) -> None:
@@ -396,7 +407,7 @@ def test_a_badly_typed_secret_field_does_not_show_its_value() -> None:
         "input": 123456,
     }
 
-    assert config._describe(error, {}) == "uplink.client_secret: input should be a valid string"
+    assert describe(error, {}) == "uplink.client_secret: input should be a valid string"
 
 
 # --- files that cannot be read -------------------------------------------------------------

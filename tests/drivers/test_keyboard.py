@@ -30,10 +30,10 @@ from evdev.eventio import EventIO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.base import BadgeRead, ReaderState
+from drivers.base import BadFrame, BadgeRead, ReaderState
 from drivers.device import Backoff, DeviceGoneError
 from drivers.keyboard import KeyboardReader, detect, waiting_events
-from drivers.keystrokes import MAX_UID_LENGTH, BadFrame, KeystrokeParser, event_time_ns
+from drivers.keystrokes import MAX_UID_LENGTH, KeystrokeParser, event_time_ns
 from gateway.clock import boottime_ns
 from gateway.config import config_from_dict
 from gateway.daemon import Daemon

@@ -28,11 +28,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.base import BadgeRead, ReaderState
+from drivers.base import BadFrame, BadgeRead, ReaderState
 from drivers.device import Backoff
 from drivers.rdm6300 import Rdm6300Parser, Rdm6300Reader, UidFormat, encode_frame, uid_of
 from drivers.serial_line import MAX_LINE_BYTES, LineParser, SerialLineReader
-from drivers.serial_port import BadFrame, FrameParser, Presence, SerialReader, detect
+from drivers.serial_port import FrameParser, Presence, SerialReader, detect
 from gateway.config import (
     ConfigError,
     Rdm6300ReaderConfig,

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
@@ -22,7 +23,7 @@ from drivers.base import ReaderHealth, ReaderState
 from gateway.clock import boot_id
 from gateway.evidence import Entry, Kind, entry_hash, verify_chain
 from gateway.evidence.log import Head, LogCheck, entries, liveness, verify_journal
-from gateway.journal import Acknowledgement, Journal, Rejection, StorageError
+from gateway.journal import Acknowledgement, Journal, Rejection, StorageError, connect
 from gateway.watch import Retention, WatchState, clock_changes, reader_changes
 from tests.support import (
     WORKER,
@@ -262,6 +263,7 @@ def noted_alive_after(path: Path, wall_ns: int) -> bool:
     return seen is not None and seen.running and seen.wall_ns > wall_ns
 
 
+@pytest.mark.slow
 def test_a_power_cut_is_bounded_by_the_last_heartbeat(state: Path, tmp_path: Path) -> None:
     libfaketime = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
     if not (libfaketime and shutil.which("unshare")):
@@ -474,9 +476,10 @@ def test_retention_prunes_old_delivered_registrations_and_the_chain_still_holds(
     journal, old = aged_journal(tmp_path / "journal.db")
     try:
         pruned = journal.prune(clock_at("2020-01-01T00:00").wall_ns)
-        remaining = [r["seq"] for r in journal._conn.execute("SELECT seq FROM registrations")]
-        result = verify_journal(journal._conn)
-        logged = list(entries(journal._conn))
+        with closing(connect(journal.path, read_only=True)) as conn:
+            remaining = [r[0] for r in conn.execute("SELECT seq FROM registrations")]
+            result = verify_journal(conn)
+            logged = list(entries(conn))
     finally:
         journal.close()
 
@@ -510,7 +513,8 @@ def test_a_retention_summary_is_signed_when_a_key_is_set(tmp_path: Path) -> None
     journal, _ = aged_journal(tmp_path / "journal.db")
     try:
         journal.prune(clock_at("2020-01-01T00:00").wall_ns, sign=lambda d: signed(d, key))
-        summary = list(entries(journal._conn))[-1]
+        with closing(connect(journal.path, read_only=True)) as conn:
+            summary = list(entries(conn))[-1]
     finally:
         journal.close()
 
@@ -607,12 +611,10 @@ def test_the_daily_retention_waits_for_a_synchronised_clock_and_keeps_to_the_bud
         # A journal past its budget (0 MB here: always) loses its oldest delivered ones
         # whatever their age; the rejected and the pending one stay.
         assert Retention(days=7 * 365, max_size_mb=0).apply(journal, now) == 1
-        left = [
-            row["delivery"]
-            for row in journal._conn.execute("SELECT delivery FROM registration_rows")
-        ]
-        assert sorted(left) == ["pending", "rejected"]
-        assert verify_journal(journal._conn).ok
+        with closing(connect(journal.path, read_only=True)) as conn:
+            left = [row[0] for row in conn.execute("SELECT delivery FROM registration_rows")]
+            assert sorted(left) == ["pending", "rejected"]
+            assert verify_journal(conn).ok
     finally:
         journal.close()
 
@@ -675,7 +677,7 @@ def test_writes_refused_for_a_full_disk_are_recorded_once_space_returns(tmp_path
     journal = Journal(tmp_path / "journal.db")
     try:
         journal.start_run({"version": "test"})
-        pages = journal._conn.execute("PRAGMA page_count").fetchone()[0]
+        pages = journal.execute("PRAGMA page_count")[0][0]
         journal.limit_pages(pages)
         big = replace(WORKER, name="x" * 20_000)  # a row that needs new pages
         for hour in range(3):
@@ -684,8 +686,9 @@ def test_writes_refused_for_a_full_disk_are_recorded_once_space_returns(tmp_path
                 journal.append_registration(replace(reg, worker=big))
         journal.limit_pages(pages + 100)  # space comes back
         journal.append_registration(a_registration("2026-11-23T10:00", monotonic_s=200.0))
-        logged = list(entries(journal._conn))
-        result = verify_journal(journal._conn)
+        with closing(connect(journal.path, read_only=True)) as conn:
+            logged = list(entries(conn))
+            result = verify_journal(conn)
     finally:
         journal.close()
 

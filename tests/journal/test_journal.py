@@ -10,35 +10,32 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from gateway.attendance import AttendanceRules
-from gateway.journal.file import (
-    MIGRATIONS,
-    PAGE_SIZE,
+from gateway.errors import (
     JournalLockedError,
     JournalMigrationError,
     JournalVersionError,
     StorageError,
-    connect,
-    migrate,
-    statements,
 )
+from gateway.journal.file import MIGRATIONS, PAGE_SIZE, connect, migrate, statements
 from gateway.journal.rows import INSERT_REGISTRATION, TapAttempt, registration_row
-from gateway.journal.store import CHECKPOINT_EVERY, Journal, JournalReader
+from gateway.journal.store import Journal, JournalReader
+from gateway.journal.writer import CHECKPOINT_EVERY
 from gateway.models import ClockSample, DeliveryState, Direction
 from tests.support import SITE, WORKER, a_registration, clock_at, read, registered
 
 
 def test_fresh_journal_is_wal_full_and_at_the_latest_schema(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.db")
-    conn = journal._conn
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    assert conn.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert journal.execute("PRAGMA journal_mode")[0][0] == "wal"
+    assert journal.execute("PRAGMA synchronous")[0][0] == 2  # FULL
+    assert journal.execute("PRAGMA page_size")[0][0] == PAGE_SIZE
+    assert journal.execute("PRAGMA user_version")[0][0] == len(MIGRATIONS)
     journal.close()
 
 
@@ -51,7 +48,7 @@ def test_version_3_in_flight_marks_move_to_their_table(tmp_path: Path) -> None:
     conn.close()
     journal = Journal(path)
     assert journal.recover_in_flight() == [str(reg.id)]  # flagged possibly duplicated
-    columns = [row[1] for row in journal._conn.execute("PRAGMA table_info(registrations)")]
+    columns = [row[1] for row in journal.execute("PRAGMA table_info(registrations)")]
     assert "in_flight" not in columns
     assert journal.deliveries()[0].possibly_duplicated
     assert journal.recover_in_flight() == []  # the flag cleared the mark
@@ -120,7 +117,7 @@ def test_a_failed_migration_rolls_every_migration_back(tmp_path: Path) -> None:
         assert "in_flight" not in tables  # migration 4 was rolled back with 5
         check.execute("DROP TABLE acknowledgements")
     journal = Journal(path)  # the cause removed, every migration applies
-    assert journal._conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert journal.execute("PRAGMA user_version")[0][0] == len(MIGRATIONS)
     assert journal.stats().registrations == 1
     journal.close()
 
@@ -217,7 +214,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 def test_full_disk_fails_the_write_then_recovers(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.db")
     journal.append_registration(a_registration())
-    pages = journal._conn.execute("PRAGMA page_count").fetchone()[0]
+    pages = journal.execute("PRAGMA page_count")[0][0]
     journal.limit_pages(pages)
     attempt = TapAttempt(
         "unknown-badge", "DEADBEEF", "entrance", ClockSample(1, 1, "b", True), detail="x" * 20_000
@@ -238,9 +235,12 @@ def test_read_only_reader_sees_commits_and_cannot_write(tmp_path: Path) -> None:
     journal.append_registration(reg)
     reader = JournalReader(path)
     assert [s.registration.id for s in reader.registrations_since(0)] == [reg.id]
-    with pytest.raises(sqlite3.OperationalError, match="readonly"):
-        reader._conn.execute("DELETE FROM registrations")
     reader.close()
+    with (
+        closing(connect(path, read_only=True)) as conn,
+        pytest.raises(sqlite3.OperationalError, match="readonly"),
+    ):
+        conn.execute("DELETE FROM registrations")  # the reader's kind of connection
     journal.close()
     with pytest.raises(FileNotFoundError):
         JournalReader(tmp_path / "missing.db")
@@ -283,7 +283,7 @@ journal = Journal(Path(sys.argv[1]))
 os.write(2, b"tap\\n")
 seq = journal.append_registration(a_registration())
 os.write(2, b"mark\\n")
-journal.mark_in_flight([seq], True)
+journal.mark_in_flight([seq])
 os.write(2, b"marked\\n")
 journal.close()
 """

@@ -46,7 +46,7 @@ def make_enterprise_number(first8: str) -> str:
     return f"{first8}{97 - int(first8) % 97:02d}"
 
 
-SSIN = make_ssin("850730", 33)  # 85073003328, the example of ONSS_API.md
+SSIN = make_ssin("850730", 33)  # 85073003328, the example of docs/onss-api.md
 OTHER_EMPLOYER = make_enterprise_number("02032013")
 
 

@@ -13,6 +13,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway import control
 from onss_sim.testing import SimulatorProcess
 from tests.support import (
@@ -76,6 +78,7 @@ def inject_faults(sim: SimulatorProcess, stop: threading.Event, rng: random.Rand
         sim.admin("POST", "/faults", [rng.choice(FAULTS)])
 
 
+@pytest.mark.slow
 def test_every_tap_reaches_the_onss_through_faults_and_kills(state: Path, tmp_path: Path) -> None:
     seed = random.randrange(1 << 32)
     rng = random.Random(seed)

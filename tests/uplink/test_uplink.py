@@ -7,6 +7,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,12 @@ import pytest
 from gateway.attendance import AttendanceRules
 from gateway.clock import Clock, boot_id, boottime_ns
 from gateway.config import UplinkConfig
+from gateway.errors import CredentialError
 from gateway.evidence import Entry, entries
 from gateway.identifiers import make_niss
-from gateway.journal import Journal
-from gateway.models import ClockSample, Registration
-from gateway.system.credentials import CredentialError, load_private_key
+from gateway.journal import Journal, connect
+from gateway.models import ClockSample, Registration, UplinkState
+from gateway.system.credentials import load_private_key
 from gateway.uplink import Uplink, open_uplink
 from onss_sim.testing import SimulatorProcess
 from tests.support import (
@@ -109,14 +111,17 @@ async def deliver(uplink: Uplink, http: Any, timeout: float = 30) -> None:
 
 
 def evidence_of(journal: Journal, *kinds: str) -> list[Entry]:
-    return [entry for entry in entries(journal._conn) if entry.kind in kinds]
+    with closing(connect(journal.path, read_only=True)) as conn:
+        return [entry for entry in entries(conn) if entry.kind in kinds]
 
 
 def delivered(journal: Journal) -> list[sqlite3.Row]:
-    return journal._conn.execute(
-        "SELECT id, delivery, onss_id, possibly_duplicated, late, time_uncertain, rejection,"
-        " sent_registration_date FROM registration_rows ORDER BY seq"
-    ).fetchall()
+    with closing(connect(journal.path, read_only=True)) as conn:
+        conn.row_factory = sqlite3.Row
+        return conn.execute(
+            "SELECT id, delivery, onss_id, possibly_duplicated, late, time_uncertain, rejection,"
+            " sent_registration_date FROM registration_rows ORDER BY seq"
+        ).fetchall()
 
 
 def test_a_batch_is_delivered_in_order_with_its_acknowledgements(
@@ -131,7 +136,7 @@ def test_a_batch_is_delivered_in_order_with_its_acknowledgements(
     rows = delivered(journal)
     assert [row["delivery"] for row in rows] == ["delivered"] * 5
     assert [row["onss_id"] for row in rows] == [r["id"] for r in at_onss]
-    assert uplink.connectivity.state == "online"
+    assert uplink.connectivity.state is UplinkState.ONLINE
     assert journal.stats().pending == 0
     [acknowledged] = evidence_of(journal, "acknowledged")
     assert acknowledged.details["ids"] == {row["id"]: row["onss_id"] for row in rows}
@@ -258,7 +263,7 @@ def test_forbidden_stops_sending_but_keeps_the_queue(
     uplink, http = open_uplink(uplink_config(simulator), journal, synced_clock(state))
     with pytest.raises(TimeoutError):
         run(deliver(uplink, http, timeout=1.5))
-    assert uplink.connectivity.state == "forbidden"
+    assert uplink.connectivity.state is UplinkState.FORBIDDEN
     assert journal.stats().pending == 2
     journal.close()
 

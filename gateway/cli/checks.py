@@ -1,0 +1,51 @@
+"""`badge-gateway config check` and `badges check`: a configuration file or a badge
+register validated before it is installed; every problem printed, exit 1 on any."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from gateway.cli.options import load_or_report
+
+
+def add_check_commands(commands: Any) -> None:
+    config = commands.add_parser("config", help="configuration tools")
+    config_commands = config.add_subparsers(required=True, metavar="ACTION")
+    check = config_commands.add_parser("check", help="validate the configuration file")
+    check.add_argument("file", nargs="?", type=Path, help="file to check (default: --config)")
+    check.set_defaults(command=_config_check)
+
+    badges = commands.add_parser("badges", help="badge register tools")
+    badges_commands = badges.add_subparsers(required=True, metavar="ACTION")
+    check = badges_commands.add_parser("check", help="validate a badge register (CSV)")
+    check.add_argument("file", type=Path)
+    check.set_defaults(command=_badges_check)
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    path = args.file or args.config
+    config = load_or_report(path)
+    if config is None:
+        return 1
+    print(f"{path}: valid (site {config.site.name!r}, {len(config.readers)} reader(s))")
+    return 0
+
+
+def _badges_check(args: argparse.Namespace) -> int:
+    from gateway.badges import CP1252_NOTE, load_badge_register
+    from gateway.errors import BadgeFileError
+
+    try:
+        register = load_badge_register(args.file)
+    except BadgeFileError as error:
+        print(error, file=sys.stderr)
+        return 1
+    for line_error in register.errors:
+        print(line_error, file=sys.stderr)
+    if register.encoding != "utf-8":
+        print(f"{args.file}: {CP1252_NOTE}", file=sys.stderr)
+    print(f"{args.file}: {len(register.workers)} badge(s) loaded, {len(register.errors)} refused")
+    return 1 if register.errors else 0

@@ -1,0 +1,143 @@
+"""The configuration's sections that are one table each: [site], [badges], [attendance],
+[storage], [control], [clock], [logging], [uplink] and [evidence], and the field types they
+share with the reader and output tables.
+
+Every section is frozen and refuses unknown keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from gateway.identifiers import normalise_declaration
+from gateway.models import Language, PlaceOfWork
+
+DEFAULT_TIMEZONE = "Europe/Brussels"
+DEFAULT_CONTROL_SOCKET = Path("/run/badge-gateway/control.sock")
+
+NonEmptyStr = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+HttpsUrl = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^https://\S+$")]
+
+
+def _absolute(path: Path) -> Path:
+    if not path.is_absolute():  # it would depend on the directory the daemon starts in
+        raise ValueError("must be an absolute path (starting with /)")
+    return path
+
+
+AbsolutePath = Annotated[Path, AfterValidator(_absolute)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class SiteConfig(Section):
+    """The building this box stands in, as declared to the ONSS."""
+
+    name: NonEmptyStr
+    declaration: str
+    place_of_work: PlaceOfWork
+    timezone: str = DEFAULT_TIMEZONE
+    language: Language = Language.FR
+
+    @field_validator("declaration")
+    @classmethod
+    def _valid_declaration(cls, value: str) -> str:
+        return normalise_declaration(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        # A missing zone is a KeyError, which pydantic would not turn into a field error.
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+            raise ValueError("unknown time zone (expected a name like 'Europe/Brussels')") from exc
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class BadgesConfig(Section):
+    file: AbsolutePath
+    poll_seconds: float = Field(default=2.0, gt=0)
+
+
+class AttendanceConfig(Section):
+    mode: Literal["toggle", "explicit"] = "toggle"
+    debounce_seconds: float = Field(default=10.0, ge=0, le=3600)
+
+
+class StorageConfig(Section):
+    journal: AbsolutePath = Path("/var/lib/badge-gateway/journal.db")
+    max_size_mb: int | None = Field(default=None, ge=1)
+
+
+class ControlConfig(Section):
+    socket: AbsolutePath = DEFAULT_CONTROL_SOCKET
+
+
+class ClockConfig(Section):
+    """How the box tells whether its wall clock is synchronised; no source means never."""
+
+    sources: list[Literal["timesyncd", "kernel"]] = ["timesyncd", "kernel"]
+    timesyncd_flag: AbsolutePath = Path("/run/systemd/timesync/synchronized")
+
+
+class LoggingConfig(Section):
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class UplinkConfig(Section):
+    """Delivery to the ONSS presence-registration web service (docs/onss-api.md)."""
+
+    enabled: bool = False
+    token_url: HttpsUrl = "https://services.socialsecurity.be/REST/oauth/v5/token"  # noqa: S105 (a URL)
+    base_url: HttpsUrl = "https://services-sim.socialsecurity.be/REST/presenceRegistration/v1"
+    client_id: NonEmptyStr | None = None
+    # A path, or a credential name under $CREDENTIALS_DIRECTORY (systemd LoadCredential=).
+    private_key: NonEmptyStr = "onss-client-key.pem"
+    ca_file: AbsolutePath | None = None  # an extra CA bundle, trusted besides the system's
+    batch_size: int = Field(default=50, ge=1, le=200)
+    connect_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    read_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    backoff_initial_seconds: float = Field(default=1.0, gt=0, le=60)
+    backoff_max_seconds: float = Field(default=300.0, gt=0, le=3600)
+    late_after_minutes: float = Field(default=15.0, gt=0)
+
+    @model_validator(mode="after")
+    def _client_id_when_enabled(self) -> UplinkConfig:
+        if self.enabled and self.client_id is None:
+            raise ValueError("client_id is required when the uplink is enabled")
+        return self
+
+
+class EvidenceConfig(Section):
+    """The evidence log (docs/evidence.md): what an employer shows a labour inspector."""
+
+    # How often the box notes that it is alive (one small page overwritten in place): a
+    # power cut is bounded by the last heartbeat before it.
+    heartbeat_seconds: float = Field(default=60.0, ge=5, le=3600)
+    # Delivered registrations older than this are pruned (once a day), behind a summary
+    # entry that keeps the chain verifiable; pending and rejected ones never are. Also
+    # pruned, oldest first, when the journal nears [storage] max_size_mb. Default: 7 years.
+    retention_days: int = Field(default=2557, ge=30, le=36_500)
+    # An Ed25519 private key (PEM) that signs exported manifests: a path, or a credential
+    # name under $CREDENTIALS_DIRECTORY. None: manifests are not signed.
+    signing_key: NonEmptyStr | None = None

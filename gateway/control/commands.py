@@ -1,0 +1,142 @@
+"""The control socket's commands: what `badge-gateway tap`, `status`, `registrations` and
+`queue list|export|retry` ask the running daemon, each a handler from a request to a reply.
+
+A request the command cannot take raises ControlError, which the server sends back as
+`{"ok": false, "error": ...}`. Journal reads and writes run off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import structlog
+
+from drivers.base import BadgeRead
+from gateway.clock import boottime_ns
+from gateway.control.server import EncodedReply, Handler
+from gateway.control.status import (
+    QUEUE_MAX,
+    collect,
+    delivery_json,
+    outcome_json,
+    registration_json,
+)
+from gateway.control.view import ControlJournal, DaemonView
+from gateway.errors import ControlError, InvalidIdentifier, StorageError
+from gateway.identifiers import normalise_uid
+from gateway.models import DeliveryState
+
+log = structlog.get_logger("control")
+
+
+def handlers(daemon: DaemonView) -> dict[str, Handler]:
+    """The command table of the daemon's control socket."""
+    commands = _Commands(daemon)
+    return {
+        "tap": commands.tap,
+        "status": commands.status,
+        "registrations": commands.registrations,
+        "queue": commands.queue,
+        "requeue": commands.requeue,
+    }
+
+
+class _Commands:
+    def __init__(self, daemon: DaemonView) -> None:
+        self._daemon = daemon
+
+    @property
+    def _journal(self) -> ControlJournal:
+        journal = self._daemon.journal
+        assert journal is not None  # opened before the socket
+        return journal
+
+    async def tap(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Inject a tap as if a reader had read it; the reply is its outcome."""
+        return {"outcome": outcome_json(await self._daemon.tap(_tap_read(request)))}
+
+    async def status(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"status": await asyncio.to_thread(collect, self._daemon)}
+
+    async def registrations(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Registrations since a moment (`badge-gateway registrations`)."""
+        since_ns = request.get("since_ns", 0)
+        limit = request.get("limit", 1000)
+        if not isinstance(since_ns, int) or not isinstance(limit, int) or not 0 < limit <= 10_000:
+            raise ControlError('"since_ns" must be an integer, "limit" 1..10000')
+        stored = await asyncio.to_thread(self._journal.registrations_since, since_ns, limit)
+        return {"registrations": [registration_json(item) for item in stored]}
+
+    async def queue(self, request: dict[str, Any]) -> EncodedReply:
+        """Registrations with their delivery details, newest first (`queue list`, `export`)."""
+        state, limit, show_niss = _queue_query(request)
+        return await asyncio.to_thread(self._queue_reply, state, limit, show_niss)
+
+    def _queue_reply(
+        self, state: DeliveryState | None, limit: int, show_niss: bool
+    ) -> EncodedReply:
+        tz = self._daemon.config.site.tz
+        records = [
+            delivery_json(record, tz, full_niss=show_niss)
+            for record in self._journal.deliveries(state, limit)
+        ]
+        return EncodedReply.of({"records": records})
+
+    async def requeue(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Send a rejected registration again, once the employer fixed its cause."""
+        registration_id = _registration_id(request)
+        try:
+            requeued = await asyncio.to_thread(self._journal.requeue, registration_id)
+        except StorageError as error:
+            raise ControlError(f"cannot store the requeue: {error}") from error
+        if not requeued:
+            raise ControlError(
+                f"no rejected registration {registration_id}: unknown id, or not rejected"
+                " (pending or delivered ones cannot be retried)"
+            )
+        log.info("rejected registration requeued for delivery", registration=registration_id)
+        return {"id": registration_id}
+
+
+def _tap_read(request: dict[str, Any]) -> BadgeRead:
+    uid = request.get("uid")
+    direction = request.get("direction")
+    reader = request.get("reader", "control")
+    if not isinstance(uid, str):
+        raise ControlError('"uid" must be a string')
+    try:
+        uid = normalise_uid(uid)
+    except InvalidIdentifier as error:
+        raise ControlError(f"uid: {error}") from error
+    if direction not in (None, "IN", "OUT"):
+        raise ControlError('"direction" must be "IN", "OUT" or null')
+    if not isinstance(reader, str) or not reader:
+        raise ControlError('"reader" must be a non-empty string')
+    return BadgeRead(uid, reader, "control", boottime_ns(), direction)
+
+
+def _queue_query(request: dict[str, Any]) -> tuple[DeliveryState | None, int, bool]:
+    state = request.get("state")
+    limit = request.get("limit", 1000)
+    show_niss = request.get("show_niss", False)
+    try:
+        delivery = None if state is None else DeliveryState(state)
+    except ValueError:
+        raise ControlError('"state" must be "pending", "rejected", "delivered" or null') from None
+    if not isinstance(limit, int) or not 0 < limit <= QUEUE_MAX:
+        raise ControlError(f'"limit" must be an integer 1..{QUEUE_MAX}')
+    if not isinstance(show_niss, bool):
+        raise ControlError('"show_niss" must be true or false')
+    return delivery, limit, show_niss
+
+
+def _registration_id(request: dict[str, Any]) -> str:
+    text = request.get("id")
+    if not isinstance(text, str):
+        raise ControlError('"id" must be a string (a registration id from `queue list`)')
+    try:
+        return str(uuid.UUID(text.strip()))
+    except ValueError as error:
+        raise ControlError(f"{text!r} is not a registration id (a UUID)") from error

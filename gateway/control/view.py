@@ -1,0 +1,60 @@
+"""`DaemonView`: what the control socket's commands and `status` read of the running daemon.
+
+gateway.daemon.Daemon is the one implementation; control never imports it (the daemon
+imports control), and a test may hand the commands a smaller stand-in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from gateway.journal import RegistrationReads, StatusReads
+
+if TYPE_CHECKING:
+    from drivers.base import BadgeRead, Reader
+    from gateway.badges import BadgeRegisterWatcher
+    from gateway.config import GatewayConfig
+    from gateway.feedback import TapOutcome
+    from gateway.tap import TapPipeline
+    from gateway.uplink.connectivity import Connectivity
+
+
+class ControlJournal(StatusReads, RegistrationReads, Protocol):
+    """The daemon's journal as the control socket uses it: what `status`, `registrations`
+    and `queue list` read, and `queue retry`'s one write."""
+
+    def requeue(self, registration_id: str) -> bool: ...
+
+
+class DaemonView(Protocol):
+    """The running daemon, read-only; the parts start-up opens are None until it has."""
+
+    @property
+    def config(self) -> GatewayConfig: ...
+
+    @property
+    def started_at(self) -> float: ...  # time.time() at start
+
+    @property
+    def readers(self) -> Sequence[Reader]: ...
+
+    @property
+    def journal(self) -> ControlJournal | None: ...
+
+    @property
+    def badges(self) -> BadgeRegisterWatcher | None: ...
+
+    @property
+    def pipeline(self) -> TapPipeline | None: ...
+
+    @property
+    def connectivity(self) -> Connectivity | None: ...  # None: no uplink delivers
+
+    @property
+    def uplink_error(self) -> str | None: ...  # why the uplink could not start
+
+    async def tap(self, read: BadgeRead) -> TapOutcome:
+        """Run a read down the tap pipeline as a reader would; ControlError while the daemon
+        is not accepting taps."""
+        ...

@@ -386,7 +386,7 @@ class BadgeRegisterWatcher:
     def current(self) -> BadgeRegister:
         return self._current
 
-    def refresh(self, force: bool = False) -> BadgeRegister | None:
+    def refresh(self, *, force: bool = False) -> BadgeRegister | None:
         """Reload if the file changed (or if forced, e.g. on SIGHUP).
 
         Returns the new register when its content differs from the current one, else None.

@@ -357,7 +357,7 @@ class Daemon:
     async def _reload_badges(self, *, force: bool) -> None:
         assert self.badges is not None
         before = self.badges.last_error
-        changed = await asyncio.to_thread(self.badges.refresh, force)
+        changed = await asyncio.to_thread(self.badges.refresh, force=force)
         if changed is not None:
             log.info(
                 "badge register reloaded",

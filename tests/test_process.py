@@ -22,6 +22,7 @@ from gateway import control
 from gateway.errors import EXIT_FAILURE, EXIT_TAP_REFUSED, EXIT_USAGE
 from gateway.journal import JournalReader
 from tests.support import (
+    REPO,
     Badge,
     badges,
     daemon_process,
@@ -238,7 +239,7 @@ def test_a_second_daemon_on_the_same_journal_is_refused(state: Path) -> None:
 
 
 def test_example_files_are_valid() -> None:
-    examples = Path(__file__).parent.parent / "config"
+    examples = REPO / "config"
     config = cli("config", "check", str(examples / "gateway.example.toml"))
     assert config.returncode == 0, config.stderr
     register = cli("badges", "check", str(examples / "badges.example.csv"))

@@ -21,9 +21,9 @@ from gateway.config import (
 )
 from gateway.config.problems import describe
 from gateway.models import Language
-from tests.support import MINIMAL_CONFIG_TOML
+from tests.support import MINIMAL_CONFIG_TOML, REPO
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "gateway.example.toml"
+EXAMPLE = REPO / "config" / "gateway.example.toml"
 EXAMPLE_BADGES = EXAMPLE.with_name("badges.example.csv")
 
 BASE = MINIMAL_CONFIG_TOML

@@ -49,6 +49,7 @@ from gateway.feedback.patterns import PATTERNS, Colour, Pattern, Signal, signal_
 from gateway.models import Direction, Language
 from tests.support import (
     MINIMAL_CONFIG_TOML,
+    REPO,
     badges,
     config_data,
     make_config,
@@ -62,7 +63,7 @@ GREEN, RED, BUZZER = 17, 27, 22
 MS = 1_000_000
 TOLERANCE_MS = 40  # scheduler jitter on a busy machine; the steps are 100 ms and longer
 BRUSSELS = ZoneInfo("Europe/Brussels")
-EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "gateway.example.toml"
+EXAMPLE = REPO / "config" / "gateway.example.toml"
 
 
 def outcome(

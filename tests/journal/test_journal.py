@@ -27,7 +27,7 @@ from gateway.journal.rows import INSERT_REGISTRATION, TapAttempt, registration_r
 from gateway.journal.store import Journal, JournalReader
 from gateway.journal.writer import CHECKPOINT_EVERY
 from gateway.models import ClockSample, DeliveryState, Direction
-from tests.support import SITE, WORKER, a_registration, clock_at, read, registered
+from tests.support import REPO, SITE, WORKER, a_registration, clock_at, read, registered
 
 
 def test_fresh_journal_is_wal_full_and_at_the_latest_schema(tmp_path: Path) -> None:
@@ -308,7 +308,7 @@ def test_a_tap_and_an_in_flight_mark_reach_the_disk_before_they_return(tmp_path:
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=REPO,
     )
     assert traced.returncode == 0, traced.stderr[-2000:]
     steps: list[str] = []

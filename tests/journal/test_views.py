@@ -18,8 +18,8 @@ from gateway.journal import (
     TapJournal,
     UplinkQueue,
 )
+from tests.support import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
 VIEWS: list[type] = [TapJournal, UplinkQueue, EvidenceSink, RegistrationReads, StatusReads]
 
 # Each view, and the modules whose journal is that view (what they call on it, found below).
@@ -92,7 +92,7 @@ def test_the_cli_reader_satisfies_the_registration_reads(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("view", list(USERS), ids=lambda view: view.__name__)
 def test_each_view_holds_exactly_what_its_user_calls(view: type) -> None:
-    called = set().union(*(called_on_journal(ROOT / user) for user in USERS[view]))
+    called = set().union(*(called_on_journal(REPO / user) for user in USERS[view]))
     assert called == members(view)
 
 

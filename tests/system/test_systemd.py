@@ -22,6 +22,7 @@ import nfc.clf.device
 from gateway.evidence import entries
 from onss_sim.testing import SimulatorProcess
 from tests.support import (
+    REPO,
     DaemonProcess,
     badges,
     uplink_section,
@@ -30,9 +31,9 @@ from tests.support import (
     write_config,
 )
 
-UNIT = Path(__file__).resolve().parents[2] / "systemd" / "badge-gateway.service"
+UNIT = REPO / "systemd" / "badge-gateway.service"
 NFC_RULES = UNIT.with_name("60-badge-gateway-nfc.rules")
-README = UNIT.parent.parent / "README.md"
+README = REPO / "README.md"
 SECCOMP_DENY = Path(__file__).with_name("seccomp_deny.py")
 # What the daemon may never do to the clock: set it, step it, or adjust it by the old call.
 CLOCK_SETTERS = {"adjtimex", "clock_settime", "clock_settime64", "settimeofday"}

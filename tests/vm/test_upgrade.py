@@ -134,7 +134,7 @@ def refused_upgrade_leaves_the_box_as_it_was(box: Machine, release: str, broken:
 def release_whose_migration_fails(into: Path) -> Path:
     """This checkout plus one journal migration that cannot apply (its table exists)."""
     tree = source_tree(None, into)
-    module = tree / "gateway/journal_file.py"
+    module = tree / "gateway/journal/file.py"
     module.write_text(
         module.read_text()
         + '\nMIGRATIONS = (*MIGRATIONS, "CREATE TABLE evidence (seq INTEGER PRIMARY KEY)")\n'

@@ -68,6 +68,18 @@ class BadgeRegister:
         except InvalidIdentifier:
             return None
 
+    def no_worker(self) -> str | None:
+        """Why this register holds no worker at all (only a header, or every line refused),
+        naming the file and the first refused line; None when it holds at least one."""
+        if self.workers:
+            return None
+        if not self.errors:
+            return f"{self.path}: no worker: the file holds only its header"
+        return (
+            f"{self.path}: no worker: every line refused ({len(self.errors)} error(s),"
+            f" the first: {self.errors[0]})"
+        )
+
 
 # --- Loading ----------------------------------------------------------------------------
 
@@ -368,7 +380,10 @@ class BadgeRegisterWatcher:
     """Holds the current register and swaps in a new one when the file changes.
 
     The swap is one attribute assignment of an immutable register: a tap that already took
-    `current` keeps using its snapshot.
+    `current` keeps using its snapshot. A file that yields no worker (a header alone, every
+    line refused: a save gone wrong) never replaces a register that has workers; at start,
+    with nothing to keep, it is loaded as it is (every badge then unknown), and `last_error`
+    says why.
     """
 
     def __init__(self, path: Path) -> None:
@@ -381,6 +396,7 @@ class BadgeRegisterWatcher:
         except OSError as error:
             raise BadgeFileError(f"{path}: cannot read: {error.strerror or error}") from error
         self._current = load_badge_register(path)
+        self.last_error = self._current.no_worker()  # shown in status; the daemon still starts
 
     @property
     def current(self) -> BadgeRegister:
@@ -400,16 +416,23 @@ class BadgeRegisterWatcher:
                 return None
             if signature == self._signature and not force:
                 return None
-            try:
-                register = load_badge_register(self.path)
-            except BadgeFileError as error:
-                self._keep_current(str(error), signature)
-                return None
-            self._signature, self.last_error = signature, None
-            if register.sha256 == self._current.sha256:
-                return None
-            self._current = register
-            return register
+            return self._reload(signature)
+
+    def _reload(self, signature: _FileSignature) -> BadgeRegister | None:
+        try:
+            register = load_badge_register(self.path)
+        except BadgeFileError as error:
+            self._keep_current(str(error), signature)
+            return None
+        empty = register.no_worker()
+        if empty is not None and self._current.workers:  # a save gone wrong: keep the workers
+            self._keep_current(f"{empty}; keeping the previous register", signature)
+            return None
+        self._signature, self.last_error = signature, empty
+        if register.sha256 == self._current.sha256:
+            return None
+        self._current = register
+        return register
 
     def _keep_current(self, error: str, signature: _FileSignature | None) -> None:
         # A None signature makes the file's return count as a change, whatever its stat says.

@@ -17,9 +17,14 @@ One tree, rooted at `GatewayError`; a caller catches the family it can handle:
     ├── InvalidIdentifier          a NISS, enterprise number, uid... that is not valid
     │                              (also a ValueError, for pydantic's validators)
     ├── ControlError               a control request the daemon refused, or no daemon
+    ├── DemoError                  `badge-gateway demo` could not show what it promised
     └── UplinkError                how one call to the ONSS ended, when not with an answer
         ├── RetryableError           try again later (network, 5xx, 429, token trouble)
-        │   └── AmbiguousError         ...but the ONSS may have it: flag, then resend
+        │   ├── AmbiguousError         ...but the ONSS may have it: flag, then resend
+        │   └── UnauthorizedError      401 a fresh token does not cure, or our credentials
+        │                              refused: a configuration matter, retried with backoff
+        ├── UnreadableAnswerError    a 2xx whose per-item answers cannot be read: the ONSS
+        │                            very probably has them; never resent by itself
         ├── BadRequestError          400: some item is bad
         ├── PayloadTooLargeError     413: the batch must be smaller
         ├── ForbiddenError           403: scope or permission, a configuration matter
@@ -148,6 +153,24 @@ class AmbiguousError(RetryableError):
     """The request may have reached the ONSS: a resend may duplicate (flag, then resend)."""
 
 
+class UnauthorizedError(RetryableError):
+    """A 401 that a fresh token did not cure, or the token endpoint refusing our client id
+    or key: a scope, certificate or configuration matter. Retried with a growing backoff;
+    `status` shows the uplink `unauthorized`."""
+
+
+class UnreadableAnswerError(UplinkError):
+    """A 2xx whose per-item answers cannot be read (not JSON, too large, cut, a wrong count,
+    an entry of an unknown shape). The ONSS very probably processed the request, so it is
+    never resent by itself: its registrations wait, unconfirmed, for the employer.
+    `detail` says why, with an excerpt of the answer."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"HTTP {status}, unreadable answer: {detail}")
+        self.status = status
+        self.detail = detail
+
+
 class BadRequestError(UplinkError):
     """400: some item is bad; `issues` as the ONSS listed them."""
 
@@ -165,8 +188,17 @@ class ForbiddenError(UplinkError):
 
 
 class TokenError(UplinkError):
-    """The token endpoint refused us or answered nonsense; `status` 0 when none came."""
+    """The token endpoint refused us or answered nonsense; `status` 0 when none came,
+    `retry_after` the endpoint's Retry-After (seconds) when it gave one."""
 
-    def __init__(self, message: str, status: int = 0) -> None:
+    def __init__(self, message: str, status: int = 0, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
+
+
+# --- the demo --------------------------------------------------------------------------------
+
+
+class DemoError(GatewayError):
+    """`badge-gateway demo` could not show what it promises; the message says what failed."""

@@ -19,6 +19,12 @@ _HEX = re.compile(r"[0-9A-F]+")
 _FOREIGN_VAT = re.compile(r"([A-Z]{2})([A-Z0-9]{2,13})")
 _DECLARATION_CHARS = re.compile(r"[A-HJ-NP-Z0-9]+")
 
+# The VAT prefixes of the other EU member states (Greece is EL, not its ISO code GR), and
+# XI for Northern Ireland, whose businesses keep intra-EU VAT ids for goods.
+EU_VAT_PREFIXES = frozenset(
+    "AT BG CY CZ DE DK EE EL ES FI FR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK XI".split()  # noqa: SIM905
+)
+
 NISS_LENGTH = 11
 ENTERPRISE_NUMBER_LENGTH = 10
 DECLARATION_LENGTH = 13
@@ -114,9 +120,20 @@ def normalise_foreign_vat(text: str) -> str:
     match = _FOREIGN_VAT.fullmatch(compact)
     if match is None:
         raise InvalidIdentifier("must be a 2-letter country code and 2 to 13 letters or digits")
-    if match.group(1) == "BE":
+    country = match.group(1)
+    if country == "BE":
         raise InvalidIdentifier("BE is Belgian: give the enterprise number")
+    if country not in EU_VAT_PREFIXES:
+        raise InvalidIdentifier(_not_an_eu_prefix(country))
     return compact
+
+
+def _not_an_eu_prefix(country: str) -> str:
+    if country == "GR":
+        return "Greek VAT numbers start with EL, not GR"
+    if country == "GB":
+        return "GB is not in the EU: only Northern Ireland's XI numbers are intra-EU VAT ids"
+    return f"{country} is not an EU VAT country prefix (EU: {' '.join(sorted(EU_VAT_PREFIXES))})"
 
 
 def parse_employer(text: str) -> Employer:

@@ -45,9 +45,12 @@ class Capacity(enum.StrEnum):
 
 
 class DeliveryState(enum.StrEnum):
-    PENDING = "pending"
+    PENDING = "pending"  # the uplink's queue
     DELIVERED = "delivered"
     REJECTED = "rejected"
+    # The ONSS may hold it, but its answer could not be read: never sent again by itself;
+    # the employer confirms it (`queue confirm`) or sends it again, flagged (`queue retry`).
+    UNCONFIRMED = "unconfirmed"
 
 
 class UplinkState(enum.StrEnum):
@@ -58,6 +61,9 @@ class UplinkState(enum.StrEnum):
     OFFLINE = "offline"  # the last request failed (the cause says how); retried with backoff
     FORBIDDEN = "forbidden"  # 403: scope or permission at the ONSS; retried slowly
     MISCONFIGURED = "misconfigured"  # the uplink could not start (its key): nothing is sent
+    # a 401 a fresh token does not cure, or the token endpoint refuses our credentials: the
+    # client id, key or scope (a configuration matter); retried with a growing backoff
+    UNAUTHORIZED = "unauthorized"
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from onss_sim.checks import DEFAULT_TYPE_VALUES, TYPE_VALUES
 from onss_sim.files import write_atomically
 from onss_sim.pki import PkiFiles, ensure_pki
 from onss_sim.server import SimulatorServer, create_server
@@ -55,6 +56,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="DECL:EMPLOYER[,EMPLOYER]",
         help=f"a known declaration of works (besides {DEFAULT_DECLARATION}); repeatable",
     )
+    parser.add_argument(
+        "--type-values",
+        choices=sorted(TYPE_VALUES),
+        default=DEFAULT_TYPE_VALUES,
+        help="the case of an item's type accepted: in/out (lower, default) or IN/OUT (upper);"
+        " the other is refused with 400",
+    )
     return parser.parse_args(argv)
 
 
@@ -72,6 +80,7 @@ def configure(server: SimulatorServer, pki: PkiFiles, client_id: str, args: Any)
     sim = server.simulator
     with sim.lock:
         sim.tokens.add_client(client_id, pki.client_cert.read_text(), permitted=True)
+        sim.config.type_values = args.type_values
         sim.book.set_declaration(DEFAULT_DECLARATION, [DEFAULT_EMPLOYER])
         for declaration, employers in args.declaration:
             known = sim.book.declarations.get(declaration, frozenset())
@@ -82,6 +91,7 @@ def info(server: SimulatorServer, pki: PkiFiles, client_id: str) -> dict[str, An
     sim = server.simulator
     with sim.lock:
         declarations = {key: sorted(value) for key, value in sim.book.declarations.items()}
+        type_values = sim.config.type_values
     return {
         "base_url": sim.urls.base,
         "token_url": sim.urls.token,
@@ -91,6 +101,7 @@ def info(server: SimulatorServer, pki: PkiFiles, client_id: str) -> dict[str, An
         "client_key_file": str(pki.client_key.resolve()),
         "client_cert_file": str(pki.client_cert.resolve()),
         "declarations": declarations,
+        "type_values": type_values,
         "pid": os.getpid(),
     }
 

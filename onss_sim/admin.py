@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from onss_sim.checks import TYPE_VALUES
 from onss_sim.faults import FaultSpecError
 from onss_sim.messages import Reply, Request, json_reply, problem
 from onss_sim.state import Config, Simulator
@@ -143,13 +144,21 @@ def get_config(sim: Simulator, request: Request) -> Reply:
 
 def post_config(sim: Simulator, request: Request) -> Reply:
     body = _object_body(request, set(Config().as_json()))
-    for name, value in body.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise InputError(f"{name} must be a positive number of seconds")
+    settings = {name: _setting(name, value) for name, value in body.items()}
     with sim.lock:
-        for name, value in body.items():
-            setattr(sim.config, name, float(value))
+        for name, value in settings.items():
+            setattr(sim.config, name, value)
         return json_reply(200, sim.config.as_json())
+
+
+def _setting(name: str, value: Any) -> float | str:
+    if name == "type_values":
+        if not isinstance(value, str) or value not in TYPE_VALUES:
+            raise InputError(f"type_values must be one of {', '.join(TYPE_VALUES)}")
+        return str(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise InputError(f"{name} must be a positive number of seconds")
+    return float(value)
 
 
 # --- Routing -----------------------------------------------------------------------------

@@ -139,7 +139,9 @@ def _checked_register(sim: Simulator, request: Request, client_id: str) -> Reply
     count = item_count(body)
     if count is not None and count > MAX_ITEMS:
         return payload_too_large(f"at most {MAX_ITEMS} items per call ({count} sent)")
-    issues = schema_issues(body)
+    with sim.lock:
+        type_values = sim.config.type_values
+    issues = schema_issues(body, type_values)
     if issues:
         return _bad_request(issues)
     with sim.lock:

@@ -34,6 +34,11 @@ ITEM_FIELDS = (
 )
 ADDRESS_FIELDS = ("postCode", "municipalityName", "streetName", "houseNumber")
 
+# The `type` values accepted, by the simulator's --type-values: the ONSS OpenAPI enum is
+# lowercase by the better-supported reading, uppercase by an older client (docs/onss-api.md).
+TYPE_VALUES = {"lower": ("in", "out"), "upper": ("IN", "OUT")}
+DEFAULT_TYPE_VALUES = "lower"
+
 # Business error codes (docs/onss-api.md; borrowed from the SOAP service).
 INVALID_ENTERPRISE_NUMBER = ("2", "invalid enterprise number")
 EMPLOYER_NOT_IN_DECLARATION = ("3", "enterprise not known for this declaration of works")
@@ -85,6 +90,7 @@ _TITLES = {
 
 @dataclass
 class _Issues:
+    types: tuple[str, ...]  # the accepted values of an item's `type`
     found: list[dict[str, Any]] = field(default_factory=list)
 
     def add(
@@ -118,9 +124,10 @@ class _Issues:
             self.add(name, f"must have exactly one of {first}, {second}", value)
 
 
-def schema_issues(body: Any) -> list[dict[str, Any]]:
-    """Every schema problem of a parsed registerInBulk body, in document order."""
-    issues = _Issues()
+def schema_issues(body: Any, type_values: str = DEFAULT_TYPE_VALUES) -> list[dict[str, Any]]:
+    """Every schema problem of a parsed registerInBulk body, in document order; an item's
+    `type` must be in the case `type_values` names (a key of TYPE_VALUES)."""
+    issues = _Issues(TYPE_VALUES[type_values])
     root = issues.object("", body, ("items",))
     if root is None or "items" not in root:
         return _name_root(issues.found)
@@ -176,8 +183,10 @@ def _check_ssin(issues: _Issues, name: str, value: Any) -> None:
 
 
 def _check_type(issues: _Issues, name: str, value: Any) -> None:
-    if value not in ("IN", "OUT"):
-        issues.add(name, "must be IN or OUT", value)
+    """An enum: the other case is as wrong as any other word (the service's schema is
+    case-sensitive)."""
+    if not isinstance(value, str) or value not in issues.types:
+        issues.add(name, f"must be one of {', '.join(issues.types)}", value)
 
 
 def _check_employer(issues: _Issues, name: str, value: Any) -> None:

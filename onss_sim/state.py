@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from onss_sim.checks import DEFAULT_TYPE_VALUES
 from onss_sim.faults import FaultPlan
 from onss_sim.registrations import RegistrationBook, Rules
 from onss_sim.tokens import TokenService
@@ -22,6 +23,7 @@ class Config:
     token_lifetime_s: float = 600.0
     late_threshold_s: float = 900.0
     future_tolerance_s: float = 300.0
+    type_values: str = DEFAULT_TYPE_VALUES  # the case of `type` accepted: lower or upper
 
     def rules(self) -> Rules:
         return Rules(self.late_threshold_s, self.future_tolerance_s)

@@ -25,6 +25,7 @@ from typing import Any, Self
 import httpx
 
 from onss_sim.__main__ import INFO_FILE
+from onss_sim.checks import DEFAULT_TYPE_VALUES
 
 STARTUP_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
@@ -48,12 +49,16 @@ class SimulatorProcess:
         directory: Path,
         *,
         declarations: Sequence[str] = (),
+        type_values: str = DEFAULT_TYPE_VALUES,
         startup_timeout_s: float = STARTUP_TIMEOUT_S,
     ) -> None:
-        """`declarations` are extra `DECL:EMPLOYER[,EMPLOYER]` arguments."""
+        """`declarations` are extra `DECL:EMPLOYER[,EMPLOYER]` arguments; `type_values`
+        the case of `type` it accepts ("lower": in/out, "upper": IN/OUT), which a gateway
+        pointed at it must send (`[uplink] type_values`, see `type_values` below)."""
         self.directory = Path(directory)
         self.log_file = self.directory / "simulator.log"
         self._declarations = list(declarations)
+        self._type_values = type_values
         self._startup_timeout_s = startup_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
         self._client: httpx.Client | None = None
@@ -79,6 +84,7 @@ class SimulatorProcess:
             raise SimulatorError("already started")
         self.directory.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "onss_sim", "--dir", str(self.directory)]
+        command += ["--type-values", self._type_values]
         for declaration in self._declarations:
             command += ["--declaration", declaration]
         with self.log_file.open("ab") as log:
@@ -162,6 +168,11 @@ class SimulatorProcess:
         return Path(self.info["client_cert_file"])
 
     @property
+    def type_values(self) -> str:
+        """The case of `type` it accepts at start: the gateway's `[uplink] type_values`."""
+        return str(self.info["type_values"])
+
+    @property
     def pid(self) -> int:
         return int(self.info["pid"])
 
@@ -202,8 +213,8 @@ class SimulatorProcess:
     def clear_faults(self) -> None:
         self.admin("DELETE", "/faults")
 
-    def configure(self, **settings: float) -> dict[str, Any]:
-        """token_lifetime_s, late_threshold_s, future_tolerance_s."""
+    def configure(self, **settings: float | str) -> dict[str, Any]:
+        """token_lifetime_s, late_threshold_s, future_tolerance_s, type_values."""
         return dict(self.admin("POST", "/config", settings))
 
     def add_client(self, client_id: str, certificate_pem: str, permitted: bool = True) -> None:

@@ -113,6 +113,7 @@ def uplink_section(sim: SimulatorProcess) -> dict[str, Any]:
         "client_id": sim.client_id,
         "private_key": str(sim.client_key_file),
         "ca_file": str(sim.ca_file),
+        "type_values": sim.type_values,
         "backoff_initial_seconds": 0.05,
         "backoff_max_seconds": 1.0,
         "read_timeout_seconds": 1.0,

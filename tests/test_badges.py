@@ -456,6 +456,75 @@ def test_watcher_line_errors_do_not_block_a_reload(tmp_path: Path) -> None:
     assert watcher.last_error is None
 
 
+def test_watcher_keeps_the_register_when_only_the_header_is_left(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER, LINE_A, LINE_B)
+    watcher = BadgeRegisterWatcher(path)
+    first = watcher.current
+
+    rewrite(path, HEADER, mtime_ns=path.stat().st_mtime_ns + 10**9)  # a save gone wrong
+
+    assert watcher.refresh() is None
+    assert watcher.current is first
+    assert watcher.last_error == (
+        f"{path}: no worker: the file holds only its header; keeping the previous register"
+    )
+    assert watcher.refresh() is None  # looked at once: not reloaded at every poll
+    assert watcher.refresh(force=True) is None
+    assert watcher.current is first and watcher.last_error is not None
+
+    rewrite(path, HEADER, LINE_C, mtime_ns=path.stat().st_mtime_ns + 10**9)
+    fixed = watcher.refresh()
+
+    assert fixed is not None and sorted(fixed.workers) == ["AABBCCDD"]
+    assert watcher.last_error is None
+
+
+def test_watcher_keeps_the_register_when_every_line_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER, LINE_A)
+    watcher = BadgeRegisterWatcher(path)
+    first = watcher.current
+    bad_niss = LINE_B.replace(NISS_B, NISS_B[:-1] + str((int(NISS_B[-1]) + 1) % 10))
+
+    rewrite(path, HEADER, bad_niss, "garbage", mtime_ns=path.stat().st_mtime_ns + 10**9)
+
+    assert watcher.refresh() is None
+    assert watcher.current is first
+    assert watcher.last_error is not None
+    assert watcher.last_error.startswith(f"{path}: no worker: every line refused (2 error(s),")
+    assert f"the first: {path}:2: niss:" in watcher.last_error
+    assert NISS_B[:-1] not in watcher.last_error  # masked, as every message about a NISS
+    assert watcher.last_error.endswith("keeping the previous register")
+
+
+def test_watcher_starts_on_a_file_without_workers_and_says_why(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER)
+    watcher = BadgeRegisterWatcher(path)  # nothing to keep: loaded as it is, as ever
+
+    assert dict(watcher.current.workers) == {}
+    assert watcher.last_error == f"{path}: no worker: the file holds only its header"
+
+    rewrite(path, HEADER, "garbage", mtime_ns=path.stat().st_mtime_ns + 10**9)
+    refused = watcher.refresh()
+
+    assert refused is not None and where(refused.errors) == [(2, None)]  # its lines are shown
+    assert watcher.last_error is not None and "every line refused" in watcher.last_error
+
+    rewrite(path, HEADER, LINE_A, mtime_ns=path.stat().st_mtime_ns + 10**9)
+    assert watcher.refresh() is not None
+    assert watcher.last_error is None
+
+
+def test_no_worker_names_the_file_and_the_first_refused_line(tmp_path: Path) -> None:
+    assert load(tmp_path, HEADER, LINE_A).no_worker() is None
+    empty = load(tmp_path, "# exported by Excel", HEADER, "", ",,,,,,,")
+    assert empty.no_worker() == f"{empty.path}: no worker: the file holds only its header"
+    refused = load(tmp_path, HEADER, "x,y", LINE_A.replace(",fr,", ",xx,"))
+    message = refused.no_worker()
+    assert message is not None
+    assert message.startswith(f"{refused.path}: no worker: every line refused (2 error(s)")
+    assert f"{refused.path}:2: expected 8 fields, got 2" in message
+
+
 def test_watcher_refuses_to_start_without_a_usable_file(tmp_path: Path) -> None:
     with pytest.raises(BadgeFileError):
         BadgeRegisterWatcher(tmp_path / "missing.csv")

@@ -228,7 +228,7 @@ def test_the_daemon_registers_taps_and_reports_a_denied_kernel_source_once(
     ]
     assert [reg["clock_synced"] for reg in before["recent_registrations"]] == [False] * 3
     assert (
-        f"NOT synchronised, {before['clock']['now']}; timesyncd not synced;"
+        f"NOT synchronised, {before['clock']['now'].replace('+00:00', 'Z')}; timesyncd not synced;"
         f" kernel unreadable ({EPERM_REASON})"
     ) in render_status(before)
     assert after["clock"]["synced"] is True

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from gateway.errors import InvalidIdentifier
 from gateway.identifiers import (
+    EU_VAT_PREFIXES,
     make_niss,
     mask_niss,
     normalise_declaration,
@@ -235,6 +236,37 @@ def test_foreign_vat_malformed(text: str) -> None:
 
 def test_foreign_vat_refuses_belgium() -> None:
     assert "Belgian" in reason(normalise_foreign_vat, "BE0450905686")
+
+
+@pytest.mark.parametrize("prefix", sorted(EU_VAT_PREFIXES))
+def test_foreign_vat_of_each_eu_country(prefix: str) -> None:
+    assert normalise_foreign_vat(f"{prefix.lower()} 123456789") == f"{prefix}123456789"
+
+
+def test_the_eu_prefixes_are_the_26_other_member_states_and_northern_ireland() -> None:
+    assert len(EU_VAT_PREFIXES) == 27
+    assert {"EL", "XI"} <= EU_VAT_PREFIXES
+    assert not {"BE", "GR", "GB", "CH", "NO"} & EU_VAT_PREFIXES
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("GR123456789", "Greek VAT numbers start with EL, not GR"),
+        ("GB123456789", "GB is not in the EU: only Northern Ireland's XI numbers"),
+        ("CHE123456789", "CH is not an EU VAT country prefix (EU: AT BG CY"),
+        ("US12345678", "US is not an EU VAT country prefix"),
+        ("ZZ1234", "ZZ is not an EU VAT country prefix"),
+    ],
+)
+def test_foreign_vat_outside_the_eu_is_refused_with_its_reason(text: str, expected: str) -> None:
+    assert reason(normalise_foreign_vat, text).startswith(expected)
+
+
+def test_parse_employer_names_a_non_eu_prefix() -> None:
+    assert reason(parse_employer, "gr 123 456 789") == (
+        "expected a foreign VAT number: Greek VAT numbers start with EL, not GR"
+    )
 
 
 def test_parse_employer_belgian() -> None:

@@ -1,5 +1,6 @@
 """`badge-gateway config check` and `badges check`: a configuration file or a badge
-register validated before it is installed; every problem printed, exit 1 on any."""
+register validated before it is installed; every problem printed, exit 1 on any (a badge
+register that yields no worker, a header alone, is one)."""
 
 from __future__ import annotations
 
@@ -48,4 +49,8 @@ def _badges_check(args: argparse.Namespace) -> int:
     if register.encoding != "utf-8":
         print(f"{args.file}: {CP1252_NOTE}", file=sys.stderr)
     print(f"{args.file}: {len(register.workers)} badge(s) loaded, {len(register.errors)} refused")
+    empty = register.no_worker()
+    if empty is not None:
+        print(f"{empty} (a running daemon keeps its current register instead)", file=sys.stderr)
+        return 1
     return 1 if register.errors else 0

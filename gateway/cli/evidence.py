@@ -8,13 +8,16 @@ import sys
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from gateway.cli.options import journal_path
-from gateway.config import load_config
+from gateway.cli.options import journal_path, load_or_report
+from gateway.errors import CredentialError
 from gateway.evidence import Entry, Head, LogCheck, verify_journal
 from gateway.journal import connect
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 # gateway.system.credentials and gateway.report are imported where they
 # are used: they bring cryptography, which `badge-gateway run` must not pay for in RAM.
@@ -114,13 +117,16 @@ def _verify_export(directory: Path, public_key: str | None) -> int:
 def evidence_export(args: argparse.Namespace) -> int:
     from gateway.report.document import ReportContext, render_report
     from gateway.report.export import Period, export
-    from gateway.system.credentials import key_path, load_signing_key
 
-    config = load_config(args.config)
+    config = load_or_report(args.config)
+    if config is None:
+        return 1
+    try:
+        key = _signing_key(config.evidence.signing_key)
+    except CredentialError as error:
+        print(f"badge-gateway: cannot sign the export: {error}", file=sys.stderr)
+        return 1
     site = config.site
-    key = None
-    if config.evidence.signing_key is not None:
-        key = load_signing_key(key_path(config.evidence.signing_key))
     period = Period(
         _day_start_ns(args.start, site.tz), _day_start_ns(args.end + timedelta(days=1), site.tz)
     )
@@ -141,6 +147,9 @@ def evidence_export(args: argparse.Namespace) -> int:
         return render_report(chosen, context, full_niss=niss)
 
     path = args.journal or config.storage.journal
+    if not path.exists():
+        print(f"badge-gateway: no journal at {path}", file=sys.stderr)
+        return 1
     conn = connect(path, read_only=True)
     try:
         manifest = export(
@@ -160,6 +169,15 @@ def evidence_export(args: argparse.Namespace) -> int:
     if args.full_niss:
         print("note: the report holds national numbers in full (personal data)", file=sys.stderr)
     return 0
+
+
+def _signing_key(name: str | None) -> Ed25519PrivateKey | None:
+    """The export's signing key ([evidence] signing_key), or None when there is none."""
+    if name is None:
+        return None
+    from gateway.system.credentials import key_path, load_signing_key
+
+    return load_signing_key(key_path(name))
 
 
 def _day_start_ns(day: date, tz: ZoneInfo) -> int:

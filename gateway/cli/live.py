@@ -1,6 +1,7 @@
 """The daemon, live: `run` is the daemon (what systemd starts); `tap`, `status` and
 `registrations` ask the running one over its control socket (`registrations --journal`
-reads the journal file instead, daemon or not)."""
+reads the journal file instead, daemon or not). Their times are shown in the site's time
+zone with the offset, or in UTC with --utc; --json keeps the daemon's UTC."""
 
 from __future__ import annotations
 
@@ -8,13 +9,18 @@ import argparse
 import json
 import re
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from gateway import control
-from gateway.cli.options import add_socket_option, load_or_report, site_timezone, socket_path
+from gateway.cli.options import (
+    add_socket_option,
+    add_utc_option,
+    load_or_report,
+    shown_zone,
+    socket_path,
+)
 from gateway.cli.render import registration_line, render_status
 from gateway.errors import EXIT_OK, EXIT_TAP_REFUSED
 
@@ -38,7 +44,8 @@ def add_live_commands(commands: Any) -> None:
     tap.set_defaults(command=_tap)
 
     status = commands.add_parser("status", help="readers, last taps, queue depth, clock")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--json", action="store_true", help="machine-readable output (UTC)")
+    add_utc_option(status)
     add_socket_option(status)
     status.set_defaults(command=_status)
 
@@ -46,10 +53,12 @@ def add_live_commands(commands: Any) -> None:
     since.add_argument(
         "--since",
         default="today",
-        help="'today', a duration back ('2h', '30m', '7d'), a date or an ISO time",
+        help="'today', a duration back ('2h', '30m', '7d'), a date or an ISO time (read in"
+        " the site's time zone unless it has an offset, or in UTC with --utc)",
     )
     since.add_argument("--limit", type=int, default=1000)
-    since.add_argument("--json", action="store_true", help="JSON lines")
+    since.add_argument("--json", action="store_true", help="JSON lines (UTC)")
+    add_utc_option(since)
     since.add_argument(
         "--journal", type=Path, help="read this journal file directly (read-only, daemon or not)"
     )
@@ -76,11 +85,11 @@ def _tap(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     status = control.request(socket_path(args), {"cmd": "status"})["status"]
-    print(json.dumps(status, indent=2) if args.json else render_status(status))
+    print(json.dumps(status, indent=2) if args.json else render_status(status, shown_zone(args)))
     return 0
 
 
-def parse_since(text: str, tz: ZoneInfo, now: datetime | None = None) -> datetime:
+def parse_since(text: str, tz: tzinfo, now: datetime | None = None) -> datetime:
     """'today', '2h', '2026-11-22', '2026-11-22T07:00' -> an aware datetime."""
     now = now or datetime.now(tz)
     text = text.strip()
@@ -97,13 +106,14 @@ def parse_since(text: str, tz: ZoneInfo, now: datetime | None = None) -> datetim
 
 
 def _registrations(args: argparse.Namespace) -> int:
+    zone = shown_zone(args)
     try:
-        since = parse_since(args.since, site_timezone(args))
+        since = parse_since(args.since, UTC if zone is None else zone)
     except ValueError as error:
         print(f"badge-gateway: {error}", file=sys.stderr)
         return 1
     for reg in _registrations_since(args, int(since.timestamp() * 1e9)):
-        print(json.dumps(reg) if args.json else registration_line(reg))
+        print(json.dumps(reg) if args.json else registration_line(reg, zone))
     return 0
 
 

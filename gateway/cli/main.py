@@ -9,14 +9,15 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from gateway import control
 from gateway.cli.checks import add_check_commands
 from gateway.cli.evidence import add_evidence_commands
 from gateway.cli.journal import add_journal_commands
 from gateway.cli.live import add_live_commands, add_run_command
 from gateway.cli.queue import add_queue_commands
 from gateway.cli.readers import add_reader_commands
+from gateway.cli.uplink import add_uplink_commands
 from gateway.config import DEFAULT_CONFIG_PATH
+from gateway.errors import EXIT_FAILURE, EXIT_INTERRUPTED, GatewayError
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -26,11 +27,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Command = args.command
     try:
         return command(args)
-    except (control.ControlError, OSError, sqlite3.Error) as error:
+    except (GatewayError, OSError, sqlite3.Error) as error:  # one line, never a traceback
         print(f"badge-gateway: {error}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,7 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     add_reader_commands(commands)
     add_evidence_commands(commands)
     add_journal_commands(commands)
+    add_uplink_commands(commands)
     demo = commands.add_parser("demo", help="run a self-contained demonstration")
+    demo.add_argument(
+        "--out", type=Path, help="where to write the day's report (default: a new temporary dir)"
+    )
     demo.set_defaults(command=_demo)
     return parser
 
@@ -61,7 +66,7 @@ def _demo(args: argparse.Namespace) -> int:
     # Imported here: the demo brings the daemon and the evidence export with it.
     from gateway.cli.demo import run_demo
 
-    return asyncio.run(run_demo())
+    return asyncio.run(run_demo(args.out))
 
 
 if __name__ == "__main__":

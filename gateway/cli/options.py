@@ -1,6 +1,7 @@
-"""The options several commands share (--config, --socket, --journal) and what they resolve
-to: the configuration, the control socket, the journal file, the site's time zone. Where
-the configuration cannot be read, the configuration's own defaults stand in.
+"""The options several commands share (--config, --socket, --journal, --utc) and what they
+resolve to: the configuration, the control socket, the journal file, the site's time zone
+(the one times are shown in, unless --utc). Where the configuration cannot be read, the
+configuration's own defaults stand in.
 """
 
 from __future__ import annotations
@@ -46,6 +47,19 @@ def site_timezone(args: argparse.Namespace) -> ZoneInfo:
         return load_config(args.config).site.tz
     except ConfigError:
         return ZoneInfo(DEFAULT_TIMEZONE)
+
+
+def add_utc_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--utc",
+        action="store_true",
+        help="times in UTC (2026-12-06T07:02:11Z), not in the site's time zone",
+    )
+
+
+def shown_zone(args: argparse.Namespace) -> ZoneInfo | None:
+    """The zone a person reads this command's times in: the site's, or None for UTC."""
+    return None if args.utc else site_timezone(args)
 
 
 def journal_path(args: argparse.Namespace) -> Path:

@@ -1,6 +1,13 @@
-"""`badge-gateway queue list|retry|export`: the registrations and their delivery to the
-ONSS, from the running daemon or read-only from a journal file; NISS masked unless
---show-niss, and an export is written 0600 (personal data)."""
+"""`badge-gateway queue list|retry|confirm|export`: the registrations and their delivery to
+the ONSS, from the running daemon or read-only from a journal file; NISS masked unless
+--show-niss, and an export is written 0600 (personal data). `queue list` shows times in
+the site's time zone with the offset (UTC with --utc); --json and the export keep both
+`time_local` (the site's, with the offset) and `time_utc`, and the UTC of the other times.
+
+An `unconfirmed` registration (the ONSS answered, but the answer could not be read) is
+never sent again by itself: the employer looks it up at the ONSS and either confirms it
+with the id found there (`queue confirm`) or sends it again, flagged "possibly
+duplicated" (`queue retry`)."""
 
 from __future__ import annotations
 
@@ -13,10 +20,19 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from gateway import control
-from gateway.cli.options import add_socket_option, site_timezone, socket_path
+from gateway.cli.options import (
+    add_socket_option,
+    add_utc_option,
+    shown_zone,
+    site_timezone,
+    socket_path,
+)
+from gateway.cli.render import shown_time
 from gateway.control.status import QUEUE_MAX, delivery_json
+from gateway.feedback.outcome import printable
 from gateway.models import DeliveryState
 
 PERSONAL_DATA_NOTE = (
@@ -47,6 +63,8 @@ EXPORT_COLUMNS = (
     "time_uncertain",
     "rejection_source",
     "errors",
+    "unconfirmed_utc",
+    "unconfirmed_cause",
 )
 _FLAGS = (
     ("late", "late"),
@@ -63,12 +81,25 @@ def add_queue_commands(commands: Any) -> None:
     _add_queue_source(listing)
     listing.add_argument("--limit", type=_queue_limit, default=100, help="at most N (default 100)")
     listing.add_argument("--json", action="store_true", help="JSON lines with every field")
+    add_utc_option(listing)
     listing.set_defaults(command=_queue_list)
 
-    retry = actions.add_parser("retry", help="send a rejected registration again (cause fixed)")
+    retry = actions.add_parser(
+        "retry",
+        help="send a rejected registration again (cause fixed), or an unconfirmed one"
+        " (flagged possibly duplicated)",
+    )
     retry.add_argument("id", help="the registration id, from `queue list`")
     add_socket_option(retry)
     retry.set_defaults(command=_queue_retry)
+
+    confirm = actions.add_parser(
+        "confirm", help="an unconfirmed registration the ONSS does hold: delivered, with its id"
+    )
+    confirm.add_argument("id", help="the registration id, from `queue list --state unconfirmed`")
+    confirm.add_argument("onss_id", metavar="ONSS_ID", help="the id the ONSS gave it")
+    add_socket_option(confirm)
+    confirm.set_defaults(command=_queue_confirm)
 
     export = actions.add_parser("export", help="every registration with its delivery details")
     _add_queue_source(export)
@@ -116,26 +147,35 @@ def _queue_records(args: argparse.Namespace, limit: int) -> list[dict[str, Any]]
 
 
 def _queue_list(args: argparse.Namespace) -> int:
+    zone = shown_zone(args)
     for record in _queue_records(args, args.limit):
-        print(json.dumps(record) if args.json else _queue_lines(record))
+        print(json.dumps(record) if args.json else _queue_lines(record, zone))
     _note_personal_data(args)
     return 0
 
 
-def _queue_lines(record: dict[str, Any]) -> str:
+def _queue_lines(record: dict[str, Any], zone: ZoneInfo | None) -> str:
+    """The registration's line (its time in `zone`, None: UTC), then its errors or doubt."""
     onss_id = record["onss_id"] if record["onss_id"] is not None else "-"
     line = (
-        f"{record['time_local'].replace('T', ' ')}  {record['type']:<3}  {record['name']:<20}"
-        f" {record['niss']}  {record['delivery']:<9}  onss {onss_id}  {record['id']}"
+        f"{shown_time(record['time_utc'], zone)}  {record['type']:<3}"
+        f"  {printable(record['name']):<20}"
+        f" {record['niss']}  {record['delivery']:<11}  onss {onss_id}  {record['id']}"
     )
     flags = [label for key, label in _FLAGS if record[key]]
     if flags:
         line += f"  [{', '.join(flags)}]"
-    errors = [
+    details = [
         f"    {record['rejection_source']} error {error['code']}: {error['description']}"
         for error in record["errors"]
     ]
-    return "\n".join([line, *errors])
+    if record.get("unconfirmed_cause"):
+        details.append(
+            f"    answer unreadable at {shown_time(record['unconfirmed_utc'], zone)}:"
+            f" {record['unconfirmed_cause']};"
+            f" the ONSS may hold it: queue confirm {record['id']} ONSS_ID, or queue retry"
+        )
+    return "\n".join([line, *details])
 
 
 def _note_personal_data(args: argparse.Namespace) -> None:
@@ -145,7 +185,15 @@ def _note_personal_data(args: argparse.Namespace) -> None:
 
 def _queue_retry(args: argparse.Namespace) -> int:
     reply = control.request(socket_path(args), {"cmd": "requeue", "id": args.id})
-    print(f"requeued: {reply['id']} will be sent to the ONSS again")
+    flagged = " (flagged possibly duplicated)" if reply.get("possibly_duplicated") else ""
+    print(f"requeued: {reply['id']} will be sent to the ONSS again{flagged}")
+    return 0
+
+
+def _queue_confirm(args: argparse.Namespace) -> int:
+    message = {"cmd": "confirm", "id": args.id, "onss_id": args.onss_id}
+    reply = control.request(socket_path(args), message)
+    print(f"confirmed: {reply['id']} delivered, ONSS id {reply['onss_id']}")
     return 0
 
 

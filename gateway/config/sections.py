@@ -117,9 +117,21 @@ class UplinkConfig(Section):
     batch_size: int = Field(default=50, ge=1, le=200)
     connect_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     read_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    # One deadline for a whole request, answer included (a server that drips bytes), and a
+    # cap on an answer's size (an endless or huge body): 200 items' answers fit in ~40 KiB.
+    request_deadline_seconds: float = Field(default=60.0, gt=0, le=600)
+    max_answer_bytes: int = Field(default=256 * 1024, ge=4096, le=16 * 1024 * 1024)
     backoff_initial_seconds: float = Field(default=1.0, gt=0, le=60)
     backoff_max_seconds: float = Field(default=300.0, gt=0, le=3600)
     late_after_minutes: float = Field(default=15.0, gt=0)
+    type_values: Literal["lower", "upper"] = "lower"
+    """The case of `type` on the wire: "lower" sends in/out, "upper" IN/OUT.
+
+    [seen, conflicting] (ONSS_API.md, "What a second look at a real client taught us"): an
+    early version of the only public client sent IN/OUT; a later one maps to in/out, quoting
+    the ONSS OpenAPI enum as lowercase, the better-supported reading, hence the default.
+    `badge-gateway uplink check` settles it for an employer against the simulation
+    environment (docs/onss-api.md, "Open questions")."""
 
     @model_validator(mode="after")
     def _client_id_when_enabled(self) -> UplinkConfig:

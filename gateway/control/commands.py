@@ -1,5 +1,5 @@
 """The control socket's commands: what `badge-gateway tap`, `status`, `registrations` and
-`queue list|export|retry` ask the running daemon, each a handler from a request to a reply.
+`queue list|export|retry|confirm` ask the running daemon, each a handler from a request to a reply.
 
 A request the command cannot take raises ControlError, which the server sends back as
 `{"ok": false, "error": ...}`. Journal reads and writes run off the event loop.
@@ -8,6 +8,7 @@ A request the command cannot take raises ControlError, which the server sends ba
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from typing import Any
 
@@ -40,7 +41,14 @@ def handlers(daemon: DaemonView) -> dict[str, Handler]:
         "registrations": commands.registrations,
         "queue": commands.queue,
         "requeue": commands.requeue,
+        "confirm": commands.confirm,
     }
+
+
+# What an ONSS registration id may look like when the employer types it: the ONSS's own
+# are integers; any other id it gave is taken as text, within reason.
+ONSS_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._:/-]{0,63}")
+ONSS_ID_MAX = 10**64  # an integer id of more digits is no id
 
 
 class _Commands:
@@ -85,19 +93,48 @@ class _Commands:
         return EncodedReply.of({"records": records})
 
     async def requeue(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Send a rejected registration again, once the employer fixed its cause."""
+        """Send a rejected registration again, once the employer fixed its cause; or an
+        unconfirmed one, flagged "possibly duplicated" (the ONSS may hold it already)."""
         registration_id = _registration_id(request)
         try:
-            requeued = await asyncio.to_thread(self._journal.requeue, registration_id)
+            if await asyncio.to_thread(self._journal.requeue, registration_id):
+                log.info(
+                    "rejected registration requeued for delivery", registration=registration_id
+                )
+                return {"id": registration_id, "was": "rejected", "possibly_duplicated": False}
+            retried = await asyncio.to_thread(self._journal.retry_unconfirmed, registration_id)
         except StorageError as error:
             raise ControlError(f"cannot store the requeue: {error}") from error
-        if not requeued:
+        if not retried:
             raise ControlError(
-                f"no rejected registration {registration_id}: unknown id, or not rejected"
-                " (pending or delivered ones cannot be retried)"
+                f"no rejected or unconfirmed registration {registration_id}: unknown id, or"
+                " not rejected nor unconfirmed (pending or delivered ones cannot be retried)"
             )
-        log.info("rejected registration requeued for delivery", registration=registration_id)
-        return {"id": registration_id}
+        log.warning(
+            "unconfirmed registration requeued, flagged possibly duplicated",
+            registration=registration_id,
+        )
+        return {"id": registration_id, "was": "unconfirmed", "possibly_duplicated": True}
+
+    async def confirm(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The employer found an unconfirmed registration at the ONSS: delivered, with the
+        id the ONSS gave it."""
+        registration_id = _registration_id(request)
+        onss_id = _onss_id(request)
+        late_after_ns = int(self._daemon.config.uplink.late_after_minutes * 60e9)
+        try:
+            stored = await asyncio.to_thread(
+                self._journal.confirm, registration_id, onss_id, late_after_ns
+            )
+        except StorageError as error:
+            raise ControlError(f"cannot store the confirmation: {error}") from error
+        if stored is None:
+            raise ControlError(
+                f"no unconfirmed registration {registration_id}: unknown id, or not"
+                " unconfirmed (only those `queue list --state unconfirmed` shows)"
+            )
+        log.info("unconfirmed registration confirmed", registration=registration_id, onss_id=stored)
+        return {"id": registration_id, "onss_id": stored}
 
 
 def _tap_read(request: dict[str, Any]) -> BadgeRead:
@@ -114,6 +151,14 @@ def _tap_read(request: dict[str, Any]) -> BadgeRead:
         raise ControlError('"direction" must be "IN", "OUT" or null')
     if not isinstance(reader, str) or not reader:
         raise ControlError('"reader" must be a non-empty string')
+    longest = 64  # a reader's name, stored with each registration and shown in logs
+    if len(reader) > longest:
+        raise ControlError(f'"reader" must be at most {longest} characters, not {len(reader)}')
+    if not reader.isprintable() or reader != reader.strip():
+        raise ControlError(
+            '"reader" must be printable: no control, escape or bidi characters, no space'
+            " at either end"
+        )
     return BadgeRead(uid, reader, "control", boottime_ns(), direction)
 
 
@@ -124,7 +169,8 @@ def _queue_query(request: dict[str, Any]) -> tuple[DeliveryState | None, int, bo
     try:
         delivery = None if state is None else DeliveryState(state)
     except ValueError:
-        raise ControlError('"state" must be "pending", "rejected", "delivered" or null') from None
+        states = ", ".join(f'"{known.value}"' for known in DeliveryState)
+        raise ControlError(f'"state" must be one of {states} or null') from None
     if not isinstance(limit, int) or not 0 < limit <= QUEUE_MAX:
         raise ControlError(f'"limit" must be an integer 1..{QUEUE_MAX}')
     if not isinstance(show_niss, bool):
@@ -140,3 +186,23 @@ def _registration_id(request: dict[str, Any]) -> str:
         return str(uuid.UUID(text.strip()))
     except ValueError as error:
         raise ControlError(f"{text!r} is not a registration id (a UUID)") from error
+
+
+def _onss_id(request: dict[str, Any]) -> int | str:
+    """The id the ONSS gave a registration, as the employer found it: an integer, or text
+    of 1 to 64 letters, digits and . _ : / - (no spaces, no control characters)."""
+    value = request.get("onss_id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value < ONSS_ID_MAX:
+            raise ControlError('"onss_id": an integer id is 0 or more, of at most 64 digits')
+        return value
+    if not isinstance(value, str):
+        raise ControlError('"onss_id" must be the id the ONSS gave the registration')
+    text = value.strip()
+    if not ONSS_ID.fullmatch(text):
+        shown = text[:70] + ("..." if len(text) > 70 else "")
+        raise ControlError(
+            f"{shown!r} is not an ONSS registration id: 1 to 64 letters or digits"
+            " (and . _ : / -), as the ONSS gave it"
+        )
+    return text

@@ -79,6 +79,8 @@ def delivery_json(
         "time_uncertain": record.time_uncertain,
         "rejection_source": rejection.get("source"),
         "errors": _errors(record, full_niss=full_niss),
+        "unconfirmed_cause": record.unconfirmed_cause,
+        "unconfirmed_utc": _iso(record.unconfirmed_wall_ns),
     }
 
 
@@ -138,6 +140,7 @@ def collect(daemon: DaemonView) -> dict[str, Any]:
             "registrations": stats.registrations,
             "queue_depth": stats.pending,
             "rejected": stats.rejected,
+            "unconfirmed": stats.unconfirmed,  # the ONSS may hold them: the employer resolves
             "oldest_pending": _iso(stats.oldest_pending_wall_ns),
             "tap_attempts": stats.tap_attempts,
             "storage_error": counters.last_storage_error,
@@ -157,6 +160,8 @@ def summary(snapshot: dict[str, Any]) -> str:
     parts = [f"{journal['registrations']} registered", f"{journal['queue_depth']} waiting"]
     if journal["oldest_pending"]:
         parts[-1] += f" (oldest {journal['oldest_pending']})"
+    if journal.get("unconfirmed"):
+        parts.append(f"{journal['unconfirmed']} UNCONFIRMED (queue list --state unconfirmed)")
     if uplink["enabled"]:
         cause = f" ({uplink['cause']})" if uplink.get("cause") else ""
         parts.append(f"ONSS {uplink['state']}{cause}")

@@ -22,9 +22,15 @@ if TYPE_CHECKING:
 
 class ControlJournal(StatusReads, RegistrationReads, Protocol):
     """The daemon's journal as the control socket uses it: what `status`, `registrations`
-    and `queue list` read, and `queue retry`'s one write."""
+    and `queue list` read, and the writes of `queue retry` and `queue confirm`."""
 
     def requeue(self, registration_id: str) -> bool: ...
+
+    def retry_unconfirmed(self, registration_id: str) -> bool: ...
+
+    def confirm(
+        self, registration_id: str, onss_id: int | str, late_after_ns: int
+    ) -> int | str | None: ...
 
 
 class DaemonView(Protocol):

@@ -36,6 +36,7 @@ class Kind(enum.StrEnum):
     ACKNOWLEDGED = "acknowledged"
     REJECTED = "rejected"
     POSSIBLY_DUPLICATED = "possibly-duplicated"
+    UNCONFIRMED = "unconfirmed"  # a 2xx whose answer could not be read: the ONSS may hold them
     TAP_REFUSED = "tap-refused"
     BADGES_CHANGED = "badges-changed"
     STORAGE_FULL = "storage-full"

@@ -10,6 +10,8 @@ themselves are gateway.feedback.outputs.
 from __future__ import annotations
 
 import enum
+import re
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -123,6 +125,34 @@ _OFFLINE_SAVED: dict[Language, str] = {
 }
 
 
+# Terminal escape sequences, in their 7-bit (ESC ...) and 8-bit (C1) forms: CSI with its
+# parameters; OSC, DCS, SOS, PM and APC up to their terminator (BEL or ST) or the end; any
+# other ESC with its intermediate and final bytes. Removed whole: a bare ESC removed would
+# leave "[31m" on the screen.
+_ESCAPE_SEQUENCE = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[ -/]*[0-~]?"
+)
+# Control (C0, DEL, C1), format (bidi overrides and isolates, zero-width) and surrogate
+# code points; the whitespace among them becomes a space, the rest goes.
+_UNSHOWN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def printable(text: str) -> str:
+    """`text` (a worker's or a reader's name: input from a file or a socket) fit to show on a
+    display, a terminal or a log line: no escape sequence, control or bidi character; runs of
+    whitespace as one space."""
+    if text.isprintable() and "  " not in text:
+        return text.strip()
+    text = _ESCAPE_SEQUENCE.sub("", text)
+    kept = (
+        (" " if char.isspace() else "") if unicodedata.category(char) in _UNSHOWN else char
+        for char in text
+    )
+    return " ".join("".join(kept).split())
+
+
 def render(outcome: TapOutcome) -> str:
     direction = _DIRECTION_WORDS[outcome.language][outcome.direction] if outcome.direction else ""
     return (
@@ -130,7 +160,7 @@ def render(outcome: TapOutcome) -> str:
         .format(
             direction=direction,
             time=outcome.local_time.strftime("%H:%M"),
-            name=outcome.worker_name or "",
+            name=printable(outcome.worker_name or ""),
         )
         .strip()
     )
@@ -139,8 +169,9 @@ def render(outcome: TapOutcome) -> str:
 def display_lines(outcome: TapOutcome) -> list[str]:
     """What a text display shows: the message, whose badge it was, the offline notice."""
     lines = [render(outcome)]
-    if outcome.worker_name and outcome.kind is not OutcomeKind.REGISTERED:  # not in the message
-        lines.append(outcome.worker_name)
+    name = printable(outcome.worker_name or "")
+    if name and outcome.kind is not OutcomeKind.REGISTERED:  # not in the message
+        lines.append(name)
     if outcome.kind.positive and outcome.uplink_online is False:
         lines.append(_OFFLINE_SAVED[outcome.language])
     return lines
@@ -157,8 +188,8 @@ class LogFeedback:
         log(
             outcome.message(),
             outcome=outcome.kind.value,
-            reader=outcome.reader,
-            badge=outcome.badge_uid,
+            reader=printable(outcome.reader),
+            badge=printable(outcome.badge_uid),
             registration=str(outcome.registration_id) if outcome.registration_id else None,
         )
 

@@ -128,6 +128,50 @@ MIGRATIONS: tuple[str, ...] = (
                coalesce(a.time_uncertain, 0) AS time_uncertain
         FROM registrations AS r LEFT JOIN acknowledgements AS a ON a.seq = r.seq;
     """,
+    # 6: registrations the ONSS may hold but whose answer could not be read, in a table of
+    #    their own (the row's CHECK knows three states; `registration_rows` derives the
+    #    fourth), and ONSS ids stored as given: `onss_id` loses its INTEGER affinity (an
+    #    untyped column converts nothing), so an id that is not a 64-bit integer is kept as
+    #    text, where INTEGER affinity would turn "1180591620717411303424" into a rounded REAL.
+    #    The acknowledgements are copied once into the new table, every row kept.
+    """
+    CREATE TABLE unconfirmed (
+        seq     INTEGER PRIMARY KEY,
+        cause   TEXT    NOT NULL,
+        wall_ns INTEGER NOT NULL
+    );
+    DROP VIEW registration_rows;
+    CREATE TABLE acknowledgements_6 (
+        seq                    INTEGER PRIMARY KEY,
+        onss_id                NOT NULL,
+        onss_validity          TEXT,
+        onss_remarks           TEXT,
+        delivered_wall_ns      INTEGER NOT NULL,
+        sent_registration_date TEXT,
+        late                   INTEGER NOT NULL,
+        time_uncertain         INTEGER NOT NULL
+    );
+    INSERT INTO acknowledgements_6
+        SELECT seq, onss_id, onss_validity, onss_remarks, delivered_wall_ns,
+               sent_registration_date, late, time_uncertain
+        FROM acknowledgements;
+    DROP TABLE acknowledgements;
+    ALTER TABLE acknowledgements_6 RENAME TO acknowledgements;
+    CREATE VIEW registration_rows AS
+        SELECT r.seq, r.id, r.badge_uid, r.reader, r.niss, r.enterprise_number, r.foreign_vat,
+               r.worker_name, r.language, r.capacity, r.declaration, r.place, r.direction,
+               r.wall_ns, r.monotonic_ns, r.boot_id, r.clock_synced,
+               CASE WHEN a.seq IS NOT NULL THEN 'delivered'
+                    WHEN u.seq IS NOT NULL THEN 'unconfirmed'
+                    ELSE r.delivery END AS delivery,
+               a.onss_id, a.onss_validity, a.onss_remarks, r.rejection, a.delivered_wall_ns,
+               a.sent_registration_date, coalesce(a.late, 0) AS late, r.possibly_duplicated,
+               coalesce(a.time_uncertain, 0) AS time_uncertain,
+               u.cause AS unconfirmed_cause, u.wall_ns AS unconfirmed_wall_ns
+        FROM registrations AS r
+            LEFT JOIN acknowledgements AS a ON a.seq = r.seq
+            LEFT JOIN unconfirmed AS u ON u.seq = r.seq;
+    """,
 )
 
 

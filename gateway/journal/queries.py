@@ -99,10 +99,11 @@ class Queries:
                 "SELECT (SELECT count(*) FROM registrations), (SELECT count(*) FROM tap_attempts)"
             ).fetchone()
             pending, oldest = self.pending_count_and_oldest(pending_from)
-            rejected = self._conn.execute(
-                "SELECT count(*) FROM registrations WHERE delivery = 'rejected'"
-            ).fetchone()[0]  # a partial index holds just these: no scan
-            return JournalStats(registrations, pending, oldest, attempts, rejected)
+            rejected, unconfirmed = self._conn.execute(
+                "SELECT (SELECT count(*) FROM registrations WHERE delivery = 'rejected'),"
+                " (SELECT count(*) FROM unconfirmed)"
+            ).fetchone()  # a partial index holds just the rejected, a table the unconfirmed
+            return JournalStats(registrations, pending, oldest, attempts, rejected, unconfirmed)
 
     def oldest_pending_seq(self, floor: int = 0) -> int:
         """Where the uplink's queue starts, looked for from `floor` on (the caller holds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import uuid
 from collections.abc import Sequence
@@ -30,7 +31,8 @@ REGISTRATION_COLUMNS = (
 )
 DELIVERY_COLUMNS = (
     "onss_id, onss_validity, onss_remarks, rejection, delivered_wall_ns,"
-    " sent_registration_date, late, possibly_duplicated, time_uncertain"
+    " sent_registration_date, late, possibly_duplicated, time_uncertain, unconfirmed_cause,"
+    " unconfirmed_wall_ns"
 )
 OUTBOUND_COLUMNS = (
     "seq, id, niss, direction, enterprise_number, foreign_vat, declaration, place,"
@@ -80,12 +82,28 @@ class Outbound:
     clock: ClockSample
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]{0,18})")
+
+
+def storable_onss_id(onss_id: int | str) -> int | str:
+    """An ONSS id as the journal stores it: as given, an integer if it is a 64-bit one
+    (also when given as its decimal text, as `queue confirm` gets it), else text (an
+    integer beyond 64 bits as its decimal digits: SQLite cannot hold it as a number)."""
+    if isinstance(onss_id, str) and _CANONICAL_INT.fullmatch(onss_id):
+        onss_id = int(onss_id)
+    if isinstance(onss_id, int) and INT64_MIN <= onss_id <= INT64_MAX:
+        return onss_id
+    return str(onss_id)
+
+
 @dataclass(frozen=True, slots=True)
 class Acknowledgement:
-    """The ONSS created the registration: its id, validity and remarks, and how it went."""
+    """The ONSS created the registration: its id (stored as `storable_onss_id` says),
+    validity and remarks, and how it went."""
 
     seq: int
-    onss_id: int
+    onss_id: int | str
     validity: str
     remarks: tuple[str, ...]
     sent_registration_date: str
@@ -108,7 +126,7 @@ class DeliveryRecord:
     """A registration with what the uplink learnt about it (for `queue list` and exports)."""
 
     stored: StoredRegistration
-    onss_id: int | None
+    onss_id: int | str | None
     onss_validity: str | None
     onss_remarks: tuple[str, ...]
     rejection: dict[str, Any] | None
@@ -117,6 +135,8 @@ class DeliveryRecord:
     late: bool
     possibly_duplicated: bool
     time_uncertain: bool
+    unconfirmed_cause: str | None = None  # why the ONSS's answer could not be read
+    unconfirmed_wall_ns: int | None = None  # when that answer came
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +146,7 @@ class JournalStats:
     oldest_pending_wall_ns: int | None
     tap_attempts: int
     rejected: int
+    unconfirmed: int = 0
 
 
 @lru_cache(maxsize=16)
@@ -208,6 +229,8 @@ def delivery_from_row(row: sqlite3.Row) -> DeliveryRecord:
         late=bool(row["late"]),
         possibly_duplicated=bool(row["possibly_duplicated"]),
         time_uncertain=bool(row["time_uncertain"]),
+        unconfirmed_cause=row["unconfirmed_cause"],
+        unconfirmed_wall_ns=row["unconfirmed_wall_ns"],
     )
 
 

@@ -31,9 +31,13 @@ from gateway.evidence import Head, Kind
 from gateway.evidence import log as evidence_log
 from gateway.journal.delivery import (
     CLEAR_IN_FLIGHT,
+    CONFIRM,
+    FIND_UNCONFIRMED,
     FLAG_POSSIBLY_DUPLICATED,
     IN_FLIGHT_PENDING,
     MARK_IN_FLIGHT,
+    MARK_UNCONFIRMED,
+    RESOLVE,
     SETTLE_REJECTED,
     delivered_fields,
     rejected_fields,
@@ -56,6 +60,7 @@ from gateway.journal.rows import (
     captured,
     registration_row,
     registration_values,
+    storable_onss_id,
 )
 from gateway.journal.writer import Writer
 from gateway.models import ClockSample, DeliveryState, Registration, UplinkState
@@ -199,6 +204,71 @@ class Journal:
                 "cause": cause,
             }
             self._evidence.append(conn, self._clock(), Kind.POSSIBLY_DUPLICATED, flagged)
+
+    def mark_unconfirmed(self, seqs: Sequence[int], cause: str, clock: ClockSample) -> None:
+        """A 2xx whose answer could not be read: the ONSS may hold these registrations, so
+        they leave the queue (never sent again by themselves) for the employer to resolve
+        (`confirm`, `retry_unconfirmed`). Pending ones only; their in-flight marks cleared
+        and an `unconfirmed` entry written in the same durable commit: a lost commit would
+        leave the marks, and the next start would resend them."""
+        marked = json.dumps(list(seqs))
+        with self._writer.transaction() as conn:
+            moved = [
+                row[0] for row in conn.execute(MARK_UNCONFIRMED, (cause, clock.wall_ns, marked))
+            ]
+            conn.execute(CLEAR_IN_FLIGHT, (marked,))
+            self._pending_from = self._reads.oldest_pending_seq(self._pending_from)
+            if moved:
+                ids = registration_values(conn, "seq", "id", moved)
+                unconfirmed = {"ids": [ids[seq] for seq in sorted(moved)], "cause": cause}
+                self._evidence.append(conn, clock, Kind.UNCONFIRMED, unconfirmed)
+
+    def confirm(
+        self, registration_id: str, onss_id: int | str, late_after_ns: int
+    ) -> int | str | None:
+        """The employer found an unconfirmed registration at the ONSS: delivered, with the
+        id the ONSS gave it (stored as `storable_onss_id` says), when its unreadable answer
+        came (late if that is more than `late_after_ns` after the tap), and an
+        `acknowledged` entry saying the employer confirmed it. Returns the id as stored;
+        None when no unconfirmed registration has that id."""
+        stored_id = storable_onss_id(onss_id)
+        with self._writer.transaction() as conn:
+            row = conn.execute(FIND_UNCONFIRMED, (registration_id,)).fetchone()
+            if row is None:
+                return None
+            answered = int(row["answered_wall_ns"])
+            late = answered - int(row["wall_ns"]) > late_after_ns
+            uncertain = not row["clock_synced"]  # what was sent is not known: as tapped
+            conn.execute(CONFIRM, (row["seq"], stored_id, answered, int(late), int(uncertain)))
+            conn.execute(RESOLVE, (row["seq"],))
+            acknowledged = {
+                "ids": {registration_id: stored_id},
+                "late": [registration_id] if late else [],
+                "remarks": {},
+                "confirmed_by": "employer",
+                "answered_wall_ns": answered,
+            }
+            self._evidence.append(conn, self._clock(), Kind.ACKNOWLEDGED, acknowledged)
+            return stored_id
+
+    def retry_unconfirmed(self, registration_id: str) -> bool:
+        """The employer sends an unconfirmed registration again: back in the queue, flagged
+        "possibly duplicated" (the ONSS may hold it already), with its evidence entry.
+        False when no unconfirmed registration has that id."""
+        with self._writer.transaction() as conn:
+            row = conn.execute(FIND_UNCONFIRMED, (registration_id,)).fetchone()
+            if row is None:
+                return False
+            seq = int(row["seq"])
+            conn.execute(RESOLVE, (seq,))
+            conn.execute(FLAG_POSSIBLY_DUPLICATED, (json.dumps([seq]),))
+            flagged = {
+                "ids": [registration_id],
+                "cause": "sent again by the employer after an answer that could not be read",
+            }
+            self._evidence.append(conn, self._clock(), Kind.POSSIBLY_DUPLICATED, flagged)
+            self._pending_from = min(self._pending_from, seq)
+            return True
 
     def recover_in_flight(self) -> list[str]:
         """After a crash: registrations whose request had no known outcome may be duplicated

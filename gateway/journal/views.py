@@ -40,7 +40,8 @@ class TapJournal(Protocol):
 @runtime_checkable
 class UplinkQueue(Protocol):
     """The uplink (gateway.uplink.sender): the pending registrations, oldest first, the
-    in-flight marks around each request, and what the ONSS answered."""
+    in-flight marks around each request, and what the ONSS answered (or that its answer
+    could not be read: `mark_unconfirmed`)."""
 
     def recover_in_flight(self) -> list[str]: ...
 
@@ -51,6 +52,8 @@ class UplinkQueue(Protocol):
     def clear_in_flight(self, seqs: Sequence[int]) -> None: ...
 
     def flag_possibly_duplicated(self, seqs: Sequence[int], cause: str) -> None: ...
+
+    def mark_unconfirmed(self, seqs: Sequence[int], cause: str, clock: ClockSample) -> None: ...
 
     def settle(
         self, acks: Sequence[Acknowledgement], rejections: Sequence[Rejection] = ()

@@ -7,6 +7,12 @@ survives a power cut; an unsynced transaction (the uplink's bookkeeping) is made
 the next synced commit. Each commit is counted for the checkpointer. A refused write (disk
 full, read-only, I/O error) raises StorageError and is noted: the next write that succeeds
 records it as a `storage-full` entry, since it could not be written when it happened.
+
+The journal's file may also go away under the daemon: deleted or replaced by a technician
+or a script. SQLite keeps writing to the file it opened, which nobody will find again after
+a restart, so the path is looked at before and after every commit (`FileGuard`, a stat
+each): once it no longer names the file opened at start, the write and every write after
+it raise StorageError (the tap answers "cannot store") until the daemon is restarted.
 """
 
 from __future__ import annotations
@@ -19,11 +25,15 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from gateway.errors import StorageError
 from gateway.evidence import EvidenceWriter, Kind
 from gateway.journal.checkpoint import Checkpointer
 from gateway.journal.file import connect, create_private_file, lock_exclusively, migrate
 from gateway.models import ClockSample
+
+log = structlog.get_logger("journal")
 
 CHECKPOINT_EVERY = 500  # commits: a WAL of about 2 MiB
 
@@ -42,11 +52,11 @@ class Writer:
         create_private_file(path)
         self._lock_fd = lock_exclusively(path.with_name(path.name + ".lock"))
         try:  # a journal this release cannot use (newer, failed migration): let go of it
-            self.conn = _open(path, max_size_mb)
+            self._file = FileGuard(path)  # before SQLite opens it: a swap between is caught
             try:
-                migrate(self.conn)
+                self.conn = _open_checked(path, max_size_mb, self._file)
             except BaseException:
-                self.conn.close()
+                self._file.close()
                 raise
         except BaseException:
             os.close(self._lock_fd)
@@ -70,6 +80,7 @@ class Writer:
         A failed statement (disk full, read-only, I/O error) is rolled back by SQLite.
         """
         with self.lock:
+            self._check_file_before()
             try:
                 cursor = self.conn.execute(sql, values)
             except sqlite3.Error as error:
@@ -77,6 +88,7 @@ class Writer:
                 raise self._failed(error) from error
             self.evidence.committed()  # an entry the statement carried (a registration's)
             self._checkpointer.committed()
+            self._file.check()  # lost during the commit: the tap is not answered "registered"
             self._record_storage_outage()
             return int(cursor.lastrowid or 0)
 
@@ -93,6 +105,7 @@ class Writer:
     @contextmanager
     def _transaction(self, *, fsync: bool) -> Iterator[sqlite3.Connection]:
         with self.lock:
+            self._check_file_before()
             try:
                 if not fsync:
                     self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -112,7 +125,17 @@ class Writer:
             except sqlite3.Error as error:
                 raise self._failed(error) from error
             self._checkpointer.committed()
+            self._file.check()  # lost during the commit: the tap is not answered "registered"
             self._record_storage_outage()
+
+    def _check_file_before(self) -> None:
+        """The journal's file gone already: the write is refused, nothing written (not even
+        the evidence entry a registration staged)."""
+        try:
+            self._file.check()
+        except StorageError:
+            self.evidence.rolled_back()
+            raise
 
     def _failed(self, error: sqlite3.Error) -> StorageError:
         """Note a refused write (disk full, read-only, I/O error) for the evidence: it
@@ -155,7 +178,71 @@ class Writer:
             os.close(self._wal_fd)
         with self.lock:
             self.conn.close()
+            self._file.close()
             os.close(self._lock_fd)
+
+
+class FileGuard:
+    """The journal's file as opened at start (its device and inode, held by a descriptor of
+    our own) against the file its path names now: one stat.
+
+    A path that is gone, or names another file, means every commit lands in a file nobody
+    will open again: that is final for this process (`lost`: no stat after), logged once.
+    A path that cannot be looked at (EACCES, EIO) refuses nothing: the commit goes to the
+    open file, and a transient error must not refuse a tap that is stored.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        opened = os.fstat(self._fd)
+        self._identity = (opened.st_dev, opened.st_ino)
+        self.lost: str | None = None
+
+    def check(self) -> None:
+        """Raise StorageError if the path no longer names the file opened at start."""
+        if self.lost is None:
+            self.lost = self._why_lost()
+            if self.lost is None:
+                return
+            log.critical(
+                "JOURNAL FILE LOST: every tap is refused until badge-gateway is restarted",
+                journal=str(self._path),
+                error=self.lost,
+            )
+        raise StorageError(self.lost)
+
+    def _why_lost(self) -> str | None:
+        try:
+            now = os.stat(self._path)
+        except (FileNotFoundError, NotADirectoryError):
+            return _lost(self._path, "deleted or moved away")
+        except OSError:
+            return None
+        if (now.st_dev, now.st_ino) != self._identity:
+            return _lost(self._path, "replaced by another file")
+        return None
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def _lost(path: Path, how: str) -> str:
+    return (
+        f"{path}: the journal file was {how} while the daemon ran; nothing is stored"
+        " until badge-gateway is restarted on a valid journal"
+    )
+
+
+def _open_checked(path: Path, max_size_mb: int | None, file: FileGuard) -> sqlite3.Connection:
+    conn = _open(path, max_size_mb)
+    try:
+        migrate(conn)
+        file.check()  # SQLite opened the file the guard holds
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def _open(path: Path, max_size_mb: int | None) -> sqlite3.Connection:

@@ -9,15 +9,26 @@ May import: models, evidence, journal. Nothing above it.
 
 from gateway.report.document import ReportContext, render_report
 from gateway.report.export import ExportCheck, Period, export, verify_export
-from gateway.report.outages import Analysis, Outage, OutageKind, analyse
+from gateway.report.outages import (
+    Analysis,
+    Episode,
+    Outage,
+    OutageKind,
+    Resolution,
+    Unconfirmed,
+    analyse,
+)
 
 __all__ = [
     "Analysis",
+    "Episode",
     "ExportCheck",
     "Outage",
     "OutageKind",
     "Period",
     "ReportContext",
+    "Resolution",
+    "Unconfirmed",
     "analyse",
     "export",
     "render_report",

@@ -20,7 +20,16 @@ from zoneinfo import ZoneInfo
 
 from gateway.evidence import ChainCheck, Entry
 from gateway.models import Language
-from gateway.report.outages import Analysis, Outage, OutageKind, RegistrationRecord, analyse
+from gateway.report.outages import (
+    Analysis,
+    Duplicate,
+    Episode,
+    Outage,
+    OutageKind,
+    RegistrationRecord,
+    Resolution,
+    analyse,
+)
 from gateway.report.texts import TEXTS
 
 _NBSP = "\u00a0"  # keeps a date, or a duration, on one line in a narrow column
@@ -57,6 +66,7 @@ def render_report(
         *(_held_table(out, number, outage) for number, outage in numbered if outage.held),
         _late_table(out, analysis),
         _duplicated_table(out, analysis),
+        _unconfirmed_table(out, analysis),
         _rejected_table(out, analysis),
         _clock_table(out, analysis),
         _verification(out, ordered),
@@ -201,6 +211,7 @@ def _summary(out: _Writer, analysis: Analysis) -> str:
         *counts,
         (out.t("sum_late"), len(analysis.late)),
         (out.t("sum_duplicated"), len(analysis.duplicated)),
+        (out.t("sum_unconfirmed"), analysis.still_unconfirmed),
         (out.t("sum_rejected"), len(analysis.rejected)),
     ]
     tiles = "".join(
@@ -477,7 +488,8 @@ def _acknowledged_text(out: _Writer, outage: Outage) -> str:
     if len(times) == len(held):
         return out.t("ack_all", time=out.when(max(times)))
     rejected = sum(r.acknowledgement is None and r.rejection is not None for r in held)
-    waiting = len(held) - len(times) - rejected
+    unconfirmed = sum(r.acknowledgement is None and r.unconfirmed for r in held)
+    waiting = len(held) - len(times) - rejected - unconfirmed
     parts = [
         out.t("ack_some", done=len(times), total=len(held), time=out.when(max(times)))
         if times
@@ -485,6 +497,8 @@ def _acknowledged_text(out: _Writer, outage: Outage) -> str:
     ]
     if rejected:
         parts.append(out.t("n_rejected", count=rejected))
+    if unconfirmed:
+        parts.append(out.t("n_unconfirmed", count=unconfirmed))
     if waiting and times:
         parts.append(out.t("n_not_yet", count=waiting))
     return "; ".join(parts)
@@ -532,15 +546,23 @@ def _delivery_cells(out: _Writer, record: RegistrationRecord) -> list[str]:
     ack = record.acknowledgement
     if ack is not None:
         late = f'<b class="late">{out.t("yes")}</b>' if ack.late else out.t("no")
-        return [reader, out.when(ack.wall_ns), _onss_id(record), late]
+        return [reader, out.when(ack.wall_ns), _onss_id(out, record), late]
     if record.rejection is not None:
         return [reader, f'<span class="bad">{out.t("rejected_cell")}</span>', "", ""]
+    if record.unconfirmed:
+        return [reader, f'<b class="late">{out.t("unconfirmed_cell")}</b>', "", ""]
     return [reader, out.t("not_yet"), "", ""]
 
 
-def _onss_id(record: RegistrationRecord) -> str:
+def _onss_id(out: _Writer, record: RegistrationRecord) -> str:
+    """The ONSS id, and whether the employer confirmed it (an answer that could not be read)."""
     ack = record.acknowledgement
-    return f'<code class="id">{html.escape(ack.onss_id)}</code>' if ack else ""
+    if ack is None:
+        return ""
+    code = f'<code class="id">{html.escape(ack.onss_id)}</code>'
+    if ack.by_employer:
+        return f"{code}<br><small>{out.t('confirmed_note')}</small>"
+    return code
 
 
 def _late_table(out: _Writer, analysis: Analysis) -> str:
@@ -548,7 +570,7 @@ def _late_table(out: _Writer, analysis: Analysis) -> str:
         out,
         analysis.late,
         ("col_acknowledged", "col_delay", "col_onss_id"),
-        lambda record: [*_acknowledged_and_delay(out, record), _onss_id(record)],
+        lambda record: [*_acknowledged_and_delay(out, record), _onss_id(out, record)],
     )
     return _section(out.t("late_title"), table, out.t("late_intro"))
 
@@ -562,19 +584,65 @@ def _acknowledged_and_delay(out: _Writer, record: RegistrationRecord) -> list[st
 
 
 def _duplicated_table(out: _Writer, analysis: Analysis) -> str:
-    by_record = {id(duplicate.record): duplicate for duplicate in analysis.duplicated}
+    """One row per registration, however often it was flagged, with the sends it took."""
+    by_id = {duplicate.record.id: duplicate for duplicate in analysis.duplicated}
 
     def cells(record: RegistrationRecord) -> list[str]:
-        duplicate = by_record[id(record)]
-        return [out.when(duplicate.flagged_ns), html.escape(duplicate.cause), _onss_id(record)]
+        duplicate = by_id[record.id]
+        causes = "<br>".join(html.escape(cause) for cause in duplicate.causes)
+        sends = _sends(out, duplicate)
+        return [out.when(duplicate.flagged_ns), sends, causes, _onss_id(out, record)]
 
     table = _registrations_table(
         out,
         [duplicate.record for duplicate in analysis.duplicated],
-        ("col_flagged", "col_cause", "col_onss_id"),
+        ("col_flagged", "col_sends", "col_cause", "col_onss_id"),
         cells,
     )
     return _section(out.t("duplicated_title"), table, out.t("duplicated_intro"))
+
+
+def _sends(out: _Writer, duplicate: Duplicate) -> str:
+    if duplicate.answered:
+        return str(duplicate.sends)
+    return out.t("sends_unanswered", count=duplicate.sends)
+
+
+def _unconfirmed_table(out: _Writer, analysis: Analysis) -> str:
+    """One row per registration whose 2xx answer could not be read, with how the employer
+    resolved it (each time, when it happened more than once)."""
+    by_id = {unconfirmed.record.id: unconfirmed for unconfirmed in analysis.unconfirmed}
+
+    def cells(record: RegistrationRecord) -> list[str]:
+        episodes = by_id[record.id].episodes
+        return [
+            "<br>".join(out.when(episode.since_ns) for episode in episodes),
+            "<br>".join(_unconfirmed_cause(out, episode) for episode in episodes),
+            "<br>".join(_resolution(out, episode) for episode in episodes),
+        ]
+
+    table = _registrations_table(
+        out,
+        [unconfirmed.record for unconfirmed in analysis.unconfirmed],
+        ("col_unconfirmed_since", "col_cause", "col_resolution"),
+        cells,
+    )
+    return _section(out.t("unconfirmed_title"), table, out.t("unconfirmed_intro"))
+
+
+def _unconfirmed_cause(out: _Writer, episode: Episode) -> str:
+    if episode.began_before:
+        return f'<span class="muted">{out.t("cause_before_period")}</span>'
+    return html.escape(episode.cause) or "—"
+
+
+def _resolution(out: _Writer, episode: Episode) -> str:
+    if episode.resolution is None or episode.resolved_ns is None:
+        return f'<b class="late">{out.t("not_resolved")}</b>'
+    text = out.t(f"resolved_{episode.resolution.value}", time=out.when(episode.resolved_ns))
+    if episode.resolution == Resolution.SENT_AGAIN:
+        return text
+    return f'{text} <code class="id">{html.escape(episode.onss_id)}</code>'
 
 
 def _rejected_table(out: _Writer, analysis: Analysis) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.evidence import Entry, Kind
@@ -39,11 +39,21 @@ class Captured:
 
 @dataclass(frozen=True, slots=True)
 class Acknowledged:
-    """An `acknowledged` entry, for one registration: the ONSS created it."""
+    """An `acknowledged` entry, for one registration: the ONSS created it.
+
+    When the employer confirmed it (an answer that could not be read, checked at the
+    ONSS), `wall_ns` is when that answer came, the moment the ONSS held it, and
+    `confirmed_ns` when the employer confirmed it.
+    """
 
     wall_ns: int
     onss_id: str
     late: bool
+    confirmed_ns: int | None = None
+
+    @property
+    def by_employer(self) -> bool:
+        return self.confirmed_ns is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +73,7 @@ class RegistrationRecord:
     captured: Captured | None  # None: its registration entry lies outside the entries
     acknowledgement: Acknowledged | None
     rejection: Rejected | None
+    unconfirmed: bool = False  # still unconfirmed at the last entry: the employer must act
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +101,65 @@ class ClockJump:
 
 @dataclass(frozen=True, slots=True)
 class Duplicate:
+    """A registration flagged "possibly duplicated", once however often it was flagged.
+
+    Each flag is one send that may have reached the ONSS without an answer, so the sends
+    it took are those, plus the one the ONSS answered (when the entries hold the answer).
+    """
+
     record: RegistrationRecord
-    flagged_ns: int
-    cause: str
+    flagged_ns: int  # the first flag
+    unanswered_sends: int  # its flags
+    causes: tuple[str, ...]  # distinct, in the order first given
+
+    @property
+    def answered(self) -> bool:
+        """The ONSS answered a later send: it created the registration or refused it."""
+        rejection = self.record.rejection
+        onss_refused = rejection is not None and rejection.source != "local"
+        return self.record.acknowledgement is not None or onss_refused
+
+    @property
+    def sends(self) -> int:
+        return self.unanswered_sends + self.answered
+
+
+class Resolution(enum.StrEnum):
+    """How the employer resolved an unconfirmed registration."""
+
+    CONFIRMED = "confirmed"  # found at the ONSS: `queue confirm ID ONSS_ID`
+    SENT_AGAIN = "sent-again"  # sent again, flagged possibly duplicated: `queue retry ID`
+    ACKNOWLEDGED = "acknowledged"  # an acknowledgement without the employer (not expected)
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    """One time a registration was unconfirmed, and how that ended."""
+
+    since_ns: int  # when the answer that could not be read came
+    cause: str  # why it could not be read (from the network: escape it)
+    resolution: Resolution | None = None  # None: not resolved at the last entry
+    resolved_ns: int | None = None
+    onss_id: str = ""  # the id the employer confirmed, or the ONSS acknowledged
+    # Its `unconfirmed` entry lies before the entries (only its confirmation is in them).
+    began_before: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Unconfirmed:
+    """A registration whose send the ONSS answered with a 2xx that could not be read, once
+    however often that happened (each time an episode, in order)."""
+
+    record: RegistrationRecord
+    episodes: tuple[Episode, ...]
+
+    @property
+    def since_ns(self) -> int:
+        return self.episodes[0].since_ns
+
+    @property
+    def resolved(self) -> bool:
+        return self.episodes[-1].resolution is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +177,8 @@ class Analysis:
     clock_jumps: tuple[ClockJump, ...]
     records: tuple[RegistrationRecord, ...]  # every registration mentioned, captured first
     late: tuple[RegistrationRecord, ...]
-    duplicated: tuple[Duplicate, ...]
+    duplicated: tuple[Duplicate, ...]  # one per registration, in capture order
+    unconfirmed: tuple[Unconfirmed, ...]  # one per registration, in capture order
     rejected: tuple[RegistrationRecord, ...]
     readers: tuple[str, ...]  # every reader named, in order of appearance
     notes: tuple[Note, ...]
@@ -122,6 +190,11 @@ class Analysis:
     @property
     def acknowledged(self) -> int:
         return sum(record.acknowledgement is not None for record in self.records)
+
+    @property
+    def still_unconfirmed(self) -> int:
+        """Registrations unconfirmed at the end of the entries: the employer must act."""
+        return sum(not unconfirmed.resolved for unconfirmed in self.unconfirmed)
 
 
 class _Fields:
@@ -203,6 +276,7 @@ def analyse(entries: Iterable[Entry]) -> Analysis:
         records=tuple(records),
         late=tuple(r for r in records if r.acknowledgement and r.acknowledgement.late),
         duplicated=tuple(index.duplicates()),
+        unconfirmed=tuple(index.unconfirmed_records()),
         rejected=tuple(r for r in records if r.rejection),
         readers=tuple(index.readers),
         notes=tuple(index.notes),
@@ -232,7 +306,8 @@ class _Index:
         self.captured: dict[str, Captured] = {}
         self.acknowledgements: dict[str, Acknowledged] = {}
         self.rejections: dict[str, Rejected] = {}
-        self.flagged: list[tuple[str, int, str]] = []
+        self.flagged: dict[str, _Flags] = {}  # registration id -> its flags, first flag first
+        self.episodes: dict[str, list[Episode]] = {}  # registration id -> unconfirmed, in order
         self.clock_jumps: list[ClockJump] = []
         self.readers: dict[str, None] = {}  # an ordered set
         self.notes: list[Note] = []
@@ -243,6 +318,7 @@ class _Index:
             Kind.ACKNOWLEDGED: self._acknowledged,
             Kind.REJECTED: self._rejected,
             Kind.POSSIBLY_DUPLICATED: self._possibly_duplicated,
+            Kind.UNCONFIRMED: self._unconfirmed,
             Kind.CLOCK_JUMPED: self._clock_jumped,
         }
 
@@ -263,8 +339,41 @@ class _Index:
 
     def _acknowledged(self, entry: Entry, fields: _Fields) -> None:
         late = set(fields.optional_texts("late"))
-        for reg_id, onss_id in fields.text_mapping("ids").items():
-            self.acknowledgements[reg_id] = Acknowledged(entry.wall_ns, onss_id, reg_id in late)
+        by_employer = fields.optional_text("confirmed_by") == "employer"
+        answered_ns = fields.optional_integer("answered_wall_ns")
+        ids = fields.text_mapping("ids")
+        for reg_id, onss_id in ids.items():
+            if by_employer:
+                at_onss = entry.wall_ns if answered_ns is None else answered_ns
+                ack = Acknowledged(at_onss, onss_id, reg_id in late, confirmed_ns=entry.wall_ns)
+            else:
+                ack = Acknowledged(entry.wall_ns, onss_id, reg_id in late)
+            self.acknowledgements[reg_id] = ack
+            self._acknowledged_unconfirmed(reg_id, ack, entry.wall_ns)
+
+    def _acknowledged_unconfirmed(self, reg_id: str, ack: Acknowledged, at_ns: int) -> None:
+        """Ends an unconfirmed episode; an employer's confirmation of one that became
+        unconfirmed before the entries is an episode of its own."""
+        how = Resolution.CONFIRMED if ack.by_employer else Resolution.ACKNOWLEDGED
+        if self._resolve(reg_id, how, at_ns, ack.onss_id) or not ack.by_employer:
+            return
+        episode = Episode(ack.wall_ns, "", how, at_ns, ack.onss_id, began_before=True)
+        self.episodes.setdefault(reg_id, []).append(episode)
+
+    def _unconfirmed(self, entry: Entry, fields: _Fields) -> None:
+        cause = fields.optional_text("cause")
+        for reg_id in dict.fromkeys(fields.texts("ids")):
+            episodes = self.episodes.setdefault(reg_id, [])
+            if not episodes or episodes[-1].resolution is not None:  # else: still unconfirmed
+                episodes.append(Episode(entry.wall_ns, cause))
+
+    def _resolve(self, reg_id: str, how: Resolution, at_ns: int, onss_id: str = "") -> bool:
+        """Ends the registration's open unconfirmed episode, if it has one."""
+        episodes = self.episodes.get(reg_id)
+        if not episodes or episodes[-1].resolution is not None:
+            return False
+        episodes[-1] = replace(episodes[-1], resolution=how, resolved_ns=at_ns, onss_id=onss_id)
+        return True
 
     def _rejected(self, entry: Entry, fields: _Fields) -> None:
         errors = tuple(_error_text(error) for error in fields.items("errors"))
@@ -273,7 +382,12 @@ class _Index:
 
     def _possibly_duplicated(self, entry: Entry, fields: _Fields) -> None:
         cause = fields.optional_text("cause")
-        self.flagged.extend((reg_id, entry.wall_ns, cause) for reg_id in fields.texts("ids"))
+        for reg_id in dict.fromkeys(fields.texts("ids")):  # an id listed twice: one send
+            flags = self.flagged.setdefault(reg_id, _Flags(entry.wall_ns))
+            flags.count += 1
+            flags.causes.setdefault(cause, None)
+            # An unconfirmed registration is never sent by itself: the employer resent it.
+            self._resolve(reg_id, Resolution.SENT_AGAIN, entry.wall_ns)
 
     def _clock_jumped(self, entry: Entry, fields: _Fields) -> None:
         self.clock_jumps.append(ClockJump(entry.wall_ns, fields.integer("correction_ns")))
@@ -284,15 +398,47 @@ class _Index:
             captured=self.captured.get(reg_id),
             acknowledgement=self.acknowledgements.get(reg_id),
             rejection=self.rejections.get(reg_id),
+            unconfirmed=self._still_unconfirmed(reg_id),
         )
+
+    def _still_unconfirmed(self, reg_id: str) -> bool:
+        episodes = self.episodes.get(reg_id)
+        return episodes is not None and episodes[-1].resolution is None
 
     def all_records(self) -> list[RegistrationRecord]:
         """Every registration the entries mention, the captured ones first, in order."""
-        ids = dict.fromkeys([*self.captured, *self.acknowledgements, *self.rejections])
+        ids = dict.fromkeys(
+            [*self.captured, *self.acknowledgements, *self.rejections, *self.episodes]
+        )
         return sorted(map(self.record, ids), key=_capture_order)
 
     def duplicates(self) -> list[Duplicate]:
-        return [Duplicate(self.record(reg_id), at, cause) for reg_id, at, cause in self.flagged]
+        """Each flagged registration once, in capture order (then in order first flagged)."""
+        duplicates = [
+            Duplicate(self.record(reg_id), flags.first_ns, flags.count, flags.cause_list())
+            for reg_id, flags in self.flagged.items()
+        ]
+        return sorted(duplicates, key=lambda duplicate: _capture_order(duplicate.record))
+
+    def unconfirmed_records(self) -> list[Unconfirmed]:
+        """Each registration that was unconfirmed once, in capture order."""
+        unconfirmed = [
+            Unconfirmed(self.record(reg_id), tuple(episodes))
+            for reg_id, episodes in self.episodes.items()
+        ]
+        return sorted(unconfirmed, key=lambda item: _capture_order(item.record))
+
+
+@dataclass(slots=True)
+class _Flags:
+    """The possibly-duplicated entries naming one registration."""
+
+    first_ns: int
+    count: int = 0
+    causes: dict[str, None] = field(default_factory=dict)  # an ordered set
+
+    def cause_list(self) -> tuple[str, ...]:
+        return tuple(cause for cause in self.causes if cause)
 
 
 def _capture_order(record: RegistrationRecord) -> tuple[int, int]:

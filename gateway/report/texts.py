@@ -23,6 +23,7 @@ _EN: Mapping[str, str] = {
     "sum_acknowledged": "Acknowledged by the ONSS",
     "sum_late": "Acknowledged late",
     "sum_duplicated": "Possibly duplicated",
+    "sum_unconfirmed": "Still unconfirmed at the end of the period",
     "sum_rejected": "Rejected",
     "sum_chain": "Evidence log",
     "chain_ok": "intact (verified)",
@@ -62,8 +63,17 @@ _EN: Mapping[str, str] = {
     "col_onss_id": "ONSS registration id",
     "col_late": "Late",
     "col_delay": "Delay",
-    "col_flagged": "Flagged",
+    "col_flagged": "First flagged",
+    "col_sends": "Sends",
+    "sends_unanswered": "$count, none answered yet",
     "col_rejected_at": "Rejected",
+    "col_unconfirmed_since": "Unconfirmed since",
+    "col_resolution": "Resolved",
+    "resolved_confirmed": "confirmed by the employer on $time, ONSS registration id",
+    "resolved_sent-again": "sent again by the employer on $time, flagged as possibly duplicated",
+    "resolved_acknowledged": "acknowledged by the ONSS on $time, registration id",
+    "not_resolved": "not resolved yet",
+    "cause_before_period": "recorded before this period",
     "col_source": "By",
     "col_errors": "Errors",
     "col_when": "When",
@@ -78,11 +88,14 @@ _EN: Mapping[str, str] = {
     "or_earlier": "$time or earlier",
     "not_yet": "not yet",
     "rejected_cell": "rejected",
+    "unconfirmed_cell": "unconfirmed: the employer must check it",
+    "confirmed_note": "confirmed by the employer",
     "held_pending": "$count (+ $pending already waiting)",
     "ack_all": "all, by $time",
     "ack_some": "$done of $total, by $time",
     "n_not_yet": "$count not yet",
     "n_rejected": "$count rejected",
+    "n_unconfirmed": "$count unconfirmed",
     "ack_none": "none yet",
     "held_title": "Outage $number: registrations held back",
     "cause_power-cut": "the box had no power (it restarted with a new boot)",
@@ -100,7 +113,16 @@ _EN: Mapping[str, str] = {
     " late by the box), each sent with its original time.",
     "duplicated_title": "Possibly duplicated registrations",
     "duplicated_intro": "Sent without an answer and sent again: the ONSS may hold them twice."
-    " They are not extra presences.",
+    " They are not extra presences. Each registration is listed once, with how many sends it"
+    " took.",
+    "unconfirmed_title": "Unconfirmed registrations",
+    "unconfirmed_intro": "The ONSS answered the sending of these registrations with a success,"
+    " but its answer could not be read (malformed or incomplete), so the box could not tell"
+    " whether the ONSS had created them. The box never sends such a registration again by"
+    " itself: the employer checks each one with the ONSS, then either confirms it with the"
+    " registration id the ONSS gave it, or has it sent again, flagged as possibly duplicated."
+    " Each tap was captured at the time shown; until it is resolved, the ONSS may or may not"
+    " hold the registration.",
     "rejected_title": "Rejected registrations",
     "rejected_intro": "Registrations the ONSS (or the box's own check) refused, with the errors"
     " given.",
@@ -161,6 +183,7 @@ _FR: Mapping[str, str] = {
     "sum_acknowledged": "Confirmés par l'ONSS",
     "sum_late": "Confirmés en retard",
     "sum_duplicated": "Doublons possibles",
+    "sum_unconfirmed": "Encore non confirmés en fin de période",
     "sum_rejected": "Refusés",
     "sum_chain": "Journal de preuves",
     "chain_ok": "intact (vérifié)",
@@ -200,8 +223,17 @@ _FR: Mapping[str, str] = {
     "col_onss_id": "N° d'enregistrement ONSS",
     "col_late": "En retard",
     "col_delay": "Délai",
-    "col_flagged": "Signalé le",
+    "col_flagged": "Premier signalement",
+    "col_sends": "Envois",
+    "sends_unanswered": "$count, encore sans réponse",
     "col_rejected_at": "Refusé le",
+    "col_unconfirmed_since": "Non confirmé depuis",
+    "col_resolution": "Résolution",
+    "resolved_confirmed": "confirmé par l'employeur le $time, n° d'enregistrement ONSS",
+    "resolved_sent-again": "renvoyé par l'employeur le $time, signalé comme doublon possible",
+    "resolved_acknowledged": "confirmé par l'ONSS le $time, n° d'enregistrement",
+    "not_resolved": "pas encore résolu",
+    "cause_before_period": "enregistrée avant cette période",
     "col_source": "Par",
     "col_errors": "Erreurs",
     "col_when": "Quand",
@@ -216,11 +248,14 @@ _FR: Mapping[str, str] = {
     "or_earlier": "$time ou avant",
     "not_yet": "pas encore",
     "rejected_cell": "refusé",
+    "unconfirmed_cell": "non confirmé : à vérifier par l'employeur",
+    "confirmed_note": "confirmé par l'employeur",
     "held_pending": "$count (+ $pending déjà en attente)",
     "ack_all": "tous, au plus tard le $time",
     "ack_some": "$done sur $total, au plus tard le $time",
     "n_not_yet": "$count pas encore",
     "n_rejected": "$count refusé(s)",
+    "n_unconfirmed": "$count non confirmé(s)",
     "ack_none": "aucun pour l'instant",
     "held_title": "Panne $number : enregistrements retenus",
     "cause_power-cut": "le boîtier n'était plus alimenté (redémarrage complet)",
@@ -238,7 +273,16 @@ _FR: Mapping[str, str] = {
     " (signalés en retard par le boîtier), chacun envoyé avec son heure d'origine.",
     "duplicated_title": "Enregistrements peut-être en double",
     "duplicated_intro": "Envoyés sans réponse puis renvoyés : l'ONSS peut les avoir reçus deux"
-    " fois. Il ne s'agit pas de présences supplémentaires.",
+    " fois. Il ne s'agit pas de présences supplémentaires. Chaque enregistrement figure une"
+    " seule fois, avec le nombre d'envois qu'il a fallu.",
+    "unconfirmed_title": "Enregistrements non confirmés",
+    "unconfirmed_intro": "L'ONSS a répondu à l'envoi de ces enregistrements par un succès,"
+    " mais sa réponse était illisible (mal formée ou incomplète) : le boîtier ne pouvait pas"
+    " savoir si l'ONSS les avait créés. Le boîtier ne renvoie jamais de lui-même un tel"
+    " enregistrement : l'employeur vérifie chacun auprès de l'ONSS, puis soit le confirme"
+    " avec le numéro d'enregistrement donné par l'ONSS, soit le fait renvoyer, signalé comme"
+    " doublon possible. Chaque badgeage a été saisi à l'heure indiquée ; tant qu'il n'est"
+    " pas résolu, l'ONSS peut détenir l'enregistrement ou non.",
     "rejected_title": "Enregistrements refusés",
     "rejected_intro": "Enregistrements refusés par l'ONSS (ou par le contrôle du boîtier), avec"
     " les erreurs indiquées.",
@@ -300,6 +344,7 @@ _NL: Mapping[str, str] = {
     "sum_acknowledged": "Bevestigd door de RSZ",
     "sum_late": "Laattijdig bevestigd",
     "sum_duplicated": "Mogelijke dubbels",
+    "sum_unconfirmed": "Nog onbevestigd op het einde van de periode",
     "sum_rejected": "Geweigerd",
     "sum_chain": "Bewijslogboek",
     "chain_ok": "intact (geverifieerd)",
@@ -339,8 +384,18 @@ _NL: Mapping[str, str] = {
     "col_onss_id": "RSZ-registratienummer",
     "col_late": "Laattijdig",
     "col_delay": "Vertraging",
-    "col_flagged": "Gemeld op",
+    "col_flagged": "Eerst gemeld op",
+    "col_sends": "Verzendingen",
+    "sends_unanswered": "$count, nog zonder antwoord",
     "col_rejected_at": "Geweigerd op",
+    "col_unconfirmed_since": "Onbevestigd sinds",
+    "col_resolution": "Opgelost",
+    "resolved_confirmed": "bevestigd door de werkgever op $time, RSZ-registratienummer",
+    "resolved_sent-again": "opnieuw verzonden door de werkgever op $time, gemarkeerd als"
+    " mogelijk dubbel",
+    "resolved_acknowledged": "bevestigd door de RSZ op $time, registratienummer",
+    "not_resolved": "nog niet opgelost",
+    "cause_before_period": "vastgelegd vóór deze periode",
     "col_source": "Door",
     "col_errors": "Fouten",
     "col_when": "Wanneer",
@@ -355,11 +410,14 @@ _NL: Mapping[str, str] = {
     "or_earlier": "$time of vroeger",
     "not_yet": "nog niet",
     "rejected_cell": "geweigerd",
+    "unconfirmed_cell": "onbevestigd: na te kijken door de werkgever",
+    "confirmed_note": "bevestigd door de werkgever",
     "held_pending": "$count (+ $pending al in de wachtrij)",
     "ack_all": "alle, uiterlijk $time",
     "ack_some": "$done van $total, uiterlijk $time",
     "n_not_yet": "$count nog niet",
     "n_rejected": "$count geweigerd",
+    "n_unconfirmed": "$count onbevestigd",
     "ack_none": "nog geen",
     "held_title": "Storing $number: tegengehouden registraties",
     "cause_power-cut": "het toestel had geen stroom (volledig herstart)",
@@ -378,7 +436,16 @@ _NL: Mapping[str, str] = {
     " tijdstip.",
     "duplicated_title": "Mogelijk dubbele registraties",
     "duplicated_intro": "Verzonden zonder antwoord en opnieuw verzonden: de RSZ kan ze twee"
-    " keer hebben ontvangen. Het zijn geen extra aanwezigheden.",
+    " keer hebben ontvangen. Het zijn geen extra aanwezigheden. Elke registratie staat er één"
+    " keer in, met het aantal verzendingen dat nodig was.",
+    "unconfirmed_title": "Onbevestigde registraties",
+    "unconfirmed_intro": "De RSZ beantwoordde de verzending van deze registraties met een"
+    " succes, maar het antwoord was onleesbaar (misvormd of onvolledig): het toestel kon niet"
+    " weten of de RSZ ze had aangemaakt. Het toestel verzendt zo'n registratie nooit zelf"
+    " opnieuw: de werkgever kijkt elke registratie na bij de RSZ en bevestigt ze dan met het"
+    " registratienummer dat de RSZ gaf, of laat ze opnieuw verzenden, gemarkeerd als mogelijk"
+    " dubbel. Elke badgering werd vastgelegd op het vermelde tijdstip; zolang ze niet is"
+    " opgelost, kan de RSZ de registratie al dan niet hebben.",
     "rejected_title": "Geweigerde registraties",
     "rejected_intro": "Registraties geweigerd door de RSZ (of door de controle van het"
     " toestel), met de opgegeven fouten.",
@@ -440,6 +507,7 @@ _DE: Mapping[str, str] = {
     "sum_acknowledged": "Vom LSS bestätigt",
     "sum_late": "Verspätet bestätigt",
     "sum_duplicated": "Mögliche Duplikate",
+    "sum_unconfirmed": "Am Ende des Zeitraums noch unbestätigt",
     "sum_rejected": "Abgelehnt",
     "sum_chain": "Nachweisprotokoll",
     "chain_ok": "unversehrt (geprüft)",
@@ -479,8 +547,18 @@ _DE: Mapping[str, str] = {
     "col_onss_id": "LSS-Registrierungsnummer",
     "col_late": "Verspätet",
     "col_delay": "Verzögerung",
-    "col_flagged": "Gemeldet am",
+    "col_flagged": "Zuerst gemeldet am",
+    "col_sends": "Sendungen",
+    "sends_unanswered": "$count, noch ohne Antwort",
     "col_rejected_at": "Abgelehnt am",
+    "col_unconfirmed_since": "Unbestätigt seit",
+    "col_resolution": "Erledigt",
+    "resolved_confirmed": "vom Arbeitgeber bestätigt am $time, LSS-Registrierungsnummer",
+    "resolved_sent-again": "vom Arbeitgeber erneut gesendet am $time, als mögliches"
+    " Duplikat markiert",
+    "resolved_acknowledged": "vom LSS bestätigt am $time, Registrierungsnummer",
+    "not_resolved": "noch nicht erledigt",
+    "cause_before_period": "vor diesem Zeitraum erfasst",
     "col_source": "Durch",
     "col_errors": "Fehler",
     "col_when": "Wann",
@@ -495,11 +573,14 @@ _DE: Mapping[str, str] = {
     "or_earlier": "$time oder früher",
     "not_yet": "noch nicht",
     "rejected_cell": "abgelehnt",
+    "unconfirmed_cell": "unbestätigt: vom Arbeitgeber zu prüfen",
+    "confirmed_note": "vom Arbeitgeber bestätigt",
     "held_pending": "$count (+ $pending bereits wartend)",
     "ack_all": "alle, spätestens $time",
     "ack_some": "$done von $total, spätestens $time",
     "n_not_yet": "$count noch nicht",
     "n_rejected": "$count abgelehnt",
+    "n_unconfirmed": "$count unbestätigt",
     "ack_none": "noch keine",
     "held_title": "Ausfall $number: zurückgehaltene Registrierungen",
     "cause_power-cut": "das Gerät war ohne Strom (vollständiger Neustart)",
@@ -518,7 +599,16 @@ _DE: Mapping[str, str] = {
     " Uhrzeit übermittelt.",
     "duplicated_title": "Möglicherweise doppelte Registrierungen",
     "duplicated_intro": "Ohne Antwort gesendet und erneut gesendet: Das LSS hat sie"
-    " möglicherweise doppelt erhalten. Es handelt sich nicht um zusätzliche Anwesenheiten.",
+    " möglicherweise doppelt erhalten. Es handelt sich nicht um zusätzliche Anwesenheiten."
+    " Jede Registrierung steht einmal hier, mit der Zahl der Sendungen, die sie brauchte.",
+    "unconfirmed_title": "Unbestätigte Registrierungen",
+    "unconfirmed_intro": "Das LSS beantwortete die Übermittlung dieser Registrierungen mit"
+    " einem Erfolg, aber die Antwort war nicht lesbar (fehlerhaft oder unvollständig): Das"
+    " Gerät konnte nicht wissen, ob das LSS sie angelegt hatte. Das Gerät sendet eine solche"
+    " Registrierung nie von sich aus erneut: Der Arbeitgeber prüft jede beim LSS und"
+    " bestätigt sie dann mit der vom LSS vergebenen Registrierungsnummer oder lässt sie erneut"
+    " senden, als mögliches Duplikat markiert. Jeder Badge-Vorgang wurde zur angegebenen Zeit"
+    " erfasst; solange er nicht erledigt ist, kann das LSS die Registrierung haben oder nicht.",
     "rejected_title": "Abgelehnte Registrierungen",
     "rejected_intro": "Vom LSS (oder von der Prüfung des Geräts) abgelehnte Registrierungen mit"
     " den angegebenen Fehlern.",

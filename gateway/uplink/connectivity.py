@@ -1,8 +1,10 @@
 """Online or offline, since when and why: derived from what the uplink's requests met.
 
 Every change is logged and written to the journal with its cause (dns, tcp, tls,
-timeout, http 503, token, forbidden...), so the evidence log can turn them into outage
-records with the number of registrations held back.
+timeout, http 503, token, forbidden, unauthorized, unreadable answer, unexpected...), so
+the evidence log can turn them into outage records with the number of registrations held
+back. `unauthorized` and `forbidden` are configuration problems (the client id, key or
+scope), shown as such in `status`.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from gateway.errors import InvalidIdentifier
 from gateway.identifiers import normalise_declaration, normalise_enterprise_number, normalise_niss
@@ -21,11 +21,20 @@ def registration_date(wall_ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall_ns // 1_000_000_000))
 
 
-def item(out: Outbound, registration_date: str) -> dict[str, Any]:
+TypeValues = Literal["lower", "upper"]  # [uplink] type_values
+
+
+def wire_type(direction: str, type_values: TypeValues) -> str:
+    """A registration's direction (IN or OUT, as the journal keeps it) as `type` on the wire:
+    in/out or IN/OUT (docs/onss-api.md, open questions: the case is not settled)."""
+    return direction.lower() if type_values == "lower" else direction.upper()
+
+
+def item(out: Outbound, registration_date: str, type_values: TypeValues) -> dict[str, Any]:
     return {
         "registrationDate": registration_date,
         "ssin": out.niss,
-        "type": out.direction,
+        "type": wire_type(out.direction, type_values),
         "employer": (
             {"enterpriseNumber": out.enterprise_number}
             if out.enterprise_number

@@ -1,14 +1,23 @@
 """The uplink task: drain the journal's pending registrations to the ONSS, oldest first.
 
 It never blocks taps (journal calls run on worker threads; taps run on reader threads)
-and never gives up on a transient failure: tenacity retries the same items forever, with
-capped exponential backoff and full jitter, or as long as the server's Retry-After says.
-- created: the ONSS id and remarks are stored in the commit that marks it delivered;
+and never gives up on a transient failure: tenacity retries the same items forever after
+a capped exponential backoff with jitter (at least half of it, so never a tight loop), or
+the server's Retry-After when that is longer. Every failure backs off, including those
+nobody classified, and the backoff keeps growing over consecutive failures, across
+batches, until an answer is read. The rule: an item the ONSS may hold is never sent again
+without a flag.
+- created: the ONSS id (as given) and remarks are stored in the commit that marks it
+  delivered;
 - notCreated, or a 400 isolated to one item by splitting the batch: rejected, never
   resent by itself (`badge-gateway queue retry` after the employer fixed the cause);
-- no answer after sending (timeout, reset): flagged "possibly duplicated", then resent;
+- no answer after sending (timeout, reset, 502, 504): flagged "possibly duplicated", then
+  resent. Items are marked in flight only once the token is in hand, just before the
+  request: a token failure sent nothing, and flags nothing;
+- a 2xx that cannot be read (or an answer that cannot be stored): unconfirmed, never
+  resent by itself; the employer resolves them (`queue confirm`, `queue retry`);
 - 413: smaller batches; 403: nothing is sent until the configuration is fixed, taps keep
-  being queued, status says why.
+  being queued, status says why; a 401 a fresh token does not cure: `unauthorized`.
 
 One request is out at a time, so the ONSS receives registrations in journal order. While
 it is out, the next batch is read and its items built (read-ahead): the journal read and
@@ -18,18 +27,15 @@ the item building overlap the network and the server instead of adding to each r
 from __future__ import annotations
 
 import asyncio
+import itertools
+import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_never,
-    wait_random_exponential,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never
 
 from gateway.clock import Clock
 from gateway.errors import (
@@ -38,6 +44,8 @@ from gateway.errors import (
     ForbiddenError,
     PayloadTooLargeError,
     RetryableError,
+    UnauthorizedError,
+    UnreadableAnswerError,
 )
 from gateway.journal import Acknowledgement, Outbound, Rejection, UplinkQueue
 from gateway.models import ClockSample, UplinkState
@@ -79,6 +87,7 @@ class UplinkPolicy:
     backoff_initial: float = 1.0
     backoff_max: float = 300.0
     idle_poll: float = 0.5
+    type_values: payload.TypeValues = "lower"
 
 
 class Uplink:
@@ -90,32 +99,37 @@ class Uplink:
         self._client = client
         self._policy = policy
         self._batch_size = policy.batch_size
-        self._backoff = wait_random_exponential(
-            multiplier=policy.backoff_initial, max=policy.backoff_max
-        )
+        self._failures = 0  # consecutive ones, across batches: the backoff grows with them
         self._settled: set[int] = set()
         self._read_ahead: asyncio.Task[Batch | None] | None = None
         self.connectivity = Connectivity()
 
     async def run(self) -> None:
-        recovered = await asyncio.to_thread(self._journal.recover_in_flight)
-        if recovered:
-            log.warning(
-                "sent before a crash without a known answer: possibly duplicated",
-                registrations=recovered,
-            )
+        await self._until_recorded("the in-flight marks of the last run", self._recover)
         try:
             while True:
                 try:
                     delivered = await self.deliver_once()
                 except Exception:  # a bug or a journal error must not end delivery for good
-                    log.exception("uplink failed; trying again")
-                    delivered = False
+                    self._failures += 1
+                    delay = self.backoff(self._failures)
+                    log.exception("uplink failed; trying again", in_seconds=round(delay, 1))
+                    await asyncio.sleep(delay)
+                    continue
                 if not delivered:
                     await asyncio.sleep(self._policy.idle_poll)
         finally:
             if self._read_ahead is not None:
                 self._read_ahead.cancel()
+
+    def _recover(self) -> None:
+        """Before anything is sent: flag what a crash left in flight (a worker thread)."""
+        recovered = self._journal.recover_in_flight()
+        if recovered:
+            log.warning(
+                "sent before a crash without a known answer: possibly duplicated",
+                registrations=recovered,
+            )
 
     async def deliver_once(self) -> bool:
         """Send one batch (retrying until it is settled); False when nothing could be sent."""
@@ -166,7 +180,7 @@ class Uplink:
                     "clock never synchronised during that boot: best known time sent",
                     registration=registration.id,
                 )
-            item = payload.item(registration, date)
+            item = payload.item(registration, date, self._policy.type_values)
             ready.append(Outgoing(registration, time_to_send, date, item))
         held = len(pending) - len(ready)
         if held and held != self.connectivity.held_for_clock:
@@ -193,7 +207,7 @@ class Uplink:
     async def _send_until_settled(self, outgoing: list[Outgoing]) -> None:
         self._settled.clear()  # filled as parts settle, so that a retry never resends them
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type((RetryableError, ForbiddenError)),
+            retry=retry_if_exception_type(Exception),  # every failure, classified or not
             wait=self._wait,
             stop=stop_never,
             before_sleep=self._going_to_sleep,
@@ -206,16 +220,32 @@ class Uplink:
 
     async def _send_chunk(self, chunk: list[Outgoing]) -> None:
         seqs = [out.seq for out in chunk]
-        await asyncio.to_thread(self._journal.mark_in_flight, seqs)
+        marked = False
+
+        async def mark_in_flight() -> None:  # the token is in hand: the request leaves next
+            nonlocal marked
+            await asyncio.to_thread(self._journal.mark_in_flight, seqs)
+            marked = True
+
         try:
-            results = await self._client.register_in_bulk([out.item for out in chunk])
+            results = await self._client.register_in_bulk(
+                [out.item for out in chunk], before_sending=mark_in_flight
+            )
+        except UnreadableAnswerError as error:
+            await self._hold_unconfirmed(chunk, str(error))
+            raise  # backs off before anything else is sent
         except AmbiguousError as error:
             await self._flag_possibly_duplicated(chunk, error)
             raise
         except (RetryableError, BadRequestError, PayloadTooLargeError, ForbiddenError):
-            await asyncio.to_thread(self._journal.clear_in_flight, seqs)  # not processed
+            if marked:  # not processed
+                await asyncio.to_thread(self._journal.clear_in_flight, seqs)
             raise
-        await self._settle(chunk, results)
+        except Exception as error:  # nobody classified it: the ONSS may have it if it left
+            if marked:
+                await self._flag_possibly_duplicated(chunk, error)
+            raise
+        await self._store_answer(chunk, results)
 
     async def _send_checked(self, chunk: list[Outgoing]) -> None:
         """A chunk whose 400 or 413 is handled by splitting it (both mean: not processed)."""
@@ -260,11 +290,48 @@ class Uplink:
         log.warning(
             "no answer after sending: these may already be at the ONSS",
             registrations=[out.registration.id for out in chunk],
-            error=str(error),
+            error=str(error)[:300],
         )
-        cause = getattr(error, "cause", type(error).__name__)
+        cause = getattr(error, "cause", None) or f"unexpected {type(error).__name__}"
         seqs = [out.seq for out in chunk]
-        await asyncio.to_thread(self._journal.flag_possibly_duplicated, seqs, cause)
+        await self._until_recorded("the flag", self._journal.flag_possibly_duplicated, seqs, cause)
+
+    async def _hold_unconfirmed(self, chunk: list[Outgoing], cause: str) -> None:
+        """The ONSS very probably holds these but what it said is unknown: out of the queue,
+        never resent by itself, for the employer to resolve."""
+        log.error(
+            "the ONSS answered but its answer cannot be used: unconfirmed, not resent",
+            registrations=[out.registration.id for out in chunk],
+            cause=cause[:500],
+        )
+        seqs = [out.seq for out in chunk]
+        mark = self._journal.mark_unconfirmed
+        await self._until_recorded("unconfirmed", mark, seqs, cause[:1000], self._clock.sample())
+        self._settled.update(seqs)
+
+    async def _store_answer(self, chunk: list[Outgoing], results: list[ItemResult]) -> None:
+        """Settle a readable answer. The ONSS has processed the request, so a failure to
+        store the answer never resends: the items are held unconfirmed instead."""
+        try:
+            await self._settle(chunk, results)
+        except Exception as error:
+            log.exception("the ONSS answered but its answer could not be stored")
+            await self._hold_unconfirmed(
+                chunk, f"answered, but the answer could not be stored: {error!r:.300}"
+            )
+
+    async def _until_recorded(self, what: str, write: Callable[..., None], *args: Any) -> None:
+        """A journal write that must land before anything more is sent (a flag, an
+        unconfirmed mark): tried again with a growing backoff while the journal fails;
+        the items' durable in-flight marks flag them should the daemon stop meanwhile."""
+        for attempt in itertools.count(1):
+            try:
+                await asyncio.to_thread(write, *args)
+                return
+            except Exception:
+                delay = self.backoff(attempt)
+                log.exception(f"could not record {what}: trying again", in_seconds=delay)
+                await asyncio.sleep(delay)
 
     async def _settle(self, chunk: list[Outgoing], results: list[ItemResult]) -> None:
         now_ns = time.time_ns()
@@ -280,6 +347,7 @@ class Uplink:
                 )
                 rejections.append(Rejection(out.seq, "onss", result.errors))
         await self._record(acks, rejections)
+        self._failures = 0  # an answer was read: the next failure backs off from the start
         if acks:
             ids = {out.seq: out.registration.id for out in chunk}
             log.info("acknowledged by the ONSS", onss_ids={ids[a.seq]: a.onss_id for a in acks})
@@ -313,13 +381,23 @@ class Uplink:
             time_uncertain=out.time.uncertain,
         )
 
+    def backoff(self, failures: int) -> float:
+        """The wait after `failures` consecutive failures: exponential from backoff_initial,
+        capped at backoff_max, jittered within its upper half (never close to nothing)."""
+        growth = 2.0 ** min(failures - 1, 30)
+        ceiling = min(self._policy.backoff_max, self._policy.backoff_initial * growth)
+        return ceiling * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not a secret)
+
     def _wait(self, retry_state: RetryCallState) -> float:
         error = retry_state.outcome.exception() if retry_state.outcome else None
+        self._failures += 1
         if isinstance(error, ForbiddenError):
             return self._policy.backoff_max
+        delay = self.backoff(self._failures)
         if isinstance(error, RetryableError) and error.retry_after is not None:
-            return min(error.retry_after, MAX_RETRY_AFTER)  # the server's word, within reason
-        return float(self._backoff(retry_state))
+            # the server's word, within reason; never sooner than our own backoff
+            return max(delay, min(error.retry_after, MAX_RETRY_AFTER))
+        return delay
 
     async def _going_to_sleep(self, retry_state: RetryCallState) -> None:
         error = retry_state.outcome.exception() if retry_state.outcome else None
@@ -327,8 +405,16 @@ class Uplink:
         self.connectivity.next_retry_wall_ns = time.time_ns() + int(delay * 1e9)
         if isinstance(error, ForbiddenError):
             await self._transition(UplinkState.FORBIDDEN, "forbidden", str(error))
+        elif isinstance(error, UnauthorizedError):
+            await self._transition(UplinkState.UNAUTHORIZED, error.cause, error.detail)
         elif isinstance(error, RetryableError):
             await self._transition(UplinkState.OFFLINE, error.cause, error.detail)
+        elif isinstance(error, UnreadableAnswerError):
+            await self._transition(UplinkState.OFFLINE, "unreadable answer", str(error))
+        elif error is not None:
+            log.error("unexpected failure while sending", exc_info=error)
+            detail = f"{type(error).__name__}: {error}"
+            await self._transition(UplinkState.OFFLINE, "unexpected", detail)
         log.info(
             "retrying",
             cause=getattr(error, "cause", type(error).__name__),

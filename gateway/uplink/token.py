@@ -2,7 +2,8 @@
 "Authentication").
 
 The access token is cached and renewed a margin before it expires; a 401 from the
-service invalidates it so the next request asks for a fresh one.
+service invalidates it so the next request asks for a fresh one. The token request is read
+like any answer (capped, one deadline); its refusals carry the endpoint's Retry-After.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from gateway.errors import TokenError
-from gateway.uplink.answers import json_object
+from gateway.uplink.answers import ANSWER_HEADERS, AnswerLimits, Progress, exchange
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME = 300  # seconds, the most the ONSS accepts
@@ -28,16 +29,23 @@ RENEW_MARGIN = 60  # seconds before expiry
 class _Token:
     value: str
     expires_at: float  # time.monotonic()
+    fetched_at: float  # time.monotonic()
 
 
 class TokenProvider:
     def __init__(
-        self, http: httpx.AsyncClient, token_url: str, client_id: str, key: RSAPrivateKey
+        self,
+        http: httpx.AsyncClient,
+        token_url: str,
+        client_id: str,
+        key: RSAPrivateKey,
+        limits: AnswerLimits | None = None,
     ) -> None:
         self._http = http
         self._token_url = token_url
         self._client_id = client_id
         self._key = key
+        self._limits = limits or AnswerLimits()
         self._token: _Token | None = None
         self._lock = asyncio.Lock()
 
@@ -54,32 +62,49 @@ class TokenProvider:
         return jwt.encode(claims, self._key, algorithm="RS256", headers={"typ": "JWT"})
 
     async def token(self) -> str:
+        """The cached token, or a fresh one. Raises TokenError (refused, with the
+        endpoint's Retry-After), httpx.HTTPError or TimeoutError (no answer)."""
         async with self._lock:
             if self._token is None or time.monotonic() >= self._token.expires_at:
                 self._token = await self._fetch()
             return self._token.value
+
+    def fetched_since(self, monotonic: float) -> bool:
+        """Whether the current token was fetched at or after `monotonic`."""
+        return self._token is not None and self._token.fetched_at >= monotonic
 
     def invalidate(self) -> None:
         self._token = None
 
     async def _fetch(self) -> _Token:
         asked_at = time.monotonic()
-        response = await self._http.post(
+        request = self._http.build_request(
+            "POST",
             self._token_url,
             data={
                 "grant_type": "client_credentials",
                 "client_assertion_type": ASSERTION_TYPE,
                 "client_assertion": self.assertion(),
             },
-            headers={"Accept": "application/json"},
+            headers=ANSWER_HEADERS,
         )
-        body = json_object(response)
-        if response.status_code != 200:
-            reason = body.get("error_description") or body.get("error") or response.reason_phrase
+        answer = await exchange(self._http, request, self._limits, Progress())
+        body = answer.json_object()
+        if answer.status != 200:
+            reason = body.get("error_description") or body.get("error") or answer.reason
             raise TokenError(
-                f"token endpoint: HTTP {response.status_code}: {reason}", response.status_code
+                f"token endpoint: HTTP {answer.status}: {str(reason)[:300]}",
+                answer.status,
+                answer.retry_after(),
             )
         value, lifetime = body.get("access_token"), body.get("expires_in")
-        if not isinstance(value, str) or not isinstance(lifetime, int | float) or lifetime <= 0:
-            raise TokenError("token endpoint: answer without access_token/expires_in", 200)
-        return _Token(value, asked_at + max(lifetime - RENEW_MARGIN, lifetime / 2))
+        if (
+            not isinstance(value, str)
+            or isinstance(lifetime, bool)
+            or not isinstance(lifetime, int | float)
+            or not 0 < lifetime < 10**9
+        ):
+            why = answer.problem or "an answer without access_token/expires_in"
+            raise TokenError(f"token endpoint: {why}", 200)
+        expires = asked_at + max(lifetime - RENEW_MARGIN, lifetime / 2)
+        return _Token(value, expires, asked_at)

@@ -85,12 +85,12 @@ def test_queue_list_newest_first_masked_with_flags_and_errors(state: Path) -> No
     assert listed.returncode == 0, listed.stderr
     assert NISS not in listed.stdout + listed.stderr
     lines = listed.stdout.splitlines()
-    assert lines[0].startswith("2026-11-22 13:15:00+01:00  IN   Marie")
-    assert lines[0].endswith(f"{MASKED}  pending    onss -  {ids['pending']}")
-    assert f"{MASKED}  rejected   onss -  {ids['rejected']}" in lines[1]
+    assert lines[0].startswith("2026-11-22T13:15:00+01:00  IN   Marie")
+    assert lines[0].endswith(f"{MASKED}  pending      onss -  {ids['pending']}")
+    assert f"{MASKED}  rejected     onss -  {ids['rejected']}" in lines[1]
     assert lines[2] == f"    onss error 4: x {MASKED}"
-    assert f"{MASKED}  delivered  onss 4242  {ids['delivered']}  [late]" in lines[3]
-    assert lines[3].startswith("2026-11-22 07:02:05+01:00  IN ")
+    assert f"{MASKED}  delivered    onss 4242  {ids['delivered']}  [late]" in lines[3]
+    assert lines[3].startswith("2026-11-22T07:02:05+01:00  IN ")
 
 
 def test_queue_list_json_by_state_and_show_niss(state: Path) -> None:
@@ -177,7 +177,7 @@ def test_queue_retry_of_an_unknown_or_malformed_id_is_refused(state: Path) -> No
         garbage = cli("queue", "retry", "seq-2", config=config)
         listed = json_lines(cli("queue", "list", "--json", config=config).stdout)
     assert unknown.returncode == 1 and "unknown id" in unknown.stderr
-    assert delivered.returncode == 1 and "not rejected" in delivered.stderr
+    assert delivered.returncode == 1 and "not rejected nor unconfirmed" in delivered.stderr
     assert garbage.returncode == 1 and "not a registration id" in garbage.stderr
     assert [r["delivery"] for r in listed] == ["pending", "rejected", "delivered"]
 
@@ -247,8 +247,124 @@ def test_status_shows_the_uplink_state_last_ack_and_next_retry() -> None:
         "recent_refused_or_repeated": [],
     }
     text = render_status(status)
-    assert "queue depth 2, oldest pending 2026-11-22T06:00:00+00:00" in text
+    assert "queue depth 2, oldest pending 2026-11-22T06:00:00Z" in text
     assert (
-        "uplink      offline (dns) since 2026-11-22T07:00:00+00:00, last ack never,"
-        " next retry 2026-11-22T07:05:00+00:00"
+        "uplink      offline (dns) since 2026-11-22T07:00:00Z, last ack never,"
+        " next retry 2026-11-22T07:05:00Z"
     ) in text
+
+
+UNREADABLE = "2xx answer unreadable: an id of 1e400"
+BIG = str(2**70)
+
+
+def write_unconfirmed_journal(state: Path) -> dict[str, str]:
+    """The three of write_journal, then two sent in a batch whose 2xx answer could not be
+    read (the uplink's `mark_unconfirmed`)."""
+    ids = write_journal(state)
+    journal = Journal(state / "journal.db")
+    regs = [registration("2026-11-22T16:00:00", "OUT"), registration("2026-11-22T16:05:00", "IN")]
+    seqs = [journal.append_registration(reg) for reg in regs]
+    journal.mark_in_flight(seqs)
+    journal.mark_unconfirmed(seqs, UNREADABLE, clock_at("2026-11-22T16:06"))
+    journal.close()
+    return {**ids, "first": str(regs[0].id), "second": str(regs[1].id)}
+
+
+def test_unconfirmed_registrations_are_listed_counted_and_exported(
+    state: Path, tmp_path: Path
+) -> None:
+    write_badge_file(state / "badges.csv", badges(1))
+    config, ids = write_config(state), write_unconfirmed_journal(state)
+    out = tmp_path / "export.csv"
+    with daemon_process(state, config) as daemon:
+        status = daemon.request({"cmd": "status"})["status"]
+        listed = cli("queue", "list", "--state", "unconfirmed", config=config)
+        as_json = cli("queue", "list", "--state", "unconfirmed", "--json", config=config)
+        exported = cli("queue", "export", "--out", str(out), config=config)
+        shown = cli("status", config=config)
+    assert (status["journal"]["unconfirmed"], status["journal"]["queue_depth"]) == (2, 1)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert len(lines) == 4 and f"{MASKED}  unconfirmed  onss -  {ids['second']}" in lines[0]
+    assert UNREADABLE in lines[1] and f"queue confirm {ids['second']} ONSS_ID" in lines[1]
+    records = json_lines(as_json.stdout)
+    assert [r["id"] for r in records] == [ids["second"], ids["first"]]
+    assert {(r["delivery"], r["unconfirmed_cause"]) for r in records} == {
+        ("unconfirmed", UNREADABLE)
+    }
+    assert records[0]["unconfirmed_utc"] == "2026-11-22T15:06:00+00:00"
+    assert exported.returncode == 0, exported.stderr
+    rows = {row["id"]: row for row in csv.DictReader(io.StringIO(out.read_text()))}
+    assert len(rows) == 5
+    assert (rows[ids["first"]]["delivery"], rows[ids["first"]]["unconfirmed_cause"]) == (
+        "unconfirmed",
+        UNREADABLE,
+    )
+    assert rows[ids["pending"]]["unconfirmed_cause"] == ""
+    assert shown.returncode == 0, shown.stderr
+    assert "UNCONFIRMED 2 registration(s) the ONSS may hold" in shown.stdout
+
+
+def test_the_employer_confirms_or_retries_an_unconfirmed_registration(state: Path) -> None:
+    write_badge_file(state / "badges.csv", badges(1))
+    config, ids = write_config(state), write_unconfirmed_journal(state)
+    with daemon_process(state, config) as daemon:
+        confirmed = cli("queue", "confirm", ids["first"].upper(), BIG, config=config)
+        retried = cli("queue", "retry", ids["second"], config=config)
+        again = cli("queue", "confirm", ids["first"], "4243", config=config)
+        records = {
+            r["id"]: r for r in json_lines(cli("queue", "list", "--json", config=config).stdout)
+        }
+        journal = daemon.request({"cmd": "status"})["status"]["journal"]
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert confirmed.stdout.strip() == f"confirmed: {ids['first']} delivered, ONSS id {BIG}"
+    assert retried.returncode == 0, retried.stderr
+    assert "flagged possibly duplicated" in retried.stdout
+    assert again.returncode == 1 and "no unconfirmed registration" in again.stderr
+    first, second = records[ids["first"]], records[ids["second"]]
+    assert (first["delivery"], first["onss_id"], first["possibly_duplicated"]) == (
+        "delivered",
+        BIG,
+        False,
+    )
+    assert (second["delivery"], second["possibly_duplicated"]) == ("pending", True)
+    assert second["unconfirmed_cause"] is None
+    assert (journal["unconfirmed"], journal["queue_depth"]) == (0, 2)
+    logged = [json.loads(line) for line in daemon.log().splitlines() if line.startswith("{")]
+    assert [(e["level"], e["registration"]) for e in logged if "requeued" in e["event"]] == [
+        ("warning", ids["second"])
+    ]
+    assert [e["onss_id"] for e in logged if e["event"].endswith("confirmed")] == [BIG]
+
+
+def test_confirm_refuses_bad_ids_with_clear_errors(state: Path) -> None:
+    write_badge_file(state / "badges.csv", badges(1))
+    config, ids = write_config(state), write_unconfirmed_journal(state)
+    first = ids["first"]
+    with daemon_process(state, config) as daemon:
+        garbage = cli("queue", "confirm", "seq-2", "77", config=config)
+        pending = cli("queue", "confirm", ids["pending"], "77", config=config)
+        spaced = cli("queue", "confirm", first, "12 34", config=config)
+        escape = cli("queue", "confirm", first, "77\x1b[2J", config=config)
+        long = cli("queue", "confirm", first, "7" * 65, config=config)
+        replies = [
+            raw_exchange(daemon.socket, json.dumps(message).encode() + b"\n")
+            for message in (
+                {"cmd": "confirm", "id": first},
+                {"cmd": "confirm", "id": first, "onss_id": True},
+                {"cmd": "confirm", "id": first, "onss_id": -1},
+                {"cmd": "confirm", "id": first, "onss_id": 10**70},
+                {"cmd": "confirm", "onss_id": 77},
+            )
+        ]
+        listed = json_lines(cli("queue", "list", "--json", config=config).stdout)
+    assert garbage.returncode == 1 and "not a registration id" in garbage.stderr
+    assert pending.returncode == 1 and "no unconfirmed registration" in pending.stderr
+    for refused in (spaced, escape, long):
+        assert refused.returncode == 1 and "is not an ONSS registration id" in refused.stderr
+    assert "\x1b" not in escape.stderr and "\\x1b" in escape.stderr  # shown escaped
+    assert [reply["ok"] for reply in replies] == [False] * 5
+    assert all('"onss_id"' in reply["error"] for reply in replies[:4]), replies
+    assert '"id"' in replies[4]["error"]
+    assert {r["id"]: r["delivery"] for r in listed}[first] == "unconfirmed"

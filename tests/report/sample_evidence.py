@@ -1,7 +1,8 @@
 """A synthetic week of evidence for the report: a valid hash chain (made with make_entry)
 of a cleaning site with five workers, a 3-hour internet outage, a power cut one night, a
 reader failure, a clock that lost its synchronisation, a rejected and a possibly duplicated
-registration.
+registration, and two whose answer could not be read (unconfirmed), which the employer
+resolved: one confirmed, one sent again.
 
     python -m tests.report.sample_evidence --out docs/evidence-report-example.html [--language fr]
         [--pdf docs/evidence-report-example.pdf] [--png docs/evidence-report-example.png]
@@ -109,7 +110,7 @@ class SampleBox:
         return reg_id
 
     def acknowledge(self, at: datetime, taps: Sequence[tuple[str, datetime]]) -> None:
-        ids = {reg_id: self._onss_id() for reg_id, _ in taps}
+        ids = {reg_id: self.onss_id() for reg_id, _ in taps}
         late = [reg_id for reg_id, tapped in taps if at - tapped > LATE_AFTER]
         self.log(at, Kind.ACKNOWLEDGED, {"ids": ids, "late": late, "remarks": {}})
 
@@ -129,7 +130,7 @@ class SampleBox:
         value = millis << 80 | 0x7 << 76 | self.rng.getrandbits(12) << 64 | 0b10 << 62
         return str(uuid.UUID(int=value | self.rng.getrandbits(62)))
 
-    def _onss_id(self) -> str:
+    def onss_id(self) -> str:
         return f"CIAO-{self.rng.randrange(10**11, 10**12)}"
 
 
@@ -151,16 +152,51 @@ def _tap_acknowledged(at: datetime, worker: SampleWorker, direction: str, reader
 
 
 def _tap_resent(at: datetime, worker: SampleWorker, direction: str) -> Step:
-    """Sent, no answer within the timeout, sent again: possibly duplicated."""
+    """Sent, no answer within the timeout, twice, then answered: possibly duplicated (one
+    registration, three sends)."""
 
     def step(box: SampleBox) -> None:
         reg_id = box.tap(at, worker, direction, worker.reader)
-        box.log(at + timedelta(seconds=31), Kind.POSSIBLY_DUPLICATED, {
-            "ids": [reg_id], "cause": "timeout: no answer within 30 s, sent again",
-        })  # fmt: skip
-        box.acknowledge(at + timedelta(seconds=33), [(reg_id, at)])
+        for unanswered in range(2):
+            box.log(at + timedelta(seconds=31 + 32 * unanswered), Kind.POSSIBLY_DUPLICATED, {
+                "ids": [reg_id], "cause": "timeout: no answer within 30 s, sent again",
+            })  # fmt: skip
+        box.acknowledge(at + timedelta(seconds=66), [(reg_id, at)])
 
     return step
+
+
+def _tap_unconfirmed(at: datetime, worker: SampleWorker, direction: str, confirm: bool) -> Step:
+    """Sent, answered 200 with an answer that could not be read: unconfirmed; the employer
+    then checks at the ONSS and confirms it with its id, or sends it again (flagged)."""
+
+    def step(box: SampleBox) -> None:
+        reg_id = box.tap(at, worker, direction, worker.reader)
+        answered = at + timedelta(seconds=1)
+        cause = CUT_SHORT if confirm else NO_ITEM
+        box.log(answered, Kind.UNCONFIRMED, {"ids": [reg_id], "cause": cause})
+        resolved = at + (timedelta(hours=2, minutes=41) if confirm else timedelta(minutes=9))
+        if confirm:
+            box.log(resolved, Kind.ACKNOWLEDGED, {
+                "ids": {reg_id: box.onss_id()}, "late": [], "remarks": {},
+                "confirmed_by": "employer", "answered_wall_ns": int(answered.timestamp() * 1e9),
+            })  # fmt: skip
+            return
+        box.log(resolved, Kind.POSSIBLY_DUPLICATED, {"ids": [reg_id], "cause": SENT_AGAIN})
+        box.acknowledge(resolved + timedelta(seconds=3), [(reg_id, at)])
+
+    return step
+
+
+# The two answers that could not be read: the first cut short, the second without its item.
+CUT_SHORT = (
+    "HTTP 200, unreadable answer: the answer was cut after 61 bytes: peer closed connection"
+    " without sending complete message body (incomplete chunked read)"
+)
+NO_ITEM = (
+    'HTTP 200, unreadable answer: ValueError: 1 item results expected, 0 found; answer {"items":[]}'
+)
+SENT_AGAIN = "sent again by the employer after an answer that could not be read"
 
 
 def _tap_rejected(at: datetime, worker: SampleWorker, direction: str) -> Step:
@@ -240,9 +276,12 @@ def _clock(box: SampleBox, at: datetime, *, synced: bool) -> None:
 def _special_taps() -> list[tuple[datetime, Step]]:
     """Séverine takes a break during Tuesday's outage (her OUT is held back, but not long
     enough to be late); Thursday's first OUT is resent after a timeout; Friday's IN of Lukas
-    is rejected."""
+    is rejected. Wednesday's first IN of Jan and Friday's OUT of Maria are answered with an
+    answer that could not be read: the employer confirms the first, sends the second again."""
     severine = WORKERS[4]
     return [
+        (_at(2, "06:03", 12), _tap_unconfirmed(_at(2, "06:03", 12), WORKERS[1], "IN", True)),
+        (_at(4, "10:29", 44), _tap_unconfirmed(_at(4, "10:29", 44), WORKERS[2], "OUT", False)),
         (_at(1, "12:02", 9), _tap_acknowledged(_at(1, "12:02", 9), severine, "OUT", ENTRANCE)),
         (_at(1, "12:31", 52), _tap_acknowledged(_at(1, "12:31", 52), severine, "IN", ENTRANCE)),
         (_at(3, "10:31", 5), _tap_resent(_at(3, "10:31", 5), WORKERS[0], "OUT")),
@@ -251,7 +290,12 @@ def _special_taps() -> list[tuple[datetime, Step]]:
 
 
 def _ordinary_taps() -> list[tuple[datetime, Step]]:
-    special = {(3, WORKERS[0].name, "OUT"), (4, WORKERS[3].name, "IN")}
+    special = {
+        (3, WORKERS[0].name, "OUT"),
+        (4, WORKERS[3].name, "IN"),
+        (2, WORKERS[1].name, "IN"),
+        (4, WORKERS[2].name, "OUT"),
+    }
     steps = []
     for day in range(5):
         steps += [

@@ -170,10 +170,11 @@ def test_duplicated_rejected_and_clock_corrections_are_listed() -> None:
     ))  # fmt: skip
 
     [duplicate] = analysis.duplicated
-    assert (duplicate.record.id, duplicate.cause, duplicate.flagged_ns) == (
+    assert (duplicate.record.id, duplicate.causes, duplicate.flagged_ns, duplicate.sends) == (
         "r1",
-        "timeout",
+        ("timeout",),
         T0 + MINUTE,
+        2,
     )
     assert duplicate.record.captured is not None and duplicate.record.captured.worker == "Amina"
     [rejected] = analysis.rejected
@@ -183,6 +184,75 @@ def test_duplicated_rejected_and_clock_corrections_are_listed() -> None:
         (T0 + 5 * MINUTE, -4_000_000_000)
     ]
     assert (analysis.captured, analysis.acknowledged) == (2, 1)
+
+
+def resent_chain() -> list[Entry]:
+    """r1 sent four times (three unanswered: two timeouts and a crash), then created; r2
+    named twice in one flag and still unanswered; r3 sent twice, then refused by the ONSS;
+    r4 never flagged."""
+    return chain(
+        registration("r1", 0, worker="Amina"),
+        registration("r2", 1, worker="Jan"),
+        registration("r3", 2, worker="Maria"),
+        registration("r4", 3, worker="Lukas"),
+        (4, Kind.POSSIBLY_DUPLICATED, {"ids": ["r1", "r3"], "cause": "timeout"}),
+        (5, Kind.POSSIBLY_DUPLICATED, {"ids": ["r1"], "cause": "timeout"}),
+        (6, Kind.POSSIBLY_DUPLICATED, {"ids": ["r2", "r1", "r2"], "cause": "sent before a crash"}),
+        (7, Kind.ACKNOWLEDGED, {"ids": {"r1": "onss-1", "r4": "onss-4"}, "late": []}),
+        (8, Kind.REJECTED, {"id": "r3", "source": "onss", "errors": ["5: invalid ssin"]}),
+    )
+
+
+def test_each_possibly_duplicated_registration_counts_once_with_the_sends_it_took() -> None:
+    analysis = analyse(resent_chain())
+
+    assert [
+        (d.record.id, d.flagged_ns, d.unanswered_sends, d.sends, d.answered, d.causes)
+        for d in analysis.duplicated
+    ] == [
+        ("r1", T0 + 4 * MINUTE, 3, 4, True, ("timeout", "sent before a crash")),
+        ("r2", T0 + 6 * MINUTE, 1, 1, False, ("sent before a crash",)),
+        ("r3", T0 + 4 * MINUTE, 1, 2, True, ("timeout",)),
+    ]
+    assert (analysis.captured, analysis.acknowledged, len(analysis.rejected)) == (4, 2, 1)
+
+
+def test_the_report_lists_each_possibly_duplicated_registration_once() -> None:
+    entries = resent_chain()
+    context = replace(sample_context(entries), period_from_ns=T0, period_to_ns=T0 + 60 * MINUTE)
+    page = render_report(entries, context).replace("\u00a0", " ")
+
+    assert "<b>3</b><span>Possibly duplicated</span>" in page  # 5 flag events, 3 registrations
+    rows = _table_rows(page, "Possibly duplicated registrations")
+    assert len(rows) == 3
+    amina, jan, maria = rows
+    assert "Amina" in amina and "<td>4</td>" in amina and "timeout<br>sent before a crash" in amina
+    assert "onss-1" in amina and "Mon 10/03/2025 08:04:00" in amina  # the first flag
+    assert "Jan" in jan and "<td>1, none answered yet</td>" in jan
+    assert "Maria" in maria and "<td>2</td>" in maria
+    assert "Lukas" not in "".join(rows)
+
+
+@pytest.mark.parametrize("language", list(Language))
+def test_the_sends_column_speaks_the_sites_language(language: Language) -> None:
+    entries = resent_chain()
+    context = replace(
+        sample_context(entries, language), period_from_ns=T0, period_to_ns=T0 + 60 * MINUTE
+    )
+    texts = TEXTS[language]
+    rows = _table_rows(render_report(entries, context), _escaped(texts["duplicated_title"]))
+    assert len(rows) == 3
+    unanswered = texts["sends_unanswered"].replace("$count", "1")
+    assert f"<td>{_escaped(unanswered)}</td>" in rows[1]
+
+
+def _table_rows(page: str, title: str) -> list[str]:
+    """The body rows of the table in the section titled `title` (as it is in the page)."""
+    section = re.search(rf"<h2>{re.escape(title)}</h2>.*?</section>", page, re.DOTALL)
+    assert section is not None, f"no section {title!r}"
+    body = re.search(r"<tbody>(.*?)</tbody>", section.group(0), re.DOTALL)
+    assert body is not None, f"no table in {title!r}"
+    return re.findall(r"<tr>.*?</tr>", body.group(1), re.DOTALL)
 
 
 def test_malformed_details_are_skipped_with_a_note_and_the_rest_still_counts() -> None:
@@ -221,7 +291,10 @@ def test_the_sample_week_is_a_valid_chain_with_the_incidents_the_example_shows()
     assert cut.end_ns is not None and round((cut.end_ns - cut.start_ns) / MINUTE) == 315
     reader = only(analysis, OutageKind.READER)
     assert reader.subject == "back-door" and reader.end_ns is not None
-    assert (len(analysis.duplicated), len(analysis.rejected), analysis.notes) == (1, 1, ())
+    assert (len(analysis.duplicated), len(analysis.rejected), analysis.notes) == (2, 1, ())
+    assert analysis.duplicated[0].sends == 3  # two flags, one row
+    assert analysis.duplicated[1].sends == 2  # unconfirmed, then sent again by the employer
+    assert (len(analysis.unconfirmed), analysis.still_unconfirmed) == (2, 0)
     assert [o.kind for o in analysis.outages].count(OutageKind.CLOCK) == 2
 
 

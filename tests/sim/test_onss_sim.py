@@ -63,7 +63,9 @@ def onss(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorProcess]
 @pytest.fixture
 def sim(onss: SimulatorProcess) -> Iterator[SimulatorProcess]:
     onss.reset()
-    onss.configure(token_lifetime_s=600, late_threshold_s=900, future_tolerance_s=300)
+    onss.configure(
+        token_lifetime_s=600, late_threshold_s=900, future_tolerance_s=300, type_values="lower"
+    )
     yield onss
     onss.clear_faults()
 
@@ -121,7 +123,7 @@ def utc(moment: datetime) -> str:
 
 def item(
     ssin: str = SSIN,
-    kind: str = "IN",
+    kind: str = "in",
     when: datetime | None = None,
     employer: dict[str, Any] | None = None,
     declaration: str = DECLARATION,
@@ -386,6 +388,59 @@ def test_schema_problems_are_all_listed(client: httpx.Client, sim: SimulatorProc
     assert sim.registrations() == []
 
 
+def test_by_default_type_is_lowercase_and_the_other_case_is_a_schema_problem(
+    client: httpx.Client, sim: SimulatorProcess
+) -> None:
+    assert sim.type_values == "lower"
+    token = access_token(client, sim)
+    body = {"items": [item(kind="in"), item(kind="IN"), item(kind="out"), item(kind="Out")]}
+    refused = register(client, sim, body, token)
+    assert (refused.status_code, problem_type(refused)) == (400, "badRequest")
+    issues = refused.json()["issues"]
+    assert [(i["name"], i["value"], i["detail"]) for i in issues] == [
+        ("items[1].type", "IN", "must be one of in, out"),
+        ("items[3].type", "Out", "must be one of in, out"),
+    ]
+    assert all(i["type"] == f"{BELGIF}input-validation:schemaViolation" for i in issues)
+    assert sim.registrations() == []  # a 400 refuses the whole call
+    accepted = register(client, sim, {"items": [item(kind="in"), item(kind="out")]}, token)
+    assert accepted.status_code == 200
+    assert [r["item"]["type"] for r in sim.registrations()] == ["in", "out"]
+
+
+def test_type_values_can_be_changed_at_run_time(
+    client: httpx.Client, sim: SimulatorProcess
+) -> None:
+    assert sim.configure(type_values="upper")["type_values"] == "upper"
+    token = access_token(client, sim)
+    refused = register(client, sim, {"items": [item(kind="in")]}, token)
+    assert refused.status_code == 400
+    assert refused.json()["issues"][0]["detail"] == "must be one of IN, OUT"
+    assert register(client, sim, {"items": [item(kind="OUT")]}, token).status_code == 200
+    for wrong in ("mixed", ["lower"], 1):
+        with pytest.raises(SimulatorError) as error:
+            sim.configure(type_values=wrong)  # type: ignore[arg-type]
+        assert error.value.status == 400
+    assert sim.admin("GET", "/config")["type_values"] == "upper"
+
+
+def test_a_simulator_started_for_uppercase_refuses_lowercase_with_a_400(tmp_path: Path) -> None:
+    with (
+        SimulatorProcess(tmp_path / "onss", type_values="upper") as upper,
+        httpx.Client(verify=upper.ssl_context(), timeout=15) as client,
+    ):
+        assert upper.type_values == "upper"
+        token = access_token(client, upper)
+        refused = register(client, upper, {"items": [item(kind="in")]}, token)
+        assert (refused.status_code, problem_type(refused)) == (400, "badRequest")
+        assert refused.headers["content-type"] == "application/problem+json"
+        [issue] = refused.json()["issues"]
+        assert (issue["name"], issue["value"], issue["in"]) == ("items[0].type", "in", "body")
+        accepted = register(client, upper, {"items": [item(kind="IN")]}, token).json()
+        assert "createdPresenceRegistration" in accepted["items"][0]
+        assert [r["item"]["type"] for r in upper.registrations()] == ["IN"]
+
+
 @pytest.mark.parametrize(
     ("body", "names"),
     [
@@ -461,7 +516,7 @@ def test_business_rejections_answer_per_item_in_order(
         item(declaration="9Z9999Z9ZZZ9Z"),  # 4: unknown declaration
         item(ssin="85073003329"),  # 5: checksum
         item(when=now + timedelta(minutes=10)),  # 6: in the future
-        item(ssin=make_ssin("054101", 5, born_2000=True), kind="OUT"),  # BIS, born 2005
+        item(ssin=make_ssin("054101", 5, born_2000=True), kind="out"),  # BIS, born 2005
         item(employer={"enterpriseNumber": OTHER_EMPLOYER}, declaration=OTHER_DECLARATION),
         item(when=now + timedelta(minutes=4)),  # within the 5 minutes allowed
     ]
@@ -504,13 +559,13 @@ def test_duplicates_and_late_registrations_are_created_with_remarks(
 ) -> None:
     token = access_token(client, sim)
     tap = item()
-    late = item(kind="OUT", when=datetime.now(UTC) - timedelta(hours=1))
+    late = item(kind="out", when=datetime.now(UTC) - timedelta(hours=1))
     first = register(client, sim, {"items": [tap, late]}, token).json()["items"]
     again = register(client, sim, {"items": [tap]}, token).json()["items"]
     remarks = [a["createdPresenceRegistration"]["remarks"] for a in [*first, *again]]
     assert remarks == [[], [LATE], [DUPLICATE]]
     sim.configure(late_threshold_s=7200)
-    relaxed = register(client, sim, {"items": [late | {"type": "IN"}]}, token).json()["items"]
+    relaxed = register(client, sim, {"items": [late | {"type": "in"}]}, token).json()["items"]
     assert relaxed[0]["createdPresenceRegistration"]["remarks"] == []
     stored = sim.registrations()
     assert [r["remarks"] for r in stored] == [[], [LATE], [DUPLICATE], []]
@@ -588,7 +643,7 @@ def test_drop_closes_without_answer_and_stores_nothing(
     token = access_token(client, sim)
     sim.add_faults({"kind": "drop"})
     with pytest.raises(httpx.RemoteProtocolError):
-        register(client, sim, {"items": [item(), item(kind="OUT")]}, token)
+        register(client, sim, {"items": [item(), item(kind="out")]}, token)
     assert sim.registrations() == []
     assert register(client, sim, {"items": [item()]}, token).status_code == 200
     logged = sim.requests()[1]
@@ -601,7 +656,7 @@ def test_drop_after_processing_stores_but_does_not_answer(
     token = access_token(client, sim)
     sim.add_faults({"kind": "drop_after_processing"})
     with pytest.raises(httpx.RemoteProtocolError):
-        register(client, sim, {"items": [item(), item(kind="OUT")]}, token)
+        register(client, sim, {"items": [item(), item(kind="out")]}, token)
     assert len(sim.registrations()) == 2
     resent = register(client, sim, {"items": [item()]}, token)
     assert resent.json()["items"][0]["createdPresenceRegistration"]["remarks"] == [DUPLICATE]
@@ -716,7 +771,7 @@ def test_concurrent_calls_get_distinct_increasing_ids(
         ids = []
         with httpx.Client(verify=sim.ssl_context(), timeout=15) as own:
             for _ in range(5):
-                response = register(own, sim, {"items": [item(kind="IN"), item(kind="OUT")]}, token)
+                response = register(own, sim, {"items": [item(kind="in"), item(kind="out")]}, token)
                 ids += [a["createdPresenceRegistration"]["id"] for a in response.json()["items"]]
         assert ids == sorted(ids)
         return ids

@@ -29,6 +29,7 @@ def test_status_shows_the_states_as_the_strings_it_always_showed() -> None:
         "offline",
         "forbidden",
         "misconfigured",
+        "unauthorized",
     ]
     shown = Connectivity(UplinkState.OFFLINE, "dns").as_json()
     assert type(shown["state"]) is str

@@ -43,8 +43,8 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from drivers.base import BadgeRead
-from gateway.cli.evidence import describe
-from gateway.config import GatewayConfig, SiteConfig, config_from_dict
+from gateway.cli.evidence import describe, report_renderer
+from gateway.config import GatewayConfig, config_from_dict
 from gateway.daemon import Daemon
 from gateway.errors import DemoError, GatewayError
 from gateway.evidence import entries, verify_journal
@@ -57,9 +57,7 @@ from gateway.report import (
     Outage,
     OutageKind,
     Period,
-    ReportContext,
     analyse,
-    render_report,
     verify_export,
 )
 from gateway.report import export as export_evidence
@@ -459,7 +457,7 @@ def _write_report(
             directory,
             period,
             site={"name": site.name, "declaration": site.declaration},
-            render=_renderer(site, period),
+            render=report_renderer(site, period),
         )
     finally:
         conn.close()
@@ -469,27 +467,6 @@ def _write_report(
     analysis = analyse(chain)
     _describe_report(directory, analysis, site.tz)
     _check_report(analysis, outage, len(records))
-
-
-def _renderer(
-    site: SiteConfig, period: Period
-) -> Callable[[Sequence[Any], dict[str, Any], dict[str, str] | None], str]:
-    """What `evidence export` renders: the same report, the same context."""
-
-    def render(chosen: Sequence[Any], summary: dict[str, Any], niss: dict[str, str] | None) -> str:
-        context = ReportContext(
-            site_name=site.name,
-            declaration=site.declaration,
-            language=site.language,
-            tz=site.tz,
-            period_from_ns=period.from_ns,
-            period_to_ns=period.to_ns,
-            check=summary["check"],
-            head=summary["head"],
-        )
-        return render_report(chosen, context, full_niss=niss)
-
-    return render
 
 
 def _describe_report(directory: Path, analysis: Analysis, tz: ZoneInfo) -> None:

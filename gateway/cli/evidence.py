@@ -17,7 +17,14 @@ from gateway.evidence import Entry, Head, LogCheck, verify_journal
 from gateway.journal import connect
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from gateway.config import SiteConfig
+    from gateway.report.export import Period
+
+    Renderer = Callable[[Sequence[Entry], dict[str, Any], dict[str, str] | None], str]
 
 # gateway.system.credentials and gateway.report are imported where they
 # are used: they bring cryptography, which `badge-gateway run` must not pay for in RAM.
@@ -115,7 +122,6 @@ def _verify_export(directory: Path, public_key: str | None) -> int:
 
 
 def evidence_export(args: argparse.Namespace) -> int:
-    from gateway.report.document import ReportContext, render_report
     from gateway.report.export import Period, export
 
     config = load_or_report(args.config)
@@ -130,6 +136,35 @@ def evidence_export(args: argparse.Namespace) -> int:
     period = Period(
         _day_start_ns(args.start, site.tz), _day_start_ns(args.end + timedelta(days=1), site.tz)
     )
+
+    path = args.journal or config.storage.journal
+    if not path.exists():
+        print(f"badge-gateway: no journal at {path}", file=sys.stderr)
+        return 1
+    conn = connect(path, read_only=True)
+    try:
+        manifest = export(
+            conn,
+            args.out,
+            period,
+            site={"name": site.name, "declaration": site.declaration},
+            render=report_renderer(site, period),
+            signing_key=key,
+            full_niss=args.full_niss,
+        )
+    finally:
+        conn.close()
+    print(f"{args.out}: {manifest['entries']} entries from {args.start} to {args.end}")
+    if not (manifest["chain_verified"] and manifest["journal_verified"]):
+        print("WARNING: the log does not verify; the report says where (evidence verify)")
+    if args.full_niss:
+        print("note: the report holds national numbers in full (personal data)", file=sys.stderr)
+    return 0
+
+
+def report_renderer(site: SiteConfig, period: Period) -> Renderer:
+    """How an export renders its report: the site's name, language and zone, the period."""
+    from gateway.report.document import ReportContext, render_report
 
     def render(
         chosen: Sequence[Entry], summary: dict[str, Any], niss: dict[str, str] | None
@@ -146,29 +181,7 @@ def evidence_export(args: argparse.Namespace) -> int:
         )
         return render_report(chosen, context, full_niss=niss)
 
-    path = args.journal or config.storage.journal
-    if not path.exists():
-        print(f"badge-gateway: no journal at {path}", file=sys.stderr)
-        return 1
-    conn = connect(path, read_only=True)
-    try:
-        manifest = export(
-            conn,
-            args.out,
-            period,
-            site={"name": site.name, "declaration": site.declaration},
-            render=render,
-            signing_key=key,
-            full_niss=args.full_niss,
-        )
-    finally:
-        conn.close()
-    print(f"{args.out}: {manifest['entries']} entries from {args.start} to {args.end}")
-    if not (manifest["chain_verified"] and manifest["journal_verified"]):
-        print("WARNING: the log does not verify; the report says where (evidence verify)")
-    if args.full_niss:
-        print("note: the report holds national numbers in full (personal data)", file=sys.stderr)
-    return 0
+    return render
 
 
 def _signing_key(name: str | None) -> Ed25519PrivateKey | None:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import pytest
 from pydantic import ValidationError
@@ -31,6 +31,7 @@ from gateway.uplink import open_uplink
 from gateway.uplink.payload import item, registration_date, wire_type
 from onss_sim.testing import SimulatorProcess
 from tests.support import SITE, WORKER, read, registered, run
+from tests.uplink.test_uplink import uplink_config
 
 Case = Literal["lower", "upper"]
 
@@ -75,29 +76,16 @@ def outbound(state: Path) -> list[Outbound]:
     return journal_with(state, in_and_out()).pending(10)
 
 
-def uplink_config(sim: SimulatorProcess, type_values: Case | None) -> UplinkConfig:
-    values: dict[str, Any] = {
-        "enabled": True,
-        "token_url": sim.token_url,
-        "base_url": sim.base_url,
-        "client_id": sim.client_id,
-        "private_key": str(sim.client_key_file),
-        "ca_file": sim.ca_file,
-        "backoff_initial_seconds": 0.05,
-        "backoff_max_seconds": 0.5,
-        "read_timeout_seconds": 2.0,
-    }
-    if type_values is not None:  # None: the default
-        values["type_values"] = type_values
-    return UplinkConfig(**values)
-
-
 def deliver_all(sim: SimulatorProcess, state: Path, type_values: Case | None) -> Journal:
     """Two registrations, IN then OUT, through the real uplink to the simulator."""
     journal = journal_with(state, in_and_out())
     flag = state / "synchronized"
     flag.touch()
-    uplink, http = open_uplink(uplink_config(sim, type_values), journal, Clock(["timesyncd"], flag))
+    uplink, http = open_uplink(
+        uplink_config(sim, **({} if type_values is None else {"type_values": type_values})),
+        journal,
+        Clock(["timesyncd"], flag),
+    )
 
     async def once() -> None:
         try:

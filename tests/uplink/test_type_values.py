@@ -31,7 +31,7 @@ from gateway.uplink import open_uplink
 from gateway.uplink.payload import item, registration_date, wire_type
 from onss_sim.testing import SimulatorProcess
 from tests.support import SITE, WORKER, read, registered, run
-from tests.uplink.test_uplink import uplink_config
+from tests.uplink.test_uplink import journal_with, uplink_config
 
 Case = Literal["lower", "upper"]
 
@@ -63,13 +63,6 @@ def in_and_out(count: int = 2) -> list[Registration]:
         tap = read("IN" if index % 2 == 0 else "OUT")
         made.append(registered(rules.decide(tap, worker, None, clock)))
     return made
-
-
-def journal_with(state: Path, regs: list[Registration]) -> Journal:
-    journal = Journal(state / "journal.db")
-    for reg in regs:
-        journal.append_registration(reg)
-    return journal
 
 
 def outbound(state: Path) -> list[Outbound]:

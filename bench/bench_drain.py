@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import shutil
@@ -153,6 +154,7 @@ class TimedJournal(Journal):
         self.requests = 0
         self.acked = 0
         self.last_append_ns = 0  # the tap thread's last append_registration, lock wait included
+        self.last_lock_wait_ns = 0  # of which waiting for the journal's lock
 
     def _add(self, wall_start: int, cpu_start: int) -> None:
         self.wall_ns += time.perf_counter_ns() - wall_start
@@ -161,7 +163,9 @@ class TimedJournal(Journal):
     def append_registration(self, reg: Registration) -> int:
         started = time.perf_counter_ns()
         try:
-            return super().append_registration(reg)
+            with self._lock:  # re-entrant: the append takes it again without waiting
+                self.last_lock_wait_ns = time.perf_counter_ns() - started
+                return super().append_registration(reg)
         finally:
             self.last_append_ns = time.perf_counter_ns() - started
 
@@ -253,6 +257,8 @@ class TapStream:
     latencies: list[int] = field(default_factory=list)
     appends: list[int] = field(default_factory=list)  # of which in append_registration
     run_queue: list[int] = field(default_factory=list)  # of which runnable, waiting for a CPU
+    collecting: list[int] = field(default_factory=list)  # of which in a garbage collection
+    lock_waits: list[int] = field(default_factory=list)  # of which for the journal's lock
     outcomes: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -604,13 +610,15 @@ class TapSetup:
             next_at = max(next_at + self.period, time.monotonic())
             read = tap_read(self.uids[self._next % len(self.uids)])
             self._next += 1
-            journal.last_append_ns = 0
-            waited = run_queue_ns()
+            journal.last_append_ns = journal.last_lock_wait_ns = 0
+            waited, collected = run_queue_ns(), GC_PAUSES.total_ns
             sent = time.perf_counter_ns()
             outcome = pipeline.handle(read)
             stream.latencies.append(self.feedback.last_ns - sent)
             stream.run_queue.append(run_queue_ns() - waited)
+            stream.collecting.append(GC_PAUSES.total_ns - collected)
             stream.appends.append(journal.last_append_ns)
+            stream.lock_waits.append(journal.last_lock_wait_ns)
             stream.outcomes[outcome.kind.value] += 1
         stream.seconds += time.monotonic() - started
 
@@ -941,9 +949,23 @@ def tap_rows(idle: TapStream, during: TapStream, fsync: FsyncSamples | None) -> 
             "",
         ),
         (
+            "  of which waiting for the journal's lock (idle / drain)",
+            f"{_slowest_share(idle, idle.lock_waits):.0%}"
+            f" / {_slowest_share(during, during.lock_waits):.0%}",
+            "",
+            "",
+        ),
+        (
             "slowest 1% of taps: share waiting for a CPU (idle / drain)",
             f"{_slowest_share(idle, idle.run_queue):.0%}"
             f" / {_slowest_share(during, during.run_queue):.0%}",
+            "",
+            "",
+        ),
+        (
+            "slowest 1% of taps: share in a garbage collection (idle / drain)",
+            f"{_slowest_share(idle, idle.collecting):.0%}"
+            f" / {_slowest_share(during, during.collecting):.0%}",
             "",
             "",
         ),
@@ -958,6 +980,25 @@ def tap_rows(idle: TapStream, during: TapStream, fsync: FsyncSamples | None) -> 
 
 def mean_us(values: Sequence[int]) -> float:
     return sum(values) / len(values) / 1000 if values else 0.0
+
+
+class GcPauses:
+    """The process's garbage collections, summed: whichever thread triggers one, every
+    other thread waits for the GIL until it ends."""
+
+    def __init__(self) -> None:
+        self.total_ns = 0
+        self._started = 0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter_ns()
+        else:
+            self.total_ns += time.perf_counter_ns() - self._started
+
+
+GC_PAUSES = GcPauses()
 
 
 def run_queue_ns() -> int:
@@ -1137,6 +1178,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=19,
         help="nice increment for the simulator, a stand-in for a server elsewhere (19)",
     )
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        help="the GIL's switch interval for this process, s (default: Python's, 0.005)",
+    )
     add_directory_arguments(parser)
     return parser.parse_args(argv)
 
@@ -1148,6 +1195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, root: Path) -> int:
     logs.configure(fmt="console", level="warning")
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
+    print(f"GIL switch interval {sys.getswitchinterval() * 1000:g} ms", flush=True)
     info = machine(root)
     started = time.perf_counter()
     (root / "taps").mkdir()

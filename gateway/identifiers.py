@@ -176,3 +176,21 @@ def normalise_uid(text: str) -> str:
     if not _HEX.fullmatch(compact):
         raise InvalidIdentifier("must be hexadecimal")
     return compact
+
+
+READER_NAME_MAX = 64
+
+
+def check_reader_name(name: str) -> str:
+    """A reader's name, stored with each registration and shown at the door and in logs:
+    1 to 64 printable characters (no control, escape or bidi characters), no space at
+    either end."""
+    if not name:
+        raise InvalidIdentifier("must not be empty")
+    if len(name) > READER_NAME_MAX:
+        raise InvalidIdentifier(f"must be at most {READER_NAME_MAX} characters, not {len(name)}")
+    if not name.isprintable() or name != name.strip():
+        raise InvalidIdentifier(
+            "must be printable: no control, escape or bidi characters, no space at either end"
+        )
+    return name

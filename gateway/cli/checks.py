@@ -1,15 +1,21 @@
-"""`badge-gateway config check` and `badges check`: a configuration file or a badge
-register validated before it is installed; every problem printed, exit 1 on any (a badge
-register that yields no worker, a header alone, is one)."""
+"""`badge-gateway config check` and `badges check`: a configuration file (and the key files
+it names) or a badge register validated before it is installed; every problem printed,
+exit 1 on any (a badge register that yields no worker, a header alone, is one)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.cli.options import load_or_report
+from gateway.errors import CredentialError
+
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
 
 
 def add_check_commands(commands: Any) -> None:
@@ -31,8 +37,34 @@ def _config_check(args: argparse.Namespace) -> int:
     config = load_or_report(path)
     if config is None:
         return 1
+    problems = list(_key_problems(config))
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return 1
     print(f"{path}: valid (site {config.site.name!r}, {len(config.readers)} reader(s))")
     return 0
+
+
+def _key_problems(config: GatewayConfig) -> Iterator[str]:
+    """What is wrong with the key files the configuration names, checked as the daemon will
+    read them; a systemd credential name is checked only where $CREDENTIALS_DIRECTORY is set
+    (inside the unit), and said so otherwise."""
+    from gateway.system.credentials import key_path, load_private_key, load_signing_key
+
+    keys: list[tuple[str, str, Callable[[Path], object]]] = []
+    if config.uplink.enabled:
+        keys.append(("[uplink] private_key", config.uplink.private_key, load_private_key))
+    if config.evidence.signing_key is not None:
+        keys.append(("[evidence] signing_key", config.evidence.signing_key, load_signing_key))
+    for field, name, load in keys:
+        if not Path(name).is_absolute() and "CREDENTIALS_DIRECTORY" not in os.environ:
+            print(f"{field} {name!r}: a systemd credential, checked when the daemon starts")
+            continue
+        try:
+            load(key_path(name))
+        except CredentialError as error:
+            yield f"{field}: {error}"
 
 
 def _badges_check(args: argparse.Namespace) -> int:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from gateway.config.sections import AbsolutePath, NonEmptyStr, Section
+from gateway.identifiers import check_reader_name
 
 
 class SimulatedTap(Section):
@@ -17,7 +18,7 @@ class SimulatedTap(Section):
 
 
 class _ReaderBase(Section):
-    name: NonEmptyStr
+    name: Annotated[NonEmptyStr, AfterValidator(check_reader_name)]
 
 
 class SimulatedReaderConfig(_ReaderBase):

@@ -26,7 +26,7 @@ from gateway.control.status import (
 )
 from gateway.control.view import ControlJournal, DaemonView
 from gateway.errors import ControlError, InvalidIdentifier, StorageError
-from gateway.identifiers import normalise_uid
+from gateway.identifiers import check_reader_name, normalise_uid
 from gateway.models import DeliveryState
 
 log = structlog.get_logger("control")
@@ -149,16 +149,12 @@ def _tap_read(request: dict[str, Any]) -> BadgeRead:
         raise ControlError(f"uid: {error}") from error
     if direction not in (None, "IN", "OUT"):
         raise ControlError('"direction" must be "IN", "OUT" or null')
-    if not isinstance(reader, str) or not reader:
-        raise ControlError('"reader" must be a non-empty string')
-    longest = 64  # a reader's name, stored with each registration and shown in logs
-    if len(reader) > longest:
-        raise ControlError(f'"reader" must be at most {longest} characters, not {len(reader)}')
-    if not reader.isprintable() or reader != reader.strip():
-        raise ControlError(
-            '"reader" must be printable: no control, escape or bidi characters, no space'
-            " at either end"
-        )
+    if not isinstance(reader, str):
+        raise ControlError('"reader" must be a string')
+    try:
+        check_reader_name(reader)
+    except InvalidIdentifier as error:
+        raise ControlError(f'"reader" {error}') from error
     return BadgeRead(uid, reader, "control", boottime_ns(), direction)
 
 

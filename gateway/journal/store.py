@@ -100,6 +100,12 @@ class Journal:
     def previous_registration(self, niss: str, declaration: str) -> Registration | None:
         """The registration a new tap of this worker at this site follows, if any."""
         key = (niss, declaration)
+        # Known already (every tap but a worker's first since start): answered without the
+        # journal's lock, which the uplink may hold for milliseconds while it settles a
+        # batch. Taps are serialised by the pipeline, and only append_registration (a tap)
+        # changes an entry, so the entry read here is the latest.
+        if key in self._last:
+            return self._last[key]
         with self._lock:
             if key not in self._last:
                 stored = self._reads.last_registration(niss, declaration)

@@ -11,9 +11,6 @@ file and what, in one line, fit for a command's stderr or the daemon's log.
 
 from __future__ import annotations
 
-import os
-import pwd
-import stat
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -25,9 +22,9 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from gateway.errors import CredentialError
+from gateway.system.secrets import key_path, read_secret_file
 
-# A 4096-bit RSA key in PEM is about 3.3 kB; anything this big is not a key file.
-MAX_KEY_FILE_BYTES = 64 * 1024
+__all__ = ["key_path", "load_private_key", "load_signing_key"]
 
 _KINDS: tuple[tuple[type[object], str], ...] = (
     (RSAPrivateKey, "an RSA key"),
@@ -35,20 +32,6 @@ _KINDS: tuple[tuple[type[object], str], ...] = (
     (EllipticCurvePrivateKey, "an elliptic-curve (EC) key"),
     (Ed448PrivateKey, "an Ed448 key"),
 )
-
-
-def key_path(name: str, credentials_directory: str | None = None) -> Path:
-    """An absolute path as it is; a bare name inside $CREDENTIALS_DIRECTORY (LoadCredential=)."""
-    path = Path(name)
-    if path.is_absolute():
-        return path
-    directory = credentials_directory or os.environ.get("CREDENTIALS_DIRECTORY")
-    if not directory:
-        raise CredentialError(
-            f"private key {name!r} is not an absolute path and $CREDENTIALS_DIRECTORY is not"
-            " set (use LoadCredential= in the unit, or give a full path)"
-        )
-    return Path(directory) / path
 
 
 def load_private_key(path: Path) -> RSAPrivateKey:
@@ -70,7 +53,7 @@ def load_signing_key(path: Path) -> Ed25519PrivateKey:
 
 
 def _load_pem(path: Path) -> PrivateKeyTypes:
-    data = _read_key_file(path)
+    data = read_secret_file(path)
     if not data.strip():
         raise CredentialError(f"{path}: empty file, not a private key")
     if b"-----BEGIN" not in data:
@@ -88,64 +71,6 @@ def _load_pem(path: Path) -> PrivateKeyTypes:
     except (ValueError, TypeError) as error:
         reason = " ".join(str(error).split()).split(". ")[0]  # its first sentence, one line
         raise CredentialError(f"{path}: not a readable PEM private key: {reason}") from error
-
-
-def _read_key_file(path: Path) -> bytes:
-    """The file's bytes, once it is known to be a small regular file only its owner can use."""
-    try:
-        # Non-blocking: a FIFO put where the key should be must not hang the command.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as error:
-        raise CredentialError(f"{path}: cannot open the private key: {_reason(error)}") from error
-    try:
-        _check_file(path, os.fstat(fd))
-        with os.fdopen(fd, "rb", closefd=False) as file:
-            return file.read(MAX_KEY_FILE_BYTES + 1)
-    except OSError as error:
-        raise CredentialError(f"{path}: cannot read the private key: {_reason(error)}") from error
-    finally:
-        os.close(fd)
-
-
-def _check_file(path: Path, info: os.stat_result) -> None:
-    if stat.S_ISDIR(info.st_mode):
-        raise CredentialError(f"{path}: is a directory, not a private key file")
-    if not stat.S_ISREG(info.st_mode):
-        raise CredentialError(f"{path}: not a regular file (a device, FIFO or socket)")
-    mode = stat.S_IMODE(info.st_mode)
-    if mode & 0o077:
-        raise CredentialError(
-            f"{path}: {_exposure(mode)} (mode {mode:04o}); refusing it: chmod 600 {path}"
-            " and consider the key compromised"
-        )
-    if info.st_size > MAX_KEY_FILE_BYTES:
-        raise CredentialError(
-            f"{path}: {info.st_size} bytes, too large for a private key file"
-            f" (at most {MAX_KEY_FILE_BYTES})"
-        )
-
-
-def _exposure(mode: int) -> str:
-    if mode & 0o044:
-        return "readable by others"
-    if mode & 0o022:
-        return "writable by others"
-    return "open to others"
-
-
-def _reason(error: OSError) -> str:
-    reason = error.strerror or str(error)
-    if isinstance(error, PermissionError):
-        reason += f" (read as {_user()}: the file must be that user's, mode 600)"
-    return reason
-
-
-def _user() -> str:
-    uid = os.geteuid()
-    try:
-        return f"user {pwd.getpwuid(uid).pw_name}"
-    except KeyError:
-        return f"uid {uid}"
 
 
 def _kind(key: PrivateKeyTypes) -> str:

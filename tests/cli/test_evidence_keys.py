@@ -133,3 +133,48 @@ def test_evidence_export_without_a_journal_names_the_file(state: Path, tmp_path:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip() == f"badge-gateway: no journal at {state / 'journal.db'}"
+
+
+def config_check(
+    config: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*AS_UNPRIVILEGED, sys.executable, "-m", "gateway", "config", "check", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize("case", ["others-readable", "not-pem", "wrong-type"])
+def test_config_check_reads_the_key_files_as_the_daemon_will(state: Path, case: str) -> None:
+    if case == "wrong-type":
+        onss_key = write_key(state / "ed25519.pem", pem(ED25519_KEY))
+        message = "needs an RSA key (RS256), not an Ed25519 key"
+    else:
+        onss_key, message = bad_key(case, state, RSA_KEY)
+    signing_key = write_key(state / "signing.pem", pem(ED25519_KEY))
+    uplink = {"enabled": True, "client_id": "test", "private_key": str(onss_key)}
+    bad = write_config(state, uplink=uplink, evidence={"signing_key": str(signing_key)})
+
+    refused = config_check(bad)
+
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    [line] = refused.stderr.strip().splitlines()  # the good signing key: no complaint
+    assert line.startswith(f"[uplink] private_key: {onss_key}: ") and message in line
+    assert "valid" not in refused.stdout
+
+
+def test_config_check_passes_good_keys_and_names_a_credential_it_cannot_see(state: Path) -> None:
+    onss_key = write_key(state / "onss.pem", pem(RSA_KEY))
+    uplink = {"enabled": True, "client_id": "test", "private_key": str(onss_key)}
+    config = write_config(state, uplink=uplink, evidence={"signing_key": "evidence.pem"})
+    env = {k: v for k, v in os.environ.items() if k != "CREDENTIALS_DIRECTORY"}
+
+    result = config_check(config, env)
+
+    assert result.returncode == 0, result.stderr
+    assert "[evidence] signing_key 'evidence.pem': a systemd credential" in result.stdout
+    assert f"{config}: valid" in result.stdout

@@ -293,6 +293,17 @@ BAD_INPUTS: list[tuple[str, str, str]] = [
         "readers[1].name: duplicate reader name, already used by readers[0] (got 'door')",
     ),
     (
+        "reader name too long",
+        variant(append=DOOR.replace('"door"', '"' + "d" * 65 + '"')),
+        "readers[0].name: must be at most 64 characters, not 65 (got '" + "d" * 59 + "…)",
+    ),
+    (
+        "reader name with an escape sequence",
+        variant(append=DOOR.replace('"door"', '"door\\u001b[2J"')),
+        "readers[0].name: must be printable: no control, escape or bidi characters, no space"
+        " at either end (got 'door\\x1b[2J')",
+    ),
+    (
         "reader not a table",
         variant(top='readers = ["door"]'),
         "readers[0]: input should be a table (got 'door')",

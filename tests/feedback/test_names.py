@@ -173,7 +173,7 @@ LONGEST_READER = "Entrée principale, bâtiment B — lecteur n°2 (côté parki
         ("door\nERROR forged", '"reader" must be printable'),
         ("\u202erood", '"reader" must be printable'),
         (" door", "no space at either end"),
-        ("", '"reader" must be a non-empty string'),
+        ("", '"reader" must not be empty'),
     ],
     ids=["60 kB", "65 characters", "escape", "newline", "bidi", "leading space", "empty"],
 )

@@ -18,11 +18,11 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from gateway.errors import CredentialError
 from gateway.system.credentials import (
-    MAX_KEY_FILE_BYTES,
     key_path,
     load_private_key,
     load_signing_key,
 )
+from gateway.system.secrets import MAX_SECRET_FILE_BYTES
 
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 ED25519_KEY = ed25519.Ed25519PrivateKey.generate()
@@ -103,7 +103,7 @@ def _unreadable(path: Path, key: PrivateKeyTypes) -> Path:
 
 
 def _too_large(path: Path, key: PrivateKeyTypes) -> Path:
-    return write_key(path, pem(key) + b"\n" * MAX_KEY_FILE_BYTES)
+    return write_key(path, pem(key) + b"\n" * MAX_SECRET_FILE_BYTES)
 
 
 Maker = Callable[[Path, PrivateKeyTypes], Path]

@@ -18,6 +18,8 @@ One tree, rooted at `GatewayError`; a caller catches the family it can handle:
     │                              (also a ValueError, for pydantic's validators)
     ├── ControlError               a control request the daemon refused, or no daemon
     ├── DemoError                  `badge-gateway demo` could not show what it promised
+    ├── FleetError                 the fleet's broker cannot be reached or refused us
+    │   └── SignedDocumentError      a signed register or command that must not be applied
     └── UplinkError                how one call to the ONSS ended, when not with an answer
         ├── RetryableError           try again later (network, 5xx, 429, token trouble)
         │   ├── AmbiguousError         ...but the ONSS may have it: flag, then resend
@@ -195,6 +197,19 @@ class TokenError(UplinkError):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+
+
+# --- the fleet -------------------------------------------------------------------------------
+
+
+class FleetError(GatewayError):
+    """The fleet's broker cannot be reached, refused us, or did not acknowledge; the
+    message names the broker or topic and why."""
+
+
+class SignedDocumentError(FleetError):
+    """A signed badge register or command refused (signature, key, version, expiry, site,
+    content); the message says which check failed, for status and the fleet's events."""
 
 
 # --- the demo --------------------------------------------------------------------------------

@@ -100,18 +100,23 @@ class _LineResult:
 
 
 def load_badge_register(path: Path) -> BadgeRegister:
-    data = _read_bytes(path)
+    return parse_badge_register(_read_bytes(path), path)
+
+
+def parse_badge_register(data: bytes, source: Path) -> BadgeRegister:
+    """The register in `data`, by the rules of the file; `source` is what messages name (the
+    file, or where a register that came over the network came from)."""
     lines = _physical_lines(data)
-    header = _parse_header(path, lines, _encoding(data))
+    header = _parse_header(source, lines, _encoding(data))
     results = [
         result
         for number, raw in lines
-        if number > header.line and (result := _parse_line(path, number, raw, header)) is not None
+        if number > header.line and (result := _parse_line(source, number, raw, header)) is not None
     ]
-    results = _refuse_duplicate_uids(path, results)
+    results = _refuse_duplicate_uids(source, results)
     workers = {r.worker.badge_uid: r.worker for r in results if r.worker is not None}
     return BadgeRegister(
-        path=path,
+        path=source,
         workers=MappingProxyType(workers),
         errors=tuple(error for r in results for error in r.errors),
         sha256=hashlib.sha256(data).hexdigest(),
@@ -401,6 +406,11 @@ class BadgeRegisterWatcher:
     @property
     def current(self) -> BadgeRegister:
         return self._current
+
+    def follow(self, path: Path) -> None:
+        """Watch another file from now on (the fleet's register); the next refresh loads it."""
+        with self._lock:
+            self.path, self._signature = path, None
 
     def refresh(self, *, force: bool = False) -> BadgeRegister | None:
         """Reload if the file changed (or if forced, e.g. on SIGHUP).

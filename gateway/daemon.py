@@ -10,7 +10,8 @@ the readers (each finishes the tap in progress), wait for taps injected over the
 close the socket and the journal.
 
 The uplink runs on a loop of its own, on a thread at a lower CPU priority
-(gateway.system.background), so that a backlog's drain yields the CPU to taps.
+(gateway.system.background), so that a backlog's drain yields the CPU to taps; so does the
+fleet link (gateway.fleet.link), when `[mqtt]` is enabled.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import signal
 import ssl
 import stat
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -41,6 +42,7 @@ from gateway.errors import (
     EXIT_OK,
     ControlError,
     CredentialError,
+    FleetError,
     StartupError,
     StorageError,
 )
@@ -55,6 +57,8 @@ from gateway.watch import EvidenceWatch, Retention, log_head
 if TYPE_CHECKING:
     import httpx
 
+    from gateway.fleet.link import FleetLink
+    from gateway.fleet.signed import SignedRegister
     from gateway.uplink.connectivity import Connectivity
     from gateway.uplink.sender import Uplink
 
@@ -89,10 +93,25 @@ class Daemon:
         self.clock = Clock(config.clock.sources, config.clock.timesyncd_flag)
         self._control: ControlServer | None = None
         self._background: BackgroundLoop | None = None  # the uplink's loop, when it delivers
+        self.fleet: FleetLink | None = None
+        self.fleet_error: str | None = None  # why the fleet link could not start
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     def stop(self) -> None:
         self._stopping.set()
+
+    @property
+    def _config_sha256(self) -> str:
+        return hashlib.sha256(self.config.model_dump_json().encode()).hexdigest()
+
+    def fleet_status(self) -> dict[str, Any]:
+        """Where the fleet link stands, for `status`."""
+        if self.fleet is not None:
+            return {"enabled": True, **self.fleet.as_json()}
+        if self.fleet_error is not None:
+            return {"enabled": True, "state": "misconfigured", "cause": self.fleet_error}
+        return {"enabled": False}
 
     @property
     def connectivity(self) -> Connectivity | None:
@@ -143,7 +162,10 @@ class Daemon:
 
     async def _start(self, journal: Journal) -> None:
         assert self.badges is not None
+        self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._start_evidence, journal)
+        if self.config.mqtt.enabled:
+            await asyncio.to_thread(self._use_fleet_register, journal)
         self.pipeline = self._pipeline(journal, self.badges)
         self._control = ControlServer(self.config.control.socket, commands.handlers(self))
         await self._control.start()
@@ -168,6 +190,7 @@ class Daemon:
             asyncio.create_task(self._evidence_watch(journal).run(), name="evidence"),
         ]
         self._background = self._start_uplink(tasks)
+        self.fleet = self._start_fleet(journal)
         interval = watchdog_interval()
         if interval is not None:
             tasks.append(asyncio.create_task(self._watchdog(interval, tasks[:]), name="watchdog"))
@@ -182,6 +205,8 @@ class Daemon:
             await self._control.close()
         if self._background is not None:  # closes the uplink's HTTP client on its own loop
             await asyncio.to_thread(self._background.close)
+        if self.fleet is not None:  # says "offline" while the journal is still open
+            await asyncio.to_thread(self.fleet.close)
         await asyncio.to_thread(self._stop_evidence, self.journal)
         await asyncio.to_thread(self.journal.close)
         await asyncio.to_thread(close_outputs, self._own_outputs)
@@ -210,7 +235,7 @@ class Daemon:
         details = {
             "version": __version__,
             "pid": os.getpid(),
-            "config_sha256": hashlib.sha256(self.config.model_dump_json().encode()).hexdigest(),
+            "config_sha256": self._config_sha256,
             "badges_sha256": self.badges.current.sha256,
             "readers": [reader.name for reader in self.readers],
         }
@@ -289,6 +314,69 @@ class Daemon:
         delivery = background.submit(_deliver(self.uplink, http))
         tasks.append(asyncio.create_task(_awaited(delivery), name="uplink"))
         return background
+
+    def _start_fleet(self, journal: Journal) -> FleetLink | None:
+        """Taps are captured whatever happens here: a bad password only stops the link."""
+        if not self.config.mqtt.enabled:
+            return None
+        # Imported here: a box without a fleet does not pay for MQTT in RAM.
+        from gateway.fleet.connection import box_access
+        from gateway.fleet.link import FleetHooks, FleetLink
+
+        hooks = FleetHooks(
+            snapshot=lambda: status.collect(self),
+            identity=self._fleet_identity,
+            apply_register=self._apply_fleet_register,
+            reload_badges=lambda: self._on_loop(self._reload_badges(force=True)),
+        )
+        try:
+            link = FleetLink(self.config.mqtt, box_access(self.config.mqtt), journal, hooks)
+        except (FleetError, CredentialError) as error:
+            self.fleet_error = str(error)
+            log.error("fleet link disabled: taps are still stored", error=str(error))
+            return None
+        link.start()
+        return link
+
+    def _fleet_identity(self) -> dict[str, Any]:
+        from gateway.fleet.link import REGISTER_VERSION
+
+        assert self.journal is not None
+        version = self.journal.fleet_value(REGISTER_VERSION)
+        return {
+            "site": self.config.mqtt.site_id,
+            "box": self.config.mqtt.box_id,
+            "version": __version__,
+            "config_sha256": self._config_sha256,
+            "status_interval_seconds": self.config.mqtt.status_interval_seconds,
+            "badges_version": None if version is None else int(version),
+        }
+
+    def _use_fleet_register(self, journal: Journal) -> None:
+        """At start: the register the fleet gave last time, if it is still as written."""
+        from gateway.fleet.registers import register_path, stored_register
+
+        assert self.badges is not None
+        path = stored_register(register_path(journal.path), journal)
+        if path is not None:
+            self.badges.follow(path)
+            self.badges.refresh(force=True)
+            log.info("badge register: the fleet's", file=str(path))
+
+    def _apply_fleet_register(self, register: SignedRegister) -> None:
+        """On the fleet link's thread: keep the register, then load it as a reload would."""
+        from gateway.fleet.registers import register_path, store_register
+
+        assert self.journal is not None and self.badges is not None
+        path = register_path(self.journal.path)
+        store_register(path, register.csv_text, self.journal)
+        self.badges.follow(path)
+        self._on_loop(self._reload_badges(force=True))
+
+    def _on_loop(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run `coroutine` on the daemon's loop from another thread, and wait for it."""
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=60)
 
     def _on_read(self, read: BadgeRead) -> None:
         """What a reader calls, on its own thread, for every card presentation."""

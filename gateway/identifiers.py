@@ -194,3 +194,31 @@ def check_reader_name(name: str) -> str:
             "must be printable: no control, escape or bidi characters, no space at either end"
         )
     return name
+
+
+# --- the fleet's names: one MQTT topic level each (gateway.fleet.topics) ----------------------
+
+_FLEET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_TOPIC_PREFIX = re.compile(rf"{_FLEET_NAME.pattern}(/{_FLEET_NAME.pattern}){{0,3}}")
+RESERVED_BOX_IDS = ("badges", "commands")  # the site's own topics, beside its boxes'
+
+
+def check_fleet_name(value: str) -> str:
+    """A site or box id: no MQTT wildcard or separator, nothing a shell or a file name
+    minds."""
+    if not _FLEET_NAME.fullmatch(value):
+        raise InvalidIdentifier("1 to 64 of A-Z a-z 0-9 _ . -, starting with a letter or digit")
+    return value
+
+
+def check_box_id(value: str) -> str:
+    check_fleet_name(value)
+    if value in RESERVED_BOX_IDS:
+        raise InvalidIdentifier(f"{value!r} is reserved for the site's {value} topic")
+    return value
+
+
+def check_topic_prefix(value: str) -> str:
+    if not _TOPIC_PREFIX.fullmatch(value):
+        raise InvalidIdentifier("up to 4 levels of A-Z a-z 0-9 _ . -, separated by /")
+    return value

@@ -57,6 +57,8 @@ def _key_problems(config: GatewayConfig) -> Iterator[str]:
         keys.append(("[uplink] private_key", config.uplink.private_key, load_private_key))
     if config.evidence.signing_key is not None:
         keys.append(("[evidence] signing_key", config.evidence.signing_key, load_signing_key))
+    if config.mqtt.enabled and config.mqtt.password is not None:
+        keys.append(("[mqtt] password", config.mqtt.password, _read_mqtt_password))
     for field, name, load in keys:
         if not Path(name).is_absolute() and "CREDENTIALS_DIRECTORY" not in os.environ:
             print(f"{field} {name!r}: a systemd credential, checked when the daemon starts")
@@ -65,6 +67,12 @@ def _key_problems(config: GatewayConfig) -> Iterator[str]:
             load(key_path(name))
         except CredentialError as error:
             yield f"{field}: {error}"
+
+
+def _read_mqtt_password(path: Path) -> bytes:
+    from gateway.system.secrets import read_secret_file
+
+    return read_secret_file(path, "MQTT password")
 
 
 def _badges_check(args: argparse.Namespace) -> int:

@@ -44,6 +44,11 @@ def add_evidence_commands(commands: Any) -> None:
     )
     verify.add_argument("--export", type=Path, help="verify an export directory instead, offline")
     verify.add_argument(
+        "--archive",
+        type=Path,
+        help="verify a fleet archive instead, offline: DIR/SITE/BOX, or every box under DIR",
+    )
+    verify.add_argument(
         "--public-key",
         help="the signing key (hex) that the export's manifest, or the journal's retention"
         " summaries, must be signed by",
@@ -79,6 +84,8 @@ def _anchor(text: str) -> Head:
 def evidence_verify(args: argparse.Namespace) -> int:
     if args.export is not None:
         return _verify_export(args.export, args.public_key)
+    if args.archive is not None:
+        return _verify_archive(args.archive)
     path = journal_path(args)
     if not path.exists():
         print(f"badge-gateway: no journal at {path}", file=sys.stderr)
@@ -119,6 +126,21 @@ def _verify_export(directory: Path, public_key: str | None) -> int:
         signed = f", signed by Ed25519 key {check.signed_by}" if check.signed_by else ", unsigned"
         print(f"verified: files, hashes and chain hold{signed}")
     return 0 if check.ok else 1
+
+
+def _verify_archive(directory: Path) -> int:
+    from gateway.fleet.archive import archive_boxes, describe_check, verify_archive
+
+    boxes = archive_boxes(directory)
+    if not boxes:
+        print(
+            f"badge-gateway: {directory}: no archived evidence (DIR/SITE/BOX/evidence.jsonl)",
+            file=sys.stderr,
+        )
+        return 1
+    checks = [verify_archive(box) for box in boxes]
+    print("\n".join(describe_check(check) for check in checks))
+    return 0 if all(check.ok for check in checks) else 1
 
 
 def evidence_export(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gateway.cli.checks import add_check_commands
 from gateway.cli.evidence import add_evidence_commands
+from gateway.cli.fleet import add_fleet_commands
 from gateway.cli.journal import add_journal_commands
 from gateway.cli.live import add_live_commands, add_run_command
 from gateway.cli.queue import add_queue_commands
@@ -54,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     add_evidence_commands(commands)
     add_journal_commands(commands)
     add_uplink_commands(commands)
+    add_fleet_commands(commands)
     demo = commands.add_parser("demo", help="run a self-contained demonstration")
     demo.add_argument(
         "--out", type=Path, help="where to write the day's report (default: a new temporary dir)"

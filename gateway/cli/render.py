@@ -58,6 +58,8 @@ def render_status(status: dict[str, Any], zone: ZoneInfo | None = None) -> str:
     if journal["storage_error"]:
         lines.append(f"STORAGE     cannot store: {journal['storage_error']}")
     lines.append(f"uplink      {_uplink_line(status['uplink'], zone)}")
+    if status.get("fleet", {}).get("enabled"):
+        lines.append(f"fleet       {_fleet_line(status['fleet'])}")
     head = status.get("evidence_head")
     if head:
         lines.append(f"evidence    head #{head['seq']} {head['hash']}")
@@ -100,6 +102,15 @@ def _reader_line(reader: dict[str, Any], zone: ZoneInfo | None) -> str:
     return f"{reader['name']}: {state}, {reader['reads']} read(s)" + (
         f", {bad} bad frame(s)" if bad else ""
     )
+
+
+def _fleet_line(fleet: dict[str, Any]) -> str:
+    line = str(fleet["state"]) + (f" ({fleet['cause']})" if fleet.get("cause") else "")
+    if "evidence_published_seq" in fleet:
+        line += f", evidence acknowledged up to #{fleet['evidence_published_seq']}"
+    if fleet.get("register_error"):
+        line += f", last register refused: {fleet['register_error']}"
+    return line
 
 
 def _uplink_line(uplink: dict[str, Any], zone: ZoneInfo | None) -> str:

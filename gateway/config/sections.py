@@ -1,5 +1,5 @@
 """The configuration's sections that are one table each: [site], [badges], [attendance],
-[storage], [control], [clock], [logging], [uplink] and [evidence], and the field types they
+[storage], [control], [clock], [logging], [uplink], [mqtt] and [evidence], and the field types they
 share with the reader and output tables.
 
 Every section is frozen and refuses unknown keys.
@@ -7,6 +7,7 @@ Every section is frozen and refuses unknown keys.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,7 +22,12 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.identifiers import normalise_declaration
+from gateway.identifiers import (
+    check_box_id,
+    check_fleet_name,
+    check_topic_prefix,
+    normalise_declaration,
+)
 from gateway.models import Language, PlaceOfWork
 
 DEFAULT_TIMEZONE = "Europe/Brussels"
@@ -137,6 +143,63 @@ class UplinkConfig(Section):
     def _client_id_when_enabled(self) -> UplinkConfig:
         if self.enabled and self.client_id is None:
             raise ValueError("client_id is required when the uplink is enabled")
+        return self
+
+
+_MQTTS_URL = re.compile(r"mqtts://[^\s/:@]+(:[0-9]{1,5})?/?")
+_KEY_HEX = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _mqtts_url(value: str) -> str:
+    if not _MQTTS_URL.fullmatch(value.strip()):
+        raise ValueError("must be mqtts://host or mqtts://host:port (TLS is not optional)")
+    return value.strip()
+
+
+def _public_key_hex(value: str) -> str:
+    if not _KEY_HEX.fullmatch(value.strip()):
+        raise ValueError(
+            "must be 64 hex digits (the public key `badge-gateway fleet keygen` prints)"
+        )
+    return value.strip().lower()
+
+
+MqttsUrl = Annotated[str, AfterValidator(_mqtts_url)]
+FleetName = Annotated[str, AfterValidator(check_fleet_name)]
+PublicKeyHex = Annotated[str, AfterValidator(_public_key_hex)]
+
+
+class MqttConfig(Section):
+    """The fleet link (docs/fleet.md): status, events and the evidence to the employer's
+    MQTT broker, signed badge registers and commands from it. TLS is always verified."""
+
+    enabled: bool = False
+    brokers: list[MqttsUrl] = Field(default_factory=list)  # tried in turn
+    site_id: FleetName | None = None
+    box_id: Annotated[str, AfterValidator(check_box_id)] | None = None
+    username: NonEmptyStr | None = None  # default: box_id
+    # A path, or a credential name under $CREDENTIALS_DIRECTORY (LoadCredential=); mode 600.
+    password: NonEmptyStr | None = "mqtt-password"  # noqa: S105 (a file's name)
+    ca_file: AbsolutePath | None = None  # trusted besides the system's CAs
+    client_cert: AbsolutePath | None = None
+    client_key: AbsolutePath | None = None
+    topic_prefix: Annotated[str, AfterValidator(check_topic_prefix)] = "badge-gateway"
+    keepalive_seconds: int = Field(default=30, ge=5, le=600)
+    status_interval_seconds: float = Field(default=60.0, ge=5, le=3600)
+    # The broker keeps the box's session (its QoS 1 messages, its subscriptions) this long.
+    session_expiry_seconds: int = Field(default=7 * 86400, ge=60, le=365 * 86400)
+    # The employer's Ed25519 public key (hex) that signs badge registers and commands; none:
+    # neither is accepted from the broker.
+    fleet_public_key: PublicKeyHex | None = None
+
+    @model_validator(mode="after")
+    def _identity_when_enabled(self) -> MqttConfig:
+        if self.enabled:
+            missing = [name for name in ("brokers", "site_id", "box_id") if not getattr(self, name)]
+            if missing:
+                raise ValueError(f"required when the fleet link is enabled: {', '.join(missing)}")
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("client_cert and client_key go together")
         return self
 
 

@@ -30,6 +30,7 @@ from gateway.config.sections import (
     ControlConfig,
     EvidenceConfig,
     LoggingConfig,
+    MqttConfig,
     SiteConfig,
     StorageConfig,
     UplinkConfig,
@@ -66,6 +67,7 @@ class GatewayConfig(BaseSettings):
     readers: list[ReaderConfig] = []
     feedback: list[FeedbackConfig] = [LogOutputConfig(output="log")]
     uplink: UplinkConfig = UplinkConfig()
+    mqtt: MqttConfig = MqttConfig()
     evidence: EvidenceConfig = EvidenceConfig()
 
     @field_validator("readers", mode="wrap")

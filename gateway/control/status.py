@@ -149,6 +149,7 @@ def collect(daemon: DaemonView) -> dict[str, Any]:
         "recent_registrations": [registration_json(item) for item in recent],
         "recent_refused_or_repeated": attempts,
         "uplink": _uplink(daemon),
+        "fleet": daemon.fleet_status(),
     }
 
 
@@ -169,6 +170,10 @@ def summary(snapshot: dict[str, Any]) -> str:
             parts.append("held until the clock is synchronised")
     else:
         parts.append("uplink off")
+    fleet = snapshot["fleet"]
+    if fleet["enabled"]:
+        cause = f" ({fleet['cause']})" if fleet.get("cause") else ""
+        parts.append(f"fleet {fleet['state']}{cause}")
     parts.append(f"readers {up}/{len(readers)} up")
     parts.append("clock synced" if snapshot["clock"]["synced"] else "clock NOT synced")
     if journal["storage_error"]:

@@ -7,7 +7,7 @@ imports control), and a test may hand the commands a smaller stand-in.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.journal import RegistrationReads, StatusReads
 
@@ -59,6 +59,8 @@ class DaemonView(Protocol):
 
     @property
     def uplink_error(self) -> str | None: ...  # why the uplink could not start
+
+    def fleet_status(self) -> dict[str, Any]: ...  # the fleet link: enabled, state, cause...
 
     async def tap(self, read: BadgeRead) -> TapOutcome:
         """Run a read down the tap pipeline as a reader would; ControlError while the daemon

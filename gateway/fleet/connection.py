@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -22,7 +23,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from gateway.errors import FleetError
+from gateway.config import MqttConfig
+from gateway.errors import CredentialError, FleetError
+from gateway.system.secrets import key_path, read_secret_file
 
 DEFAULT_PORT = 8883
 CONNECT_TIMEOUT_S = 10.0
@@ -185,13 +188,52 @@ def publish_and_wait(
 ) -> None:
     """Publish and wait for the broker's PUBACK; FleetError if it does not come, or if the
     broker refuses the message (MQTT 5 says why: "Not authorized" for an ACL)."""
-    info = client.publish(topic, payload, qos=qos, retain=retain)
-    deadline = time.monotonic() + timeout
-    while not info.is_published() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    refusals: dict[int, ReasonCode] = {}
+    previous = client.on_publish
+
+    def on_publish(*args: Any) -> None:  # (client, userdata, mid, reason, properties)
+        if args[3].is_failure:
+            refusals[args[2]] = args[3]
+        if previous is not None:
+            previous(*args)
+
+    client.on_publish = on_publish
+    try:
+        info = client.publish(topic, payload, qos=qos, retain=retain)
+        deadline = time.monotonic() + timeout
+        while not info.is_published() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        client.on_publish = previous
     if not info.is_published():
         raise FleetError(f"{topic}: the broker did not acknowledge the message in {timeout:g} s")
+    if info.mid in refusals:
+        raise FleetError(f"{topic}: the broker refused the message: {refusals[info.mid]}")
 
 
 def brokers_from(urls: Sequence[str]) -> tuple[Broker, ...]:
     return tuple(parse_broker(url) for url in urls)
+
+
+def box_access(config: MqttConfig) -> BrokerAccess:
+    """How the box reaches its fleet, from `[mqtt]`: the password read from its file or
+    systemd credential (mode 600); CredentialError or FleetError (one line) if unusable."""
+    password = None
+    if config.password is not None:
+        path = key_path(config.password)
+        text = read_secret_file(path, "MQTT password").decode("utf-8", "replace").strip()
+        if not text:
+            raise CredentialError(f"{path}: empty, not an MQTT password")
+        password = text
+    try:
+        brokers = brokers_from(config.brokers)
+    except ValueError as error:
+        raise FleetError(str(error)) from error
+    return BrokerAccess(
+        brokers=brokers,
+        ca_file=config.ca_file,
+        client_cert=config.client_cert,
+        client_key=config.client_key,
+        username=config.username or config.box_id,
+        password=password,
+    )

@@ -14,42 +14,42 @@ commands: the broker's ACL says so (config/mosquitto/), not the box's good will.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
-# One topic level: no MQTT wildcard or separator, nothing a shell or a file name minds.
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,63}){0,3}")
+from gateway.errors import InvalidIdentifier
+from gateway.identifiers import (
+    RESERVED_BOX_IDS,
+    check_box_id,
+    check_fleet_name,
+    check_topic_prefix,
+)
 
 AVAILABILITY, STATUS, EVENTS, EVIDENCE = "availability", "status", "events", "evidence"
-BADGES, COMMANDS = "badges", "commands"
+BADGES, COMMANDS = RESERVED_BOX_IDS
 ONLINE, OFFLINE = b"online", b"offline"
 
 
 def check_name(value: str, what: str) -> str:
     """A site or box id fit for one topic level; ValueError saying what is wrong."""
-    if not NAME.fullmatch(value):
-        raise ValueError(
-            f"{what} {value!r}: 1 to 64 of A-Z a-z 0-9 _ . -, starting with a letter or digit"
-        )
-    return value
+    return _checked(check_fleet_name, value, what)
 
 
 def check_box(value: str) -> str:
     """A box id: a name, and not one of the site's own topics (a box named "badges" would
     publish where its register is)."""
-    check_name(value, "box id")
-    if value in (BADGES, COMMANDS):
-        raise ValueError(f"box id {value!r}: reserved for the site's {value} topic")
-    return value
+    return _checked(check_box_id, value, "box id")
 
 
 def check_prefix(value: str) -> str:
-    if not PREFIX.fullmatch(value):
-        raise ValueError(
-            f"topic prefix {value!r}: up to 4 levels of A-Z a-z 0-9 _ . -, separated by /"
-        )
-    return value
+    return _checked(check_topic_prefix, value, "topic prefix")
+
+
+def _checked(check: Callable[[str], str], value: str, what: str) -> str:
+    try:
+        return check(value)
+    except InvalidIdentifier as error:
+        raise ValueError(f"{what} {value!r}: {error}") from error
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +130,18 @@ def parse_box_topic(prefix: str, topic: str) -> Parsed | None:
     if not topic.startswith(prefix + "/"):
         return None
     parts = topic[len(prefix) + 1 :].split("/")
-    if len(parts) != 3 or not all(NAME.fullmatch(part) for part in parts):
+    if len(parts) != 3 or not all(_is_name(part) for part in parts):
         return None
     site, box, leaf = parts
     return Parsed(site, box, leaf)
+
+
+def _is_name(text: str) -> bool:
+    try:
+        check_fleet_name(text)
+    except InvalidIdentifier:
+        return False
+    return True
 
 
 def all_boxes(prefix: str, leaf: str) -> str:

@@ -6,7 +6,8 @@ connection behind one lock; readers open their own read-only connections.
 
 Each user takes the narrow view of the journal it needs (`views`): `TapJournal` for the
 tap path, `UplinkQueue` for the uplink, `EvidenceSink` for the evidence watch,
-`RegistrationReads` and `StatusReads` for the control socket and the CLI. One concrete
+`RegistrationReads` and `StatusReads` for the control socket and the CLI, `FleetLog`
+for the fleet link. One concrete
 `Journal` stands behind them all.
 
 Modules: `views` (those Protocols), `store` (the daemon's `Journal` and the CLI's
@@ -40,6 +41,7 @@ from gateway.journal.rows import (
 from gateway.journal.store import Journal, JournalReader
 from gateway.journal.views import (
     EvidenceSink,
+    FleetLog,
     RegistrationReads,
     StatusReads,
     TapJournal,
@@ -51,6 +53,7 @@ __all__ = [
     "Acknowledgement",
     "DeliveryRecord",
     "EvidenceSink",
+    "FleetLog",
     "Journal",
     "JournalLockedError",
     "JournalMigrationError",

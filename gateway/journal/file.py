@@ -172,6 +172,14 @@ MIGRATIONS: tuple[str, ...] = (
             LEFT JOIN acknowledgements AS a ON a.seq = r.seq
             LEFT JOIN unconfirmed AS u ON u.seq = r.seq;
     """,
+    # 7: the fleet link's own state (gateway.fleet), one value per key: how far the evidence
+    #    has been acknowledged by the fleet's broker, the badge register version applied.
+    """
+    CREATE TABLE fleet_state (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 )
 
 

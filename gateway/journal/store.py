@@ -23,11 +23,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from gateway.clock import boot_id, boottime_ns
-from gateway.evidence import Head, Kind
+from gateway.evidence import Entry, Head, Kind
 from gateway.evidence import log as evidence_log
 from gateway.journal.delivery import (
     CLEAR_IN_FLIGHT,
@@ -65,6 +66,8 @@ from gateway.journal.rows import (
 from gateway.journal.writer import Writer
 from gateway.models import ClockSample, DeliveryState, Registration, UplinkState
 
+SET_FLEET_VALUE = "INSERT OR REPLACE INTO fleet_state (key, value) VALUES (?, ?)"
+
 
 class Journal:
     """The daemon's journal; one per file, for the whole process (a file lock says so).
@@ -94,6 +97,8 @@ class Journal:
         # come one by one, each step giving the GIL away and waiting to get it back).
         self._queue_lock = threading.Lock()
         self._queue_conn = connect(path, read_only=True)
+        self._fleet_lock = threading.Lock()
+        self._fleet_conn: sqlite3.Connection | None = None  # opened when the link first reads
 
     # --- the tap path (views.TapJournal) ---------------------------------------------------
 
@@ -426,6 +431,27 @@ class Journal:
         with self._lock:
             return self._reads.stats(self._pending_from)
 
+    # --- the fleet link (views.FleetLog) ----------------------------------------------------
+
+    def evidence_after(self, seq: int, limit: int) -> list[Entry]:
+        """Up to `limit` evidence entries after `seq`, in order, from a connection of the
+        fleet link's own: a snapshot of what was committed, never waiting for the lock."""
+        with self._fleet_lock:
+            if self._fleet_conn is None:
+                self._fleet_conn = connect(self.path, read_only=True)
+            return list(islice(evidence_log.entries(self._fleet_conn, from_seq=seq + 1), limit))
+
+    def fleet_value(self, key: str) -> str | None:
+        rows = self._writer.execute("SELECT value FROM fleet_state WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_fleet_value(self, key: str, value: str, *, durable: bool = False) -> None:
+        """Not durable by default: a watermark lost in a power cut only makes the link
+        publish a few entries again, which the archive recognises."""
+        transaction = self._writer.transaction if durable else self._writer.unsynced_transaction
+        with transaction() as conn:
+            conn.execute(SET_FLEET_VALUE, (key, value))
+
     # --- maintenance -----------------------------------------------------------------------
 
     def limit_pages(self, pages: int) -> None:
@@ -440,6 +466,9 @@ class Journal:
     def close(self) -> None:
         with self._queue_lock:
             self._queue_conn.close()
+        with self._fleet_lock:
+            if self._fleet_conn is not None:
+                self._fleet_conn.close()
         self._writer.close()
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from gateway.evidence import Head, Kind
+from gateway.evidence import Entry, Head, Kind
 from gateway.journal.rows import (
     Acknowledgement,
     DeliveryRecord,
@@ -118,3 +118,15 @@ class StatusReads(Protocol):
     def recent_registrations(self, count: int) -> list[StoredRegistration]: ...
 
     def recent_attempts(self, count: int) -> list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class FleetLog(Protocol):
+    """What the fleet link reads and keeps in the journal (gateway.fleet): the evidence, in
+    order, from where the broker last acknowledged, and its own few values."""
+
+    def evidence_after(self, seq: int, limit: int) -> list[Entry]: ...
+
+    def fleet_value(self, key: str) -> str | None: ...
+
+    def set_fleet_value(self, key: str, value: str, *, durable: bool = False) -> None: ...

@@ -70,9 +70,9 @@ class Writer:
         with self.lock:
             _set_max_pages(self.conn, pages)
 
-    def execute(self, sql: str) -> list[sqlite3.Row]:
+    def execute(self, sql: str, values: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self.lock:
-            return self.conn.execute(sql).fetchall()
+            return self.conn.execute(sql, values).fetchall()
 
     def insert(self, sql: str, values: tuple[Any, ...]) -> int:
         """One INSERT, committed durably: in autocommit mode a statement is a transaction.

@@ -29,19 +29,20 @@ def mask_text(text: str) -> str:
     return _NISS.sub(lambda m: "********" + "".join(m.groups())[-3:], text)
 
 
-def _mask(value: Any) -> Any:
+def masked(value: Any) -> Any:
+    """`value` with every NISS-shaped number in its strings masked, at any depth."""
     if isinstance(value, str):
         return mask_text(value)
     if isinstance(value, Mapping):
-        return {key: _mask(item) for key, item in value.items()}
+        return {key: masked(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_mask(item) for item in value]
+        return [masked(item) for item in value]
     return value
 
 
 def mask_niss_in_event(_: Any, __: str, event_dict: EventDict) -> EventDict:
     for key, value in event_dict.items():
-        event_dict[key] = _mask(value)
+        event_dict[key] = masked(value)
     return event_dict
 
 

@@ -304,6 +304,33 @@ BAD_INPUTS: list[tuple[str, str, str]] = [
         " at either end (got 'door\\x1b[2J')",
     ),
     (
+        "fleet link without its identity",
+        variant(append="[mqtt]\nenabled = true\n"),
+        "mqtt: required when the fleet link is enabled: brokers, site_id, box_id",
+    ),
+    (
+        "fleet broker without TLS",
+        variant(append='[mqtt]\nbrokers = ["mqtt://fleet:1883"]\n'),
+        "mqtt.brokers[0]: must be mqtts://host or mqtts://host:port (TLS is not optional)"
+        " (got 'mqtt://fleet:1883')",
+    ),
+    (
+        "box id taken by a site topic",
+        variant(append='[mqtt]\nbox_id = "badges"\n'),
+        "mqtt.box_id: 'badges' is reserved for the site's badges topic (got 'badges')",
+    ),
+    (
+        "site id with a topic separator",
+        variant(append='[mqtt]\nsite_id = "a/b"\n'),
+        "mqtt.site_id: 1 to 64 of A-Z a-z 0-9 _ . -, starting with a letter or digit (got 'a/b')",
+    ),
+    (
+        "fleet public key not a key",
+        variant(append='[mqtt]\nfleet_public_key = "abc"\n'),
+        "mqtt.fleet_public_key: must be 64 hex digits (the public key `badge-gateway fleet keygen`"
+        " prints)",  # a key's value is never echoed
+    ),
+    (
         "reader not a table",
         variant(top='readers = ["door"]'),
         "readers[0]: input should be a table (got 'door')",

@@ -171,20 +171,20 @@ def test_onss_ids_are_stored_as_given_ints_as_ints_the_rest_as_text(tmp_path: Pa
     ]
 
 
-def _journal_at_previous_version(path: Path) -> sqlite3.Connection:
-    """A journal as the previous release left it: every migration but the last."""
+def _journal_at_version_5(path: Path) -> sqlite3.Connection:
+    """A journal as the release before `unconfirmed` left it: the first five migrations."""
     conn = connect(path, read_only=False)
-    for number, script in enumerate(MIGRATIONS[:-1], start=1):
+    for number, script in enumerate(MIGRATIONS[:5], start=1):
         for statement in statements(script):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version={number}")
     return conn
 
 
-def test_a_journal_of_the_previous_schema_migrates_keeping_every_row(tmp_path: Path) -> None:
+def test_a_journal_of_schema_5_migrates_keeping_every_row(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
-    conn = _journal_at_previous_version(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) - 1 == 5
+    conn = _journal_at_version_5(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
     regs = [a_registration(f"2026-11-22T07:{n:02d}") for n in range(4)]
     for reg in regs:
         conn.execute(INSERT_REGISTRATION, (*registration_row(reg), None, None, None))

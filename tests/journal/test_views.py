@@ -11,6 +11,7 @@ import pytest
 
 from gateway.journal import (
     EvidenceSink,
+    FleetLog,
     Journal,
     JournalReader,
     RegistrationReads,
@@ -20,13 +21,21 @@ from gateway.journal import (
 )
 from tests.support import REPO
 
-VIEWS: list[type] = [TapJournal, UplinkQueue, EvidenceSink, RegistrationReads, StatusReads]
+VIEWS: list[type] = [
+    TapJournal,
+    UplinkQueue,
+    EvidenceSink,
+    RegistrationReads,
+    StatusReads,
+    FleetLog,
+]
 
 # Each view, and the modules whose journal is that view (what they call on it, found below).
 USERS: dict[type, tuple[str, ...]] = {
     TapJournal: ("gateway/tap.py",),
     UplinkQueue: ("gateway/uplink/sender.py",),
     EvidenceSink: ("gateway/watch.py",),
+    FleetLog: ("gateway/fleet/link.py", "gateway/fleet/stream.py", "gateway/fleet/registers.py"),
 }
 
 
@@ -38,7 +47,8 @@ def as_views(journal: Journal, reader: JournalReader) -> None:
     reads: RegistrationReads = journal
     offline: RegistrationReads = reader
     status: StatusReads = journal
-    del tap, queue, sink, reads, offline, status
+    fleet: FleetLog = journal
+    del tap, queue, sink, reads, offline, status, fleet
 
 
 def members(view: type) -> set[str]:

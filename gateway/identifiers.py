@@ -200,7 +200,11 @@ def check_reader_name(name: str) -> str:
 
 _FLEET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _TOPIC_PREFIX = re.compile(rf"{_FLEET_NAME.pattern}(/{_FLEET_NAME.pattern}){{0,3}}")
-RESERVED_BOX_IDS = ("badges", "commands")  # the site's own topics, beside its boxes'
+# The site's own topics, beside its boxes', and a box's leaves: a box named "status" would
+# make `{prefix}/{site}/commands/status` read as a box's status to `{prefix}/+/+/status`.
+SITE_TOPICS = ("badges", "commands")
+BOX_TOPICS = ("availability", "status", "events", "evidence")
+RESERVED_BOX_IDS = SITE_TOPICS + BOX_TOPICS
 
 
 def check_fleet_name(value: str) -> str:
@@ -214,7 +218,7 @@ def check_fleet_name(value: str) -> str:
 def check_box_id(value: str) -> str:
     check_fleet_name(value)
     if value in RESERVED_BOX_IDS:
-        raise InvalidIdentifier(f"{value!r} is reserved for the site's {value} topic")
+        raise InvalidIdentifier(f"{value!r} is reserved: it names a topic")
     return value
 
 

@@ -100,11 +100,7 @@ def _checked_boxes(boxes: Iterable[Box]) -> list[Box]:
 
 
 def _check_box_id(box: str, users: Sequence[str]) -> None:
-    check_box(box)
-    # `{prefix}/{site}/commands/{box}` would match the fleet's `{prefix}/+/+/{leaf}`
-    # subscriptions if a box were named after a leaf: commands would read as a box's status.
-    if box in BOX_LEAVES:
-        raise ValueError(f"box id {box!r}: reserved, it names a box topic ({box})")
+    check_box(box)  # refuses the names of topics too
     if box in users:
         raise ValueError(f"box id {box!r}: already the broker user of the fleet or the bridge")
 

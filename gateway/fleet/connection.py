@@ -132,6 +132,19 @@ class _Connack:
         self.failure = str(reason) if reason.is_failure else None
         self.done.set()
 
+    def on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: object,
+        reason: ReasonCode,
+        properties: object,
+    ) -> None:
+        """Hung up on before any CONNACK (a refused client certificate, in TLS 1.3)."""
+        if not self.done.is_set():
+            self.failure = f"the broker closed the connection ({reason})"
+            self.done.set()
+
 
 @contextmanager
 def connected(
@@ -149,6 +162,7 @@ def connected(
         client = new_client(client_id, access)
         connack = _Connack()
         client.on_connect = connack.on_connect
+        client.on_disconnect = connack.on_disconnect
         try:
             client.connect(
                 broker.host,

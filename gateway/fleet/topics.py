@@ -19,14 +19,15 @@ from dataclasses import dataclass
 
 from gateway.errors import InvalidIdentifier
 from gateway.identifiers import (
-    RESERVED_BOX_IDS,
+    BOX_TOPICS,
+    SITE_TOPICS,
     check_box_id,
     check_fleet_name,
     check_topic_prefix,
 )
 
-AVAILABILITY, STATUS, EVENTS, EVIDENCE = "availability", "status", "events", "evidence"
-BADGES, COMMANDS = RESERVED_BOX_IDS
+AVAILABILITY, STATUS, EVENTS, EVIDENCE = BOX_TOPICS
+BADGES, COMMANDS = SITE_TOPICS
 ONLINE, OFFLINE = b"online", b"offline"
 
 

@@ -317,7 +317,7 @@ BAD_INPUTS: list[tuple[str, str, str]] = [
     (
         "box id taken by a site topic",
         variant(append='[mqtt]\nbox_id = "badges"\n'),
-        "mqtt.box_id: 'badges' is reserved for the site's badges topic (got 'badges')",
+        "mqtt.box_id: 'badges' is reserved: it names a topic (got 'badges')",
     ),
     (
         "site id with a topic separator",

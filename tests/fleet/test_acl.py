@@ -111,7 +111,7 @@ def test_the_same_boxes_give_the_same_file() -> None:
     [
         ([("a", "box-1"), ("b", "box-1")], {}, "box id 'box-1': listed twice"),
         ([("a", "badges")], {}, "box id 'badges'"),
-        ([("a", "status")], {}, "box id 'status': reserved"),
+        ([("a", "status")], {}, "box id 'status': 'status' is reserved: it names a topic"),
         ([("a", "fleet")], {}, "box id 'fleet': already the broker user"),
         ([("a", "bridge")], {"bridge_user": "bridge"}, "box id 'bridge': already the broker"),
         ([("a b", "box-1")], {}, "site id 'a b'"),
@@ -157,7 +157,7 @@ def test_a_boxes_file_as_belgian_excel_writes_it(tmp_path: Path) -> None:
         ("brussels-north,", "3: box: box id ''"),
         ("brussels-north,badges", "3: box: box id 'badges'"),
         ("brussels-north,commands", "3: box: box id 'commands'"),
-        ("brussels-north,evidence", "3: box: box id 'evidence': reserved"),
+        ("brussels-north,evidence", "3: box: box id 'evidence': 'evidence' is reserved: it names a topic"),
         ("brussels-north,fleet", "3: box: box id 'fleet': already the broker user"),
         ("brussels-north,box-0001", "3: box: 'box-0001' is already listed on line 2"),
         ("gent,box-0001", "3: box: 'box-0001' is already listed on line 2"),

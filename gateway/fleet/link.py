@@ -52,6 +52,7 @@ LOOP_TIMEOUT_S = 0.1
 CONNECT_TIMEOUT_S = 10.0
 BACKOFF_INITIAL_S = 1.0
 BACKOFF_MAX_S = 60.0
+PUMP_EVERY_S = 0.25
 STATUS_CHECK_S = 10.0  # how often the status is looked at for a change
 GOODBYE_TIMEOUT_S = 2.0
 INFLIGHT_MAX = 200  # paho's own window, beside the stream's 100
@@ -105,6 +106,8 @@ class FleetLink:
         self._last_status: dict[str, Any] | None = None
         self._status_at = 0.0
         self._checked_at = 0.0
+        self._pumped_at = 0.0
+        self._identity: dict[str, Any] = {}  # read on the link's thread, as it starts
         self._client = self._new_client()
         self._thread = threading.Thread(target=self._run, name="fleet", daemon=True)
 
@@ -145,6 +148,7 @@ class FleetLink:
         except OSError as error:
             log.warning("cannot lower the fleet link's CPU priority", error=str(error))
         try:
+            self._identity = self._hooks.identity()
             while not self._stop.is_set():
                 if self.state is LinkState.ONLINE:
                     self._serve_once()
@@ -243,13 +247,18 @@ class FleetLink:
         return self._client.publish(topic, payload, qos=1, retain=retain)
 
     def _pump_evidence(self) -> None:
+        """A few times a second at most: a busy door's entries go out together, each read
+        and publish shared by many, rather than the link waking for every tap."""
+        now = time.monotonic()
+        if now - self._pumped_at < PUMP_EVERY_S:
+            return
+        self._pumped_at = now
         entries = self._stream.pump(lambda data: self._publish(self.topics.evidence, data).mid)
-        identity = self._hooks.identity() if entries else {}
         for entry in entries:
             if entry.seq <= self._events_through:
                 continue  # told before this connection
             self._events_through = entry.seq
-            told = event_from_entry(identity, entry)
+            told = event_from_entry(self._identity, entry)
             if told is not None:
                 self._events.put(told)
 
@@ -264,7 +273,7 @@ class FleetLink:
             return
         self._checked_at = now
         self._status_wanted.clear()
-        document = status_document(self._hooks.snapshot(), self._hooks.identity(), self._link())
+        document = status_document(self._hooks.snapshot(), self._identity, self._link())
         overdue = now - self._status_at >= self._config.status_interval_seconds
         if wanted or overdue or _changed(self._last_status, document):
             self._publish(self.topics.status, _json(document), retain=True)
@@ -331,10 +340,11 @@ class FleetLink:
         self._hooks.apply_register(register)
         self._journal.set_fleet_value(REGISTER_VERSION, str(register.version), durable=True)
         self._journal.set_fleet_value(REGISTER_DOCUMENT, _sha256(payload), durable=True)
+        self._identity = self._hooks.identity()  # its register version changed
         self.register_error = None
         details = {"version": register.version, "sha256": register.sha256}
         log.info("badge register from the fleet applied", **details)
-        self._events.put(event(self._hooks.identity(), "register-applied", details))
+        self._events.put(event(self._identity, "register-applied", details))
         self._status_wanted.set()
 
     def _is_applied(self, payload: bytes) -> bool:
@@ -358,14 +368,14 @@ class FleetLink:
         self._status_wanted.set()
         details = {"command": command.command.value, "id": command.id}
         log.info("fleet command applied", **details)
-        self._events.put(event(self._hooks.identity(), "command-applied", details))
+        self._events.put(event(self._identity, "command-applied", details))
 
     def _refused(self, topic: str, reason: str) -> None:
         kind = "command-refused"
         if topic == self.topics.site_topics.badges:
             kind, self.register_error = "register-refused", reason
         log.error(f"fleet link: {kind.replace('-', ' ')}", topic=topic, reason=reason)
-        self._events.put(event(self._hooks.identity(), kind, {"reason": reason}))
+        self._events.put(event(self._identity, kind, {"reason": reason}))
         self._status_wanted.set()
 
 

@@ -157,7 +157,10 @@ def test_a_boxes_file_as_belgian_excel_writes_it(tmp_path: Path) -> None:
         ("brussels-north,", "3: box: box id ''"),
         ("brussels-north,badges", "3: box: box id 'badges'"),
         ("brussels-north,commands", "3: box: box id 'commands'"),
-        ("brussels-north,evidence", "3: box: box id 'evidence': 'evidence' is reserved: it names a topic"),
+        (
+            "brussels-north,evidence",
+            "3: box: box id 'evidence': 'evidence' is reserved: it names a topic",
+        ),
         ("brussels-north,fleet", "3: box: box id 'fleet': already the broker user"),
         ("brussels-north,box-0001", "3: box: 'box-0001' is already listed on line 2"),
         ("gent,box-0001", "3: box: 'box-0001' is already listed on line 2"),

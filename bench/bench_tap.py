@@ -227,12 +227,22 @@ class TapRun:
 
 
 def tap_block(
-    reader: BenchReader, feedback: StampingFeedback, uids: Sequence[str], taps: range, run: TapRun
+    reader: BenchReader,
+    feedback: StampingFeedback,
+    uids: Sequence[str],
+    taps: range,
+    run: TapRun,
+    rate: float = 0.0,
 ) -> None:
     """Present cards one after the other, as a reader thread does: the daemon runs each tap
-    on this thread, so the time from the hand-over to the feedback call is the latency."""
+    on this thread, so the time from the hand-over to the feedback call is the latency.
+    `rate`: taps a second, on a fixed schedule; 0, back to back."""
     assert reader.on_read is not None
+    next_at = time.monotonic()
     for index in taps:
+        if rate > 0:
+            time.sleep(max(0.0, next_at - time.monotonic()))
+            next_at = max(next_at + 1 / rate, time.monotonic())
         read = tap_read(uids[index % len(uids)])
         sent = time.perf_counter_ns()
         reader.on_read(read)

@@ -129,7 +129,7 @@ def _verify_export(directory: Path, public_key: str | None) -> int:
 
 
 def _verify_archive(directory: Path) -> int:
-    from gateway.fleet.archive import archive_boxes, describe_check, verify_archive
+    from gateway.fleet.archive_check import archive_boxes, describe_check, verify_archive
 
     boxes = archive_boxes(directory)
     if not boxes:

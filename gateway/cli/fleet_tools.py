@@ -61,7 +61,7 @@ def add_tool_commands(actions: Any) -> None:
 
 
 def fleet_archive(args: argparse.Namespace) -> int:
-    from gateway.fleet.archive import run_archive
+    from gateway.fleet.archive_session import run_archive
     from gateway.system import logs
 
     logs.configure()

@@ -247,10 +247,11 @@ class FleetLink:
         return self._client.publish(topic, payload, qos=1, retain=retain)
 
     def _pump_evidence(self) -> None:
-        """A few times a second at most: a busy door's entries go out together, each read
-        and publish shared by many, rather than the link waking for every tap."""
+        """A few times a second at most, so that a busy door's entries go out together
+        rather than the link waking for every tap; as fast as the broker acknowledges
+        while a backlog is catching up."""
         now = time.monotonic()
-        if now - self._pumped_at < PUMP_EVERY_S:
+        if now - self._pumped_at < PUMP_EVERY_S and not self._stream.behind:
             return
         self._pumped_at = now
         entries = self._stream.pump(lambda data: self._publish(self.topics.evidence, data).mid)

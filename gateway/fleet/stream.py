@@ -35,9 +35,11 @@ class EvidenceStream:
         self._acked: set[int] = set()
         self._next_after = self.acknowledged
         self.published = 0  # entries published since start, republications included
+        self.behind = False
 
     def restart(self) -> None:
         """A new connection: what was in flight is published again from the watermark."""
+        self.behind = True  # until a read finds less than the window
         self._sent.clear()
         self._by_mid.clear()
         self._acked.clear()
@@ -46,9 +48,10 @@ class EvidenceStream:
     def pump(self, publish: Publish) -> list[Entry]:
         """Publish the entries that fit in the window; returns them (for the events)."""
         room = WINDOW - len(self._sent)
-        if room <= 0:
-            return []
+        if room <= 0 or (self.behind and room < WINDOW // 2):
+            return []  # catching up: a read for half a window at least, not one by one
         entries = self._journal.evidence_after(self._next_after, room)
+        self.behind = len(entries) == room  # the window was the limit: more are waiting
         for entry in entries:
             mid = publish(json.dumps(entry.as_json(), separators=(",", ":")).encode())
             self._by_mid[mid] = entry.seq

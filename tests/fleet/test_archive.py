@@ -25,8 +25,8 @@ from gateway.fleet.archive import (
     GAPS_FILE,
     EvidenceArchive,
     Received,
-    verify_archive,
 )
+from gateway.fleet.archive_check import verify_archive
 from gateway.fleet.connection import connected
 from tests.fleet.broker import MosquittoBroker
 from tests.support import clock_at

@@ -4,7 +4,7 @@ It announces the box (`online`, and a last will that says `offline` when the box
 publishes its status on change and every `status_interval_seconds`, its events, and every
 evidence entry in order (gateway.fleet.stream); it takes signed badge registers and
 commands from the site's topics. Nothing here can delay a tap: the link reads the journal
-on a connection of its own, writes to it once a second at most (the watermark), and what
+on a connection of its own, writes to it every ten seconds at most (the watermark), and what
 waits for the broker is bounded (the evidence stays in the journal, events are dropped
 oldest first and counted).
 

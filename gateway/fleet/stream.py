@@ -18,7 +18,9 @@ from gateway.journal import FleetLog
 
 WATERMARK = "evidence_published_seq"
 WINDOW = 100  # entries published and not yet acknowledged, at most
-SAVE_EVERY_S = 1.0  # the watermark's write: a lost one only republishes a few entries
+# The watermark's write takes the journal's lock, which a tap may then wait for: seldom. A
+# watermark lost (a crash, a power cut) only makes the link publish those entries again.
+SAVE_EVERY_S = 10.0
 
 Publish = Callable[[bytes], int]  # publishes one entry's JSON; returns the message id
 
@@ -71,7 +73,7 @@ class EvidenceStream:
             self.acknowledged = self._sent.popleft()
 
     def save(self, *, now: bool = False) -> None:
-        """Keep the watermark in the journal, at most once a second unless `now`."""
+        """Keep the watermark in the journal, at most every SAVE_EVERY_S unless `now`."""
         if self.acknowledged == self._saved:
             return
         if not now and self._clock() - self._saved_at < SAVE_EVERY_S:

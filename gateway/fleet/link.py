@@ -121,13 +121,6 @@ class FleetLink:
         self._stop.set()
         self._thread.join(GOODBYE_TIMEOUT_S + CONNECT_TIMEOUT_S)
 
-    def publish_status_soon(self) -> None:
-        self._status_wanted.set()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
     def as_json(self) -> dict[str, Any]:
         """For `badge-gateway status`."""
         return {

@@ -69,10 +69,10 @@ def _key_problems(config: GatewayConfig) -> Iterator[str]:
             yield f"{field}: {error}"
 
 
-def _read_mqtt_password(path: Path) -> bytes:
-    from gateway.system.secrets import read_secret_file
+def _read_mqtt_password(path: Path) -> str:
+    from gateway.fleet.connection import read_password  # paho, only when [mqtt] is on
 
-    return read_secret_file(path, "MQTT password")
+    return read_password(path, "MQTT password")
 
 
 def _badges_check(args: argparse.Namespace) -> int:

@@ -6,9 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import CredentialError
-from gateway.fleet.connection import BrokerAccess, parse_broker
-from gateway.system.secrets import read_secret_file
+from gateway.fleet.connection import BrokerAccess, parse_broker, read_password
 
 DEFAULT_PREFIX = "badge-gateway"
 
@@ -40,7 +38,7 @@ def broker_access(args: argparse.Namespace) -> BrokerAccess:
     """What the broker options say; FleetError or CredentialError (one line) if unusable."""
     password = None
     if args.password_file is not None:
-        password = _password(args.password_file)
+        password = read_password(args.password_file, "broker password")
     return BrokerAccess(
         brokers=tuple(args.brokers),
         ca_file=args.ca_file,
@@ -49,13 +47,6 @@ def broker_access(args: argparse.Namespace) -> BrokerAccess:
         username=args.username,
         password=password,
     )
-
-
-def _password(path: Path) -> str:
-    text = read_secret_file(path, "broker password").decode("utf-8", "replace").strip()
-    if not text:
-        raise CredentialError(f"{path}: empty, not a broker password")
-    return text
 
 
 def _broker(text: str) -> Any:

@@ -229,16 +229,20 @@ def brokers_from(urls: Sequence[str]) -> tuple[Broker, ...]:
     return tuple(parse_broker(url) for url in urls)
 
 
+def read_password(path: Path, what: str) -> str:
+    """A password file's text (mode 600, one line, trimmed); CredentialError if unusable."""
+    text = read_secret_file(path, what).decode("utf-8", "replace").strip()
+    if not text:
+        raise CredentialError(f"{path}: empty, where the {what} should be")
+    return text
+
+
 def box_access(config: MqttConfig) -> BrokerAccess:
     """How the box reaches its fleet, from `[mqtt]`: the password read from its file or
     systemd credential (mode 600); CredentialError or FleetError (one line) if unusable."""
     password = None
     if config.password is not None:
-        path = key_path(config.password)
-        text = read_secret_file(path, "MQTT password").decode("utf-8", "replace").strip()
-        if not text:
-            raise CredentialError(f"{path}: empty, not an MQTT password")
-        password = text
+        password = read_password(key_path(config.password), "MQTT password")
     try:
         brokers = brokers_from(config.brokers)
     except ValueError as error:

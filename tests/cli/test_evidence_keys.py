@@ -178,3 +178,22 @@ def test_config_check_passes_good_keys_and_names_a_credential_it_cannot_see(stat
     assert result.returncode == 0, result.stderr
     assert "[evidence] signing_key 'evidence.pem': a systemd credential" in result.stdout
     assert f"{config}: valid" in result.stdout
+
+
+def test_config_check_refuses_an_empty_mqtt_password_as_the_daemon_would(state: Path) -> None:
+    password = state / "mqtt-password"
+    password.write_text("\n")
+    password.chmod(0o600)
+    mqtt = {
+        "enabled": True,
+        "brokers": ["mqtts://fleet.example:8883"],
+        "site_id": "site-a",
+        "box_id": "box-a1",
+        "password": str(password),
+    }
+    result = config_check(write_config(state, mqtt=mqtt))
+
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        f"[mqtt] password: {password}: empty, where the MQTT password should be"
+    )

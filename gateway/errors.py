@@ -20,13 +20,17 @@ One tree, rooted at `GatewayError`; a caller catches the family it can handle:
     ├── DemoError                  `badge-gateway demo` could not show what it promised
     ├── FleetError                 the fleet's broker cannot be reached or refused us
     │   └── SignedDocumentError      a signed register or command that must not be applied
+    ├── SoapEnvelopeError          a SOAP message that cannot be read as one (Checkinatwork)
+    ├── WsSecurityError            a request's WS-Security header refused; `refusal` says which
+    │                              check (Checkinatwork simulator)
     └── UplinkError                how one call to the ONSS ended, when not with an answer
         ├── RetryableError           try again later (network, 5xx, 429, token trouble)
         │   ├── AmbiguousError         ...but the ONSS may have it: flag, then resend
         │   └── UnauthorizedError      401 a fresh token does not cure, or our credentials
         │                              refused: a configuration matter, retried with backoff
         ├── UnreadableAnswerError    a 2xx whose per-item answers cannot be read: the ONSS
-        │                            very probably has them; never resent by itself
+        │   │                        very probably has them; never resent by itself
+        │   └── PresenceAnswerError    ...a Checkinatwork (SOAP) answer so
         ├── BadRequestError          400: some item is bad
         ├── PayloadTooLargeError     413: the batch must be smaller
         ├── ForbiddenError           403: scope or permission, a configuration matter
@@ -197,6 +201,34 @@ class TokenError(UplinkError):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+
+
+# --- Checkinatwork SOAP ----------------------------------------------------------------------
+
+
+class SoapEnvelopeError(GatewayError):
+    """Bytes that are not a readable SOAP 1.1 envelope (not XML, a DTD, no Body...): for a
+    client, an answer it cannot read; the message says why in one line."""
+
+
+class WsSecurityError(GatewayError):
+    """A WS-Security header refused. `refusal` names the check that failed (a value of
+    `gateway.checkinatwork.security.Refusal`), the message says why in one line."""
+
+    def __init__(self, refusal: str, reason: str) -> None:
+        super().__init__(f"{refusal}: {reason}")
+        self.refusal = refusal
+        self.reason = reason
+
+
+class PresenceAnswerError(UnreadableAnswerError):
+    """A Checkinatwork answer whose per-item results cannot be read (not the operation's
+    response, a wrong count, an item neither registered nor refused, an id that is no id).
+    As its base: the ONSS very probably has the items, never resent by itself. `status` is
+    200 unless the caller knows better: SOAP 1.1 answers a readable response so."""
+
+    def __init__(self, detail: str, status: int = 200) -> None:
+        super().__init__(status, detail)
 
 
 # --- the fleet -------------------------------------------------------------------------------

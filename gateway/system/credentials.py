@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
@@ -24,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from gateway.errors import CredentialError
 from gateway.system.secrets import key_path, read_secret_file
 
-__all__ = ["key_path", "load_private_key", "load_signing_key"]
+__all__ = ["key_path", "load_certificate", "load_private_key", "load_signing_key"]
 
 _KINDS: tuple[tuple[type[object], str], ...] = (
     (RSAPrivateKey, "an RSA key"),
@@ -50,6 +51,21 @@ def load_signing_key(path: Path) -> Ed25519PrivateKey:
             f"{path}: evidence manifests are signed with an Ed25519 key, not {_kind(key)}"
         )
     return key
+
+
+def load_certificate(path: Path) -> x509.Certificate:
+    """The first certificate of a PEM file (the employer's, for WS-Security). Public, so any
+    file mode is accepted; the same one-line errors as for a key."""
+    data = read_secret_file(path, what="certificate", private=False)
+    if b"PRIVATE KEY-----" in data:  # the key beside it: then the file must be 0600
+        read_secret_file(path, what="private key and certificate")
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise CredentialError(f"{path}: holds no PEM certificate (no BEGIN CERTIFICATE line)")
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except ValueError as error:
+        reason = " ".join(str(error).split()).split(". ")[0]
+        raise CredentialError(f"{path}: not a readable PEM certificate: {reason}") from error
 
 
 def _load_pem(path: Path) -> PrivateKeyTypes:

@@ -32,15 +32,16 @@ def key_path(name: str, credentials_directory: str | None = None) -> Path:
     return Path(directory) / path
 
 
-def read_secret_file(path: Path, what: str = "private key") -> bytes:
-    """The file's bytes, once it is known to be a small regular file only its owner can use."""
+def read_secret_file(path: Path, what: str = "private key", private: bool = True) -> bytes:
+    """The file's bytes, once it is known to be a small regular file only its owner can use
+    (`private=False`, for a certificate: any mode)."""
     try:
         # Non-blocking: a FIFO put where the key should be must not hang the command.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as error:
         raise CredentialError(f"{path}: cannot open the {what}: {_reason(error)}") from error
     try:
-        _check_file(path, os.fstat(fd), what)
+        _check_file(path, os.fstat(fd), what, private)
         with os.fdopen(fd, "rb", closefd=False) as file:
             return file.read(MAX_SECRET_FILE_BYTES + 1)
     except OSError as error:
@@ -49,13 +50,13 @@ def read_secret_file(path: Path, what: str = "private key") -> bytes:
         os.close(fd)
 
 
-def _check_file(path: Path, info: os.stat_result, what: str) -> None:
+def _check_file(path: Path, info: os.stat_result, what: str, private: bool) -> None:
     if stat.S_ISDIR(info.st_mode):
         raise CredentialError(f"{path}: is a directory, not a {what} file")
     if not stat.S_ISREG(info.st_mode):
         raise CredentialError(f"{path}: not a regular file (a device, FIFO or socket)")
     mode = stat.S_IMODE(info.st_mode)
-    if mode & 0o077:
+    if private and mode & 0o077:
         raise CredentialError(
             f"{path}: {_exposure(mode)} (mode {mode:04o}); refusing it: chmod 600 {path}"
             f" and consider the {what} compromised"

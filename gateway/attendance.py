@@ -1,6 +1,12 @@
 """Attendance rules: from a read, its worker and their last registration, decide what to do.
 
 Pure: no I/O, no clock reads. The tap pipeline gathers the inputs and stores the result.
+A registration goes under its worker's own declaration (their badge register row's) or
+the site's default one; "last registration" means under that declaration.
+
+On a Checkinatwork site (docs/checkinatwork.md), a person's first valid tap of the day
+(the site's time zone) registers their PRESENCE; every later tap that day is answered
+"already registered today" and registers nothing. The rest is for CIaO sites:
 - Toggle mode: the next type is the opposite of the worker's last stored registration at
   this site (IN, OUT, IN, ... across midnight and restarts); the first ever is IN. A
   reader key that says IN or OUT wins over the toggle.
@@ -18,7 +24,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from drivers.base import BadgeRead
-from gateway.models import ClockSample, Direction, PlaceOfWork, Registration, Worker
+from gateway.models import Channel, ClockSample, Direction, PlaceOfWork, Registration, Worker
 from gateway.uuid7 import uuid7
 
 
@@ -42,19 +48,27 @@ class Repeat:
 
 
 @dataclass(frozen=True, slots=True)
+class AlreadyToday:
+    """Checkinatwork: `previous` is today's presence registration of this person."""
+
+    previous: Registration
+
+
+@dataclass(frozen=True, slots=True)
 class Refuse:
     reason: Refusal
     worker: Worker | None
 
 
-Decision = Register | Repeat | Refuse
+Decision = Register | Repeat | AlreadyToday | Refuse
 
 
 @dataclass(frozen=True, slots=True)
 class Site:
-    declaration: str
-    place: PlaceOfWork
+    declaration: str  # the default one
+    place: PlaceOfWork | None
     tz: ZoneInfo
+    channel: Channel = Channel.CIAO
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +89,31 @@ class AttendanceRules:
         refusal = self._validity(worker, clock)
         if refusal is not None:
             return Refuse(refusal, worker)
+        if self.site.channel is Channel.CHECKINATWORK:
+            return self._presence(read, worker, last, clock)
         if last is not None and self._is_repeat(read, last, clock):
             return Repeat(last)
         direction = self._direction(read, last)
         if direction is None:
             return Refuse(Refusal.DIRECTION_REQUIRED, worker)
         return Register(self._registration(read, worker, direction, clock))
+
+    def declaration_of(self, worker: Worker) -> str:
+        return worker.declaration or self.site.declaration
+
+    def _presence(
+        self, read: BadgeRead, worker: Worker, last: Registration | None, clock: ClockSample
+    ) -> Decision:
+        if (
+            last is not None
+            and last.direction is Direction.PRESENCE
+            and self._same_day(last, clock)
+        ):
+            return AlreadyToday(last)
+        return Register(self._registration(read, worker, Direction.PRESENCE, clock))
+
+    def _same_day(self, last: Registration, clock: ClockSample) -> bool:
+        return self.local_time(last.clock).date() == self.local_time(clock).date()
 
     def _is_repeat(self, read: BadgeRead, last: Registration, clock: ClockSample) -> bool:
         """Within the window the same tap again, unless a key now asks for the other type."""
@@ -123,7 +156,7 @@ class AttendanceRules:
             badge_uid=worker.badge_uid,
             reader=read.reader,
             worker=worker,
-            declaration=self.site.declaration,
+            declaration=self.declaration_of(worker),
             place=self.site.place,
             direction=direction,
             clock=clock,

@@ -2,7 +2,12 @@
 
 People edit this file, often in Excel, so a bad line is reported and left out while the rest
 still loads; only a file that cannot be used at all raises BadgeFileError. No message made
-here ever shows a full NISS.
+here ever shows a full NISS (nor a full Limosa number).
+
+A row names a person by NISS or, for a posted foreign worker without one, by the number of
+their Limosa declaration (the `limosa` column); the `declaration` column puts a worker
+under one of the site's declarations (or, on a Checkinatwork site, workplace ids) instead
+of its default. Given the site (`BadgeSite`), a row that does not fit it is refused.
 """
 
 from __future__ import annotations
@@ -21,11 +26,19 @@ from types import MappingProxyType
 from typing import NamedTuple, TypeVar
 
 from gateway.errors import BadgeFileError, InvalidIdentifier
-from gateway.identifiers import mask_niss, normalise_niss, normalise_uid, parse_employer
-from gateway.models import Capacity, Employer, Language, Worker
+from gateway.identifiers import (
+    mask_niss,
+    normalise_limosa,
+    normalise_niss,
+    normalise_uid,
+    normalise_workplace_id,
+    parse_employer,
+)
+from gateway.models import Capacity, Channel, Employer, Language, Worker
 
 REQUIRED_COLUMNS = ("badge_uid", "niss", "employer", "name", "language", "capacity")
-OPTIONAL_COLUMNS = ("valid_from", "valid_until")
+OPTIONAL_COLUMNS = ("valid_from", "valid_until", "limosa", "declaration")
+PERSONAL_COLUMNS = ("niss", "limosa")  # never shown in full
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -50,6 +63,15 @@ class LineError:
         if self.field is None:
             return f"{where}: {self.message}"
         return f"{where}: {self.field}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class BadgeSite:
+    """What a register's rows must fit: the site's channel and its declarations (the
+    default one first)."""
+
+    channel: Channel
+    declarations: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -99,19 +121,21 @@ class _LineResult:
     errors: tuple[LineError, ...]
 
 
-def load_badge_register(path: Path) -> BadgeRegister:
-    return parse_badge_register(_read_bytes(path), path)
+def load_badge_register(path: Path, site: BadgeSite | None = None) -> BadgeRegister:
+    return parse_badge_register(_read_bytes(path), path, site)
 
 
-def parse_badge_register(data: bytes, source: Path) -> BadgeRegister:
+def parse_badge_register(data: bytes, source: Path, site: BadgeSite | None = None) -> BadgeRegister:
     """The register in `data`, by the rules of the file; `source` is what messages name (the
-    file, or where a register that came over the network came from)."""
+    file, or where a register that came over the network came from). Without a `site`,
+    only what a row holds is checked, not whether it fits the site."""
     lines = _physical_lines(data)
     header = _parse_header(source, lines, _encoding(data))
     results = [
         result
         for number, raw in lines
-        if number > header.line and (result := _parse_line(source, number, raw, header)) is not None
+        if number > header.line
+        and (result := _parse_line(source, number, raw, header, site)) is not None
     ]
     results = _refuse_duplicate_uids(source, results)
     workers = {r.worker.badge_uid: r.worker for r in results if r.worker is not None}
@@ -214,7 +238,9 @@ def _check_columns(path: Path, number: int, columns: tuple[str, ...]) -> None:
         )
 
 
-def _parse_line(path: Path, number: int, raw: bytes, header: _Header) -> _LineResult | None:
+def _parse_line(
+    path: Path, number: int, raw: bytes, header: _Header, site: BadgeSite | None
+) -> _LineResult | None:
     """The worker on one physical line, its errors, or None for a line that holds nothing."""
 
     def refused(message: str) -> _LineResult:
@@ -238,7 +264,7 @@ def _parse_line(path: Path, number: int, raw: bytes, header: _Header) -> _LineRe
     if len(cells) != len(header.columns):
         return refused(f"expected {len(header.columns)} fields, got {len(cells)}")
     values = {column: cell.strip() for column, cell in zip(header.columns, cells, strict=True)}
-    return _worker_from_values(path, number, values)
+    return _worker_from_values(path, number, values, site)
 
 
 class _FieldReader:
@@ -266,10 +292,13 @@ class _FieldReader:
         self.errors.append(LineError(self._path, self._number, field, message))
 
 
-def _worker_from_values(path: Path, number: int, values: Mapping[str, str]) -> _LineResult:
+def _worker_from_values(
+    path: Path, number: int, values: Mapping[str, str], site: BadgeSite | None
+) -> _LineResult:
     fields = _FieldReader(path, number, values)
     uid = fields.required("badge_uid", normalise_uid)
-    niss = fields.required("niss", normalise_niss)
+    niss, limosa = _person(fields, site)
+    declaration = fields.optional("declaration", lambda raw: _declaration(raw, site))
     employer = fields.required("employer", parse_employer)
     name = fields.required("name", str)
     language = fields.required("language", _parse_language)
@@ -278,26 +307,55 @@ def _worker_from_values(path: Path, number: int, values: Mapping[str, str]) -> _
     valid_until = fields.optional("valid_until", _parse_optional_date)
     if valid_from is not None and valid_until is not None and valid_until < valid_from:
         fields.report("valid_until", f"{valid_until} is before valid_from {valid_from}")
-    worker = _complete_worker(uid, niss, employer, name, language, capacity)
+    worker = _complete_worker(uid, (niss, limosa), employer, name, language, capacity)
     if worker is None or fields.errors:
         return _LineResult(number, uid, None, tuple(fields.errors))
-    worker = dataclasses.replace(worker, valid_from=valid_from, valid_until=valid_until)
+    worker = dataclasses.replace(
+        worker, valid_from=valid_from, valid_until=valid_until, declaration=declaration
+    )
     return _LineResult(number, uid, worker, ())
+
+
+def _person(fields: _FieldReader, site: BadgeSite | None) -> tuple[str | None, str | None]:
+    """The row's NISS or Limosa number: exactly one (a bad one is reported by its field)."""
+    errors_before = len(fields.errors)
+    niss = fields.optional("niss", lambda raw: normalise_niss(raw) if raw else None)
+    limosa = fields.optional("limosa", lambda raw: normalise_limosa(raw) if raw else None)
+    if len(fields.errors) > errors_before:
+        return None, None
+    if niss is not None and limosa is not None:
+        fields.report("limosa", "give a NISS or a Limosa number, not both")
+    elif niss is None and limosa is None:
+        fields.report("niss", "is empty (a posted worker without one: the limosa column)")
+    elif limosa is not None and site is not None and site.channel is Channel.CIAO:
+        fields.report("limosa", "CIaO registers a person by NISS: give this worker's NISS")
+    return niss, limosa
+
+
+def _declaration(raw: str, site: BadgeSite | None) -> str | None:
+    """The row's own declaration (WorkPlaceId on a Checkinatwork site), one of the site's."""
+    if not raw:
+        return None
+    value = normalise_workplace_id(raw)  # the looser of the two formats; the site is exact
+    if site is not None and value not in site.declarations:
+        raise ValueError(f"not one of this site's: {', '.join(site.declarations)}")
+    return value
 
 
 def _complete_worker(
     uid: str | None,
-    niss: str | None,
+    person: tuple[str | None, str | None],
     employer: Employer | None,
     name: str | None,
     language: Language | None,
     capacity: Capacity | None,
 ) -> Worker | None:
-    if uid is None or niss is None or employer is None or name is None:
+    niss, limosa = person
+    if uid is None or (niss is None) == (limosa is None) or employer is None or name is None:
         return None
     if language is None or capacity is None:
         return None
-    return Worker(uid, niss, employer, name, language, capacity)
+    return Worker(uid, niss, employer, name, language, capacity, limosa=limosa)
 
 
 def _parse_language(raw: str) -> Language:
@@ -327,7 +385,7 @@ def _parse_optional_date(raw: str) -> date | None:
 
 def _shown(field: str, raw: str) -> str:
     """The bad value as it may appear in a message: never a full NISS, never very long."""
-    if field == "niss" or _is_valid_niss(raw):
+    if field in PERSONAL_COLUMNS or _is_valid_niss(raw):
         return mask_niss(raw)
     if len(raw) > _MAX_SHOWN_CHARS:
         return raw[: _MAX_SHOWN_CHARS - 1] + "…"
@@ -391,8 +449,9 @@ class BadgeRegisterWatcher:
     says why.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, site: BadgeSite | None = None) -> None:
         self.path = path
+        self.site = site
         self.last_error: str | None = None
         self._lock = threading.Lock()
         # Stat before loading: a write during the load then shows as a change next time.
@@ -400,7 +459,7 @@ class BadgeRegisterWatcher:
             self._signature: _FileSignature | None = _file_signature(path)
         except OSError as error:
             raise BadgeFileError(f"{path}: cannot read: {error.strerror or error}") from error
-        self._current = load_badge_register(path)
+        self._current = load_badge_register(path, site)
         self.last_error = self._current.no_worker()  # shown in status; the daemon still starts
 
     @property
@@ -430,7 +489,7 @@ class BadgeRegisterWatcher:
 
     def _reload(self, signature: _FileSignature) -> BadgeRegister | None:
         try:
-            register = load_badge_register(self.path)
+            register = load_badge_register(self.path, self.site)
         except BadgeFileError as error:
             self._keep_current(str(error), signature)
             return None

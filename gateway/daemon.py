@@ -33,7 +33,7 @@ import structlog
 from drivers.base import BadgeRead, Reader
 from gateway import __version__
 from gateway.attendance import AttendanceRules, Site
-from gateway.badges import CP1252_NOTE, BadgeRegisterWatcher
+from gateway.badges import CP1252_NOTE, BadgeRegisterWatcher, BadgeSite
 from gateway.clock import Clock, boot_id
 from gateway.config import GatewayConfig
 from gateway.control import ControlServer, commands, status
@@ -49,6 +49,7 @@ from gateway.errors import (
 from gateway.evidence import Kind
 from gateway.feedback import Feedback, TapOutcome, build_outputs, close_outputs
 from gateway.journal import Journal
+from gateway.models import Channel
 from gateway.readers import build_readers
 from gateway.system import BackgroundLoop, logs, notify, systemd_notifies, watchdog_interval
 from gateway.tap import TapPipeline
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     from gateway.fleet.link import FleetLink
     from gateway.fleet.signed import SignedRegister
     from gateway.uplink.connectivity import Connectivity
+    from gateway.uplink.factory import ServiceFactory
     from gateway.uplink.sender import Uplink
 
 log = structlog.get_logger("daemon")
@@ -152,7 +154,9 @@ class Daemon:
     async def _open(self) -> Journal:
         """What must be there to take a tap; nothing to undo when one of them is not."""
         boot_id()  # essential evidence: without it stop here, before opening anything
-        self.badges = BadgeRegisterWatcher(self.config.badges.file)
+        site = self.config.site
+        badge_site = BadgeSite(site.channel, site.all_declarations)
+        self.badges = BadgeRegisterWatcher(self.config.badges.file, badge_site)
         self._report_register()
         storage = self.config.storage
         self.journal = await asyncio.to_thread(
@@ -220,7 +224,7 @@ class Daemon:
             clock=self.clock,
             badges=lambda: badges.current,
             rules=AttendanceRules(
-                site=Site(site.declaration, site.place_of_work, site.tz),
+                site=Site(site.declaration, site.place_of_work, site.tz, site.channel),
                 mode=attendance.mode,
                 debounce_ns=int(attendance.debounce_seconds * 1e9),
             ),
@@ -300,8 +304,12 @@ class Daemon:
         from gateway.uplink import open_uplink
 
         assert self.journal is not None and self.pipeline is not None
+        config = self.config.uplink
         try:
-            self.uplink, http = open_uplink(self.config.uplink, self.journal, self.pipeline.clock)
+            service = (
+                self._checkinatwork() if self.config.site.channel is Channel.CHECKINATWORK else None
+            )
+            self.uplink, http = open_uplink(config, self.journal, self.pipeline.clock, service)
         except (CredentialError, OSError, ssl.SSLError) as error:
             self.uplink_error = str(error)
             log.error(
@@ -314,6 +322,13 @@ class Daemon:
         delivery = background.submit(_deliver(self.uplink, http))
         tasks.append(asyncio.create_task(_awaited(delivery), name="uplink"))
         return background
+
+    def _checkinatwork(self) -> ServiceFactory:
+        # Imported here: a CIaO box does not pay for lxml and XML signatures in RAM.
+        from gateway.checkinatwork.factory import presence_service
+
+        config = self.config.uplink
+        return lambda http, limits: presence_service(config, http, limits)
 
     def _start_fleet(self, journal: Journal) -> FleetLink | None:
         """Taps are captured whatever happens here: a bad password only stops the link."""

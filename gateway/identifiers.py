@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from gateway.errors import InvalidIdentifier
-from gateway.models import Employer
+from gateway.models import Employer, mask
 
 _NUMBER_SEPARATORS = re.compile(r"[\s.\-]")
 _UID_SEPARATORS = re.compile(r"[\s:.\-]")
@@ -88,7 +88,27 @@ def make_niss(yymmdd: str, serial: int, born_2000: bool = False) -> str:
 
 def mask_niss(niss: str) -> str:
     """All but the last 3 characters replaced by '*', for logs and error messages."""
-    return "*" * max(len(niss) - 3, 0) + niss[-3:]
+    return mask(niss)
+
+
+# --- Limosa -----------------------------------------------------------------------------
+
+LIMOSA_MAX = 64
+_LIMOSA = re.compile(r"[A-Z0-9][A-Z0-9-]*")
+
+
+def normalise_limosa(text: str) -> str:
+    """The number of a posted worker's Limosa declaration, as its receipt prints it:
+    letters, digits and '-', at most 64 (the service's LimosaIdType is any string; these
+    bounds are ours), in upper case."""
+    value = text.strip().upper()
+    if not value:
+        raise InvalidIdentifier("is empty")
+    if len(value) > LIMOSA_MAX:
+        raise InvalidIdentifier(f"is longer than {LIMOSA_MAX} characters")
+    if not _LIMOSA.fullmatch(value):
+        raise InvalidIdentifier("only letters, digits and '-'")
+    return value
 
 
 # --- Employers --------------------------------------------------------------------------
@@ -164,6 +184,21 @@ def normalise_declaration(text: str) -> str:
     if not _DECLARATION_CHARS.fullmatch(value):
         if "I" in value or "O" in value:
             raise InvalidIdentifier("the letters I and O are never used")
+        raise InvalidIdentifier("only letters and digits")
+    return value
+
+
+WORKPLACE_ID_MAX = 13
+_WORKPLACE_ID = re.compile(r"[A-Z0-9]+")
+
+
+def normalise_workplace_id(text: str) -> str:
+    """A Checkinatwork WorkPlaceId: the declaration of works (or contract) number that
+    identifies the workplace, 1 to 13 letters and digits (WorkPlaceIdType), in upper case."""
+    value = text.strip().upper()
+    if not 1 <= len(value) <= WORKPLACE_ID_MAX:
+        raise InvalidIdentifier(f"must be 1 to {WORKPLACE_ID_MAX} characters")
+    if not _WORKPLACE_ID.fullmatch(value):
         raise InvalidIdentifier("only letters and digits")
     return value
 

@@ -17,11 +17,22 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Direction(enum.StrEnum):
+    """A registration's type: IN or OUT (CIaO), or PRESENCE (Checkinatwork: this person is
+    at this workplace today, once a day)."""
+
     IN = "IN"
     OUT = "OUT"
+    PRESENCE = "PRESENCE"
 
     def opposite(self) -> Direction:
         return Direction.OUT if self is Direction.IN else Direction.IN
+
+
+class Channel(enum.StrEnum):
+    """The ONSS service a site registers with (docs/domain.md)."""
+
+    CIAO = "ciao"  # cleaning: every IN and OUT, over the REST service
+    CHECKINATWORK = "checkinatwork"  # construction, meat: one presence a day, over SOAP
 
 
 class Language(enum.StrEnum):
@@ -84,16 +95,31 @@ class Employer:
 
 @dataclass(frozen=True, slots=True)
 class Worker:
-    """One line of the employer's badge register."""
+    """One line of the employer's badge register: a person with a NISS, or a posted
+    foreign worker known by their Limosa declaration's number (exactly one of the two)."""
 
     badge_uid: str
-    niss: str
+    niss: str | None
     employer: Employer
     name: str
     language: Language
     capacity: Capacity
     valid_from: date | None = None
     valid_until: date | None = None
+    limosa: str | None = None
+    declaration: str | None = None  # this worker's contract; None: the site's default
+
+    def __post_init__(self) -> None:
+        if (self.niss is None) == (self.limosa is None):
+            raise ValueError("a worker has exactly one of niss or limosa")
+
+    @property
+    def person(self) -> str:
+        """Who, as logs and evidence may show it: the masked NISS, or 'Limosa ' + its id's
+        last characters."""
+        if self.niss is not None:
+            return mask(self.niss)
+        return "Limosa " + mask(self.limosa or "")
 
 
 class Coordinates(BaseModel):
@@ -128,6 +154,11 @@ class PlaceOfWork(BaseModel):
         return self
 
 
+def mask(identifier: str) -> str:
+    """A personal identifier with all but its last three characters hidden."""
+    return "*" * max(len(identifier) - 3, 0) + identifier[-3:]
+
+
 def iso_utc(wall_ns: int) -> str:
     """A wall time in nanoseconds as ISO 8601 UTC, to the second."""
     return datetime.fromtimestamp(wall_ns / 1e9, tz=UTC).isoformat(timespec="seconds")
@@ -157,14 +188,14 @@ class ClockSample:
 
 @dataclass(frozen=True, slots=True)
 class Registration:
-    """One IN or OUT, as stored in the journal and later sent to the ONSS."""
+    """One IN, OUT or PRESENCE, as stored in the journal and later sent to the ONSS."""
 
     id: uuid.UUID
     badge_uid: str
     reader: str
     worker: Worker
-    declaration: str
-    place: PlaceOfWork
+    declaration: str  # CIaO: the declaration of works; Checkinatwork: the WorkPlaceId
+    place: PlaceOfWork | None  # None on a Checkinatwork site, which need not declare it
     direction: Direction
     clock: ClockSample
     delivery: DeliveryState = DeliveryState.PENDING

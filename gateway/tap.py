@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from drivers.base import BadgeRead
-from gateway.attendance import AttendanceRules, Decision, Refuse, Register, Repeat
+from gateway.attendance import AlreadyToday, AttendanceRules, Decision, Refuse, Register, Repeat
 from gateway.badges import BadgeRegister
 from gateway.clock import Clock
 from gateway.errors import StorageError
@@ -86,7 +86,7 @@ class TapPipeline:
     def _last_registration(self, worker: Worker | None) -> Registration | None:
         if worker is None:
             return None
-        return self._journal.previous_registration(worker.niss, self._rules.site.declaration)
+        return self._journal.previous_registration(worker, self._rules.declaration_of(worker))
 
     def _store(self, read: BadgeRead, decision: Decision, clock: ClockSample) -> TapOutcome:
         match decision:
@@ -96,17 +96,21 @@ class TapPipeline:
                     OutcomeKind.REGISTERED, read, registration.worker, clock, registration
                 )
             case Repeat(previous):
-                attempt = self._attempt(
-                    OutcomeKind.REPEAT, read, previous.worker, clock, str(previous.id)
-                )
-                self._journal.append_attempt(attempt)
-                return self._outcome(
-                    OutcomeKind.REPEAT, read, previous.worker, previous.clock, previous
-                )
+                return self._again(OutcomeKind.REPEAT, read, previous, clock)
+            case AlreadyToday(previous):
+                return self._again(OutcomeKind.ALREADY_TODAY, read, previous, clock)
             case Refuse(reason, worker):
                 kind = OutcomeKind(reason.value)
                 self._journal.append_attempt(self._attempt(kind, read, worker, clock))
                 return self._outcome(kind, read, worker, clock)
+
+    def _again(
+        self, kind: OutcomeKind, read: BadgeRead, previous: Registration, clock: ClockSample
+    ) -> TapOutcome:
+        """A tap kept as an attempt, answered with the registration it already made."""
+        attempt = self._attempt(kind, read, previous.worker, clock, str(previous.id))
+        self._journal.append_attempt(attempt)
+        return self._outcome(kind, read, previous.worker, previous.clock, previous)
 
     def _attempt(
         self,

@@ -23,6 +23,7 @@ from gateway.clock import boottime_ns
 from gateway.config import GatewayConfig, config_from_dict
 from gateway.daemon import Daemon
 from gateway.identifiers import make_niss
+from gateway.journal.rows import REGISTRATION_COLUMNS, registration_row
 from gateway.models import (
     Capacity,
     ClockSample,
@@ -326,3 +327,16 @@ def make_config_with_readers(
     write_badge_file(state / "badges.csv", workers)
     data = {**config_data(state, **sections), "readers": list(readers)}
     return config_from_dict(data, source="test")
+
+
+def insert_before_version_8(conn: Any, reg: Registration) -> None:
+    """A registration row as journals before schema 8 (no `limosa` column) held it, with no
+    evidence entry: for the tests of older migrations."""
+    row = registration_row(reg)
+    columns = REGISTRATION_COLUMNS.replace(" limosa,", "")
+    values = (*row[:4], *row[5:], None, None, None)
+    marks = ", ".join("?" * len(values))
+    conn.execute(
+        f"INSERT INTO registrations ({columns}, ev_seq, ev_prev, ev_hash) VALUES ({marks})",
+        values,
+    )

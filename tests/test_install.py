@@ -23,8 +23,7 @@ import pytest
 from gateway import __version__
 from gateway.journal import Journal
 from gateway.journal.file import MIGRATIONS, connect, statements
-from gateway.journal.rows import INSERT_REGISTRATION, registration_row
-from tests.support import REPO, a_registration, write_config
+from tests.support import REPO, a_registration, insert_before_version_8, write_config
 
 INSTALL = REPO / "install.sh"
 # What a tarball of the project for a box holds.
@@ -253,7 +252,7 @@ def old_journal(path: Path, version: int, *, conflict: bool = False) -> None:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version={number}")
     for _ in range(2):
-        conn.execute(INSERT_REGISTRATION, (*registration_row(a_registration()), None, None, None))
+        insert_before_version_8(conn, a_registration())
     if conflict:
         conn.execute("CREATE TABLE acknowledgements (conflict INTEGER)")
     conn.close()

@@ -6,13 +6,15 @@ Modules: `messages` (the Body content of registerPresences and getPresenceRegist
 as typed values, their answers read liberally, the XSD check), `codes` (every error code
 and remark of the specification, classified: permanent, retry, configuration),
 `envelope` (the SOAP 1.1 envelope and faults), `security` (WS-Security: the timestamp,
-the binary security token, the signature over the body).
+the binary security token, the signature over the body), `client` (`PresenceClient`: one
+call over HTTPS, its answer classified as the REST uplink's, with its types).
 
-Importing this package loads lxml.
+Importing this package loads lxml, signxml and httpx.
 
-May import: models, identifiers, errors, system. Nothing above it.
+May import: models, identifiers, errors, system, config, journal, uplink. Nothing above it.
 """
 
+from gateway.checkinatwork.client import PresenceClient
 from gateway.checkinatwork.codes import (
     CODES,
     Code,
@@ -51,6 +53,7 @@ __all__ = [
     "CodeScope",
     "ItemError",
     "ItemResult",
+    "PresenceClient",
     "PresenceItem",
     "Refused",
     "Registered",

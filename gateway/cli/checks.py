@@ -15,6 +15,7 @@ from gateway.cli.options import load_or_report
 from gateway.errors import CredentialError
 
 if TYPE_CHECKING:
+    from gateway.badges import BadgeSite
     from gateway.config import GatewayConfig
 
 
@@ -37,7 +38,7 @@ def _config_check(args: argparse.Namespace) -> int:
     config = load_or_report(path)
     if config is None:
         return 1
-    problems = list(_key_problems(config))
+    problems = [*_key_problems(config), *_badge_problems(config)]
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
@@ -69,6 +70,30 @@ def _key_problems(config: GatewayConfig) -> Iterator[str]:
             yield f"{field}: {error}"
 
 
+def _badge_problems(config: GatewayConfig) -> Iterator[str]:
+    """The badge register's rows that do not fit this site (its channel, its declarations),
+    when the file is there to read: it is often installed after the configuration."""
+    from gateway.badges import load_badge_register
+    from gateway.errors import BadgeFileError
+
+    path = config.badges.file
+    if not path.exists():
+        print(f"[badges] file {path}: not there yet, not checked")
+        return
+    try:
+        register = load_badge_register(path, _badge_site(config))
+    except BadgeFileError as error:
+        yield f"[badges] file: {error}"
+        return
+    yield from (str(error) for error in register.errors)
+
+
+def _badge_site(config: GatewayConfig) -> BadgeSite:
+    from gateway.badges import BadgeSite
+
+    return BadgeSite(config.site.channel, config.site.all_declarations)
+
+
 def _read_mqtt_password(path: Path) -> str:
     from gateway.fleet.connection import read_password  # paho, only when [mqtt] is on
 
@@ -79,8 +104,15 @@ def _badges_check(args: argparse.Namespace) -> int:
     from gateway.badges import CP1252_NOTE, load_badge_register
     from gateway.errors import BadgeFileError
 
+    site = None
+    if args.config.exists():  # checked against the site as well, as the daemon will load it
+        config = load_or_report(args.config)
+        if config is None:
+            return 1
+        site = _badge_site(config)
+        print(f"{args.file}: checked against the site of {args.config}")
     try:
-        register = load_badge_register(args.file)
+        register = load_badge_register(args.file, site)
     except BadgeFileError as error:
         print(error, file=sys.stderr)
         return 1

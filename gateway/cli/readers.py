@@ -20,7 +20,6 @@ from drivers.base import BadgeRead, DetectedDevice, Reader, ReaderHealth
 from gateway.cli.options import load_or_report
 from gateway.config import ConfigError, GatewayConfig, ReaderConfig, load_config
 from gateway.feedback.outcome import printable
-from gateway.identifiers import mask_niss
 
 HEALTH_POLL_S = 0.2
 
@@ -100,11 +99,7 @@ def _badge_lookup(config: GatewayConfig) -> Callable[[str], str]:
 
     def describe(uid: str) -> str:
         worker = register.lookup(uid)
-        return (
-            f"{printable(worker.name)} ({mask_niss(worker.niss)})"
-            if worker
-            else "not in the badge file"
-        )
+        return f"{printable(worker.name)} ({worker.person})" if worker else "not in the badge file"
 
     return describe
 

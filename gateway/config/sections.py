@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -27,8 +28,9 @@ from gateway.identifiers import (
     check_fleet_name,
     check_topic_prefix,
     normalise_declaration,
+    normalise_workplace_id,
 )
-from gateway.models import Language, PlaceOfWork
+from gateway.models import Channel, Language, PlaceOfWork
 
 DEFAULT_TIMEZONE = "Europe/Brussels"
 DEFAULT_CONTROL_SOCKET = Path("/run/badge-gateway/control.sock")
@@ -51,18 +53,48 @@ class Section(BaseModel):
 
 
 class SiteConfig(Section):
-    """The building this box stands in, as declared to the ONSS."""
+    """The building this box stands in, as declared to the ONSS.
+
+    `channel` says which service the site registers with. `declaration` is the default one
+    a registration goes under, `declarations` the other contracts served at this entrance
+    (a badge register's row names its own); for Checkinatwork each is a WorkPlaceId, the
+    declaration of works (or contract) number that identifies the workplace. CIaO needs
+    the place of work; Checkinatwork does not take one."""
 
     name: NonEmptyStr
+    channel: Channel = Channel.CIAO
     declaration: str
-    place_of_work: PlaceOfWork
+    declarations: tuple[str, ...] = ()
+    place_of_work: PlaceOfWork | None = Field(default=None, validate_default=True)
     timezone: str = DEFAULT_TIMEZONE
     language: Language = Language.FR
 
     @field_validator("declaration")
     @classmethod
-    def _valid_declaration(cls, value: str) -> str:
-        return normalise_declaration(value)
+    def _fits_the_channel(cls, value: str, info: ValidationInfo) -> str:
+        return _declaration_for(info.data.get("channel"), value)
+
+    @field_validator("declarations")
+    @classmethod
+    def _each_fits_once(cls, values: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        checked = tuple(_declaration_for(info.data.get("channel"), value) for value in values)
+        if len(set(checked)) != len(checked):
+            raise ValueError("a declaration is listed twice")
+        return checked
+
+    @field_validator("place_of_work")
+    @classmethod
+    def _required_for_ciao(
+        cls, value: PlaceOfWork | None, info: ValidationInfo
+    ) -> PlaceOfWork | None:
+        if value is None and info.data.get("channel") is Channel.CIAO:
+            raise ValueError("required for channel 'ciao' (sent with every registration)")
+        return value
+
+    @property
+    def all_declarations(self) -> tuple[str, ...]:
+        """The default one first, then the others (without repeating it)."""
+        return (self.declaration, *(d for d in self.declarations if d != self.declaration))
 
     @field_validator("timezone")
     @classmethod
@@ -77,6 +109,13 @@ class SiteConfig(Section):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+def _declaration_for(channel: Channel | None, value: str) -> str:
+    """A declaration of works (CIaO) or a WorkPlaceId (Checkinatwork), normalised."""
+    if channel is Channel.CHECKINATWORK:
+        return normalise_workplace_id(value)
+    return normalise_declaration(value)
 
 
 class BadgesConfig(Section):
@@ -139,11 +178,21 @@ class UplinkConfig(Section):
     `badge-gateway uplink check` settles it for an employer against the simulation
     environment (docs/onss-api.md, "Open questions")."""
 
-    @model_validator(mode="after")
-    def _client_id_when_enabled(self) -> UplinkConfig:
-        if self.enabled and self.client_id is None:
-            raise ValueError("client_id is required when the uplink is enabled")
-        return self
+    # Checkinatwork (docs/checkinatwork.md): the SOAP endpoint, and the employer's X.509
+    # certificate registered at the ONSS for it (a path; `private_key` is its key).
+    presence_url: HttpsUrl = "https://services.socialsecurity.be/PresenceRegistration/v1"
+    certificate: AbsolutePath | None = None
+
+    def missing_for(self, channel: Channel) -> str | None:
+        """The setting this channel needs that is not set, when enabled (the daemon could not
+        send anything); None when nothing is missing."""
+        if not self.enabled:
+            return None
+        if channel is Channel.CIAO and self.client_id is None:
+            return "client_id"
+        if channel is Channel.CHECKINATWORK and self.certificate is None:
+            return "certificate"
+        return None
 
 
 _MQTTS_URL = re.compile(r"mqtts://[^\s/:@]+(:[0-9]{1,5})?/?")

@@ -114,6 +114,21 @@ class GatewayConfig(BaseSettings):
             raise ValidationError.from_exception_data("feedback", errors)
         return value
 
+    @field_validator("uplink")
+    @classmethod
+    def _what_the_channel_needs(cls, uplink: UplinkConfig, info: ValidationInfo) -> UplinkConfig:
+        site = info.data.get("site")
+        missing = uplink.missing_for(site.channel) if site is not None else None
+        if missing is not None:
+            error = PydanticCustomError(
+                "required_for_channel",
+                "required when the uplink is enabled for channel {channel}",
+                {"channel": repr(site.channel.value) if site else ""},
+            )
+            details = InitErrorDetails(type=error, loc=(missing,), input=None)
+            raise ValidationError.from_exception_data("uplink", [details])
+        return uplink
+
     @classmethod
     def settings_customise_sources(
         cls,

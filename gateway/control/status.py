@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from drivers.base import ReaderHealth
 from gateway.identifiers import mask_niss
 from gateway.journal import DeliveryRecord, StoredRegistration
-from gateway.models import ClockSample, UplinkState, iso_utc
+from gateway.models import ClockSample, UplinkState, Worker, iso_utc
 
 if TYPE_CHECKING:
     from gateway.control.view import DaemonView
@@ -52,7 +52,7 @@ def registration_json(stored: StoredRegistration, *, full_niss: bool = False) ->
         "badge_uid": reg.badge_uid,
         "reader": reg.reader,
         "name": reg.worker.name,
-        "niss": reg.worker.niss if full_niss else mask_niss(reg.worker.niss),
+        **_person(reg.worker, full_niss),
         "employer": reg.worker.employer.ident,
         "capacity": reg.worker.capacity.value,
         "declaration": reg.declaration,
@@ -84,10 +84,19 @@ def delivery_json(
     }
 
 
+def _person(worker: Worker, full_niss: bool) -> dict[str, str]:
+    """The worker's NISS (masked unless asked in full), or a posted worker's Limosa number."""
+    if worker.niss is None:
+        limosa = worker.limosa or ""
+        return {"limosa": limosa if full_niss else mask_niss(limosa)}
+    return {"niss": worker.niss if full_niss else mask_niss(worker.niss)}
+
+
 def _errors(record: DeliveryRecord, *, full_niss: bool) -> list[dict[str, str]]:
     """The rejection's errors; an error text quoting the worker's NISS gets it masked."""
     errors: list[dict[str, Any]] = (record.rejection or {}).get("errors", [])
-    niss = record.stored.registration.worker.niss
+    worker = record.stored.registration.worker
+    niss = worker.niss or worker.limosa or ""
     return [
         {
             "code": str(error.get("code", "")),

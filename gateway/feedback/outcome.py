@@ -25,6 +25,7 @@ from gateway.models import Direction, Language
 class OutcomeKind(enum.StrEnum):
     REGISTERED = "registered"
     REPEAT = "repeat"
+    ALREADY_TODAY = "already-today"  # Checkinatwork: this person's presence today is registered
     UNKNOWN_BADGE = "unknown-badge"
     NOT_YET_VALID = "not-yet-valid"
     EXPIRED = "expired"
@@ -34,7 +35,7 @@ class OutcomeKind(enum.StrEnum):
     @property
     def positive(self) -> bool:
         """The worker may walk on: their tap is (or already was) registered."""
-        return self in (OutcomeKind.REGISTERED, OutcomeKind.REPEAT)
+        return self in (OutcomeKind.REGISTERED, OutcomeKind.REPEAT, OutcomeKind.ALREADY_TODAY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,16 +69,17 @@ class Output(Feedback, Protocol):
 
 
 _DIRECTION_WORDS: dict[Language, dict[Direction, str]] = {
-    Language.EN: {Direction.IN: "IN", Direction.OUT: "OUT"},
-    Language.FR: {Direction.IN: "ENTRÉE", Direction.OUT: "SORTIE"},
-    Language.NL: {Direction.IN: "IN", Direction.OUT: "UIT"},
-    Language.DE: {Direction.IN: "EIN", Direction.OUT: "AUS"},
+    Language.EN: {Direction.IN: "IN", Direction.OUT: "OUT", Direction.PRESENCE: "PRESENT"},
+    Language.FR: {Direction.IN: "ENTRÉE", Direction.OUT: "SORTIE", Direction.PRESENCE: "PRÉSENT"},
+    Language.NL: {Direction.IN: "IN", Direction.OUT: "UIT", Direction.PRESENCE: "AANWEZIG"},
+    Language.DE: {Direction.IN: "EIN", Direction.OUT: "AUS", Direction.PRESENCE: "ANWESEND"},
 }
 
 _TEMPLATES: dict[Language, dict[OutcomeKind, str]] = {
     Language.EN: {
         OutcomeKind.REGISTERED: "{direction} {time} {name}",
         OutcomeKind.REPEAT: "Already registered {direction} at {time}",
+        OutcomeKind.ALREADY_TODAY: "Already registered today at {time}",
         OutcomeKind.UNKNOWN_BADGE: "Unknown badge: not registered",
         OutcomeKind.NOT_YET_VALID: "Badge not valid yet: not registered",
         OutcomeKind.EXPIRED: "Badge expired: not registered",
@@ -87,6 +89,7 @@ _TEMPLATES: dict[Language, dict[OutcomeKind, str]] = {
     Language.FR: {
         OutcomeKind.REGISTERED: "{direction} {time} {name}",
         OutcomeKind.REPEAT: "Déjà enregistré : {direction} à {time}",
+        OutcomeKind.ALREADY_TODAY: "Déjà enregistré aujourd'hui à {time}",
         OutcomeKind.UNKNOWN_BADGE: "Badge inconnu : rien n'est enregistré",
         OutcomeKind.NOT_YET_VALID: "Badge pas encore valable : rien n'est enregistré",
         OutcomeKind.EXPIRED: "Badge expiré : rien n'est enregistré",
@@ -96,6 +99,7 @@ _TEMPLATES: dict[Language, dict[OutcomeKind, str]] = {
     Language.NL: {
         OutcomeKind.REGISTERED: "{direction} {time} {name}",
         OutcomeKind.REPEAT: "Al geregistreerd: {direction} om {time}",
+        OutcomeKind.ALREADY_TODAY: "Vandaag al geregistreerd om {time}",
         OutcomeKind.UNKNOWN_BADGE: "Onbekende badge: niets geregistreerd",
         OutcomeKind.NOT_YET_VALID: "Badge nog niet geldig: niets geregistreerd",
         OutcomeKind.EXPIRED: "Badge vervallen: niets geregistreerd",
@@ -105,6 +109,7 @@ _TEMPLATES: dict[Language, dict[OutcomeKind, str]] = {
     Language.DE: {
         OutcomeKind.REGISTERED: "{direction} {time} {name}",
         OutcomeKind.REPEAT: "Bereits registriert: {direction} um {time}",
+        OutcomeKind.ALREADY_TODAY: "Heute bereits registriert um {time}",
         OutcomeKind.UNKNOWN_BADGE: "Unbekannter Ausweis: nichts registriert",
         OutcomeKind.NOT_YET_VALID: "Ausweis noch nicht gültig: nichts registriert",
         OutcomeKind.EXPIRED: "Ausweis abgelaufen: nichts registriert",

@@ -87,7 +87,7 @@ def signal_for(outcome: TapOutcome) -> Signal:
     match outcome.kind:
         case OutcomeKind.REGISTERED:
             return Signal.OK_OUT if outcome.direction is Direction.OUT else Signal.OK_IN
-        case OutcomeKind.REPEAT:
+        case OutcomeKind.REPEAT | OutcomeKind.ALREADY_TODAY:
             return Signal.REPEAT
         case OutcomeKind.CANNOT_STORE:
             return Signal.CANNOT_STORE

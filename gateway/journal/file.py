@@ -180,6 +180,85 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
+    # 8: Checkinatwork (docs/checkinatwork.md). The table is rebuilt, every row and its
+    #    evidence hashes copied as they are: a posted worker has a Limosa number instead
+    #    of a NISS (exactly one of the two), a registration's type may be PRESENCE, and a
+    #    Checkinatwork site need not declare a place of work. The views are made again: a
+    #    Limosa registration's evidence names its masked Limosa number (a NISS
+    #    registration's entry reads as before, so its hash still holds).
+    """
+    DROP VIEW registration_rows;
+    DROP VIEW evidence_chain;
+    CREATE TABLE registrations_8 (
+        seq                 INTEGER PRIMARY KEY,
+        id                  TEXT    NOT NULL,
+        badge_uid           TEXT    NOT NULL,
+        reader              TEXT    NOT NULL,
+        niss                TEXT,
+        limosa              TEXT,
+        enterprise_number   TEXT,
+        foreign_vat         TEXT,
+        worker_name         TEXT    NOT NULL,
+        language            TEXT    NOT NULL,
+        capacity            TEXT    NOT NULL,
+        declaration         TEXT    NOT NULL,
+        place               TEXT,
+        direction           TEXT    NOT NULL CHECK (direction IN ('IN', 'OUT', 'PRESENCE')),
+        wall_ns             INTEGER NOT NULL,
+        monotonic_ns        INTEGER NOT NULL,
+        boot_id             TEXT    NOT NULL,
+        clock_synced        INTEGER NOT NULL CHECK (clock_synced IN (0, 1)),
+        delivery            TEXT    NOT NULL DEFAULT 'pending'
+                            CHECK (delivery IN ('pending', 'delivered', 'rejected')),
+        rejection           TEXT,
+        possibly_duplicated INTEGER NOT NULL DEFAULT 0,
+        ev_seq              INTEGER,
+        ev_prev             TEXT,
+        ev_hash             TEXT,
+        CHECK ((niss IS NULL) <> (limosa IS NULL))
+    );
+    INSERT INTO registrations_8
+        SELECT seq, id, badge_uid, reader, niss, NULL, enterprise_number, foreign_vat,
+               worker_name, language, capacity, declaration, place, direction, wall_ns,
+               monotonic_ns, boot_id, clock_synced, delivery, rejection, possibly_duplicated,
+               ev_seq, ev_prev, ev_hash
+        FROM registrations;
+    DROP TABLE registrations;
+    ALTER TABLE registrations_8 RENAME TO registrations;
+    CREATE INDEX registrations_by_worker ON registrations (niss, declaration, seq);
+    CREATE INDEX registrations_by_posted_worker ON registrations (limosa, declaration, seq)
+        WHERE limosa IS NOT NULL;
+    CREATE INDEX registrations_rejected ON registrations (seq) WHERE delivery = 'rejected';
+    CREATE VIEW evidence_chain AS
+        SELECT seq, wall_ns, monotonic_ns, boot_id, clock_synced, kind, details, prev_hash, hash
+        FROM evidence
+        UNION ALL
+        SELECT ev_seq, wall_ns, monotonic_ns, boot_id, clock_synced, 'registration',
+               json_object(
+                   'id', id, 'type', direction, 'registration_wall_ns', wall_ns,
+                   'reader', reader, 'badge_uid', badge_uid, 'worker', worker_name,
+                   CASE WHEN niss IS NULL THEN 'limosa' ELSE 'niss' END,
+                   substr(
+                       '****************************************************************',
+                       1, max(length(coalesce(niss, limosa)) - 3, 0)
+                   ) || substr(coalesce(niss, limosa), -3)),
+               ev_prev, ev_hash
+        FROM registrations WHERE ev_seq IS NOT NULL;
+    CREATE VIEW registration_rows AS
+        SELECT r.seq, r.id, r.badge_uid, r.reader, r.niss, r.limosa, r.enterprise_number,
+               r.foreign_vat, r.worker_name, r.language, r.capacity, r.declaration, r.place,
+               r.direction, r.wall_ns, r.monotonic_ns, r.boot_id, r.clock_synced,
+               CASE WHEN a.seq IS NOT NULL THEN 'delivered'
+                    WHEN u.seq IS NOT NULL THEN 'unconfirmed'
+                    ELSE r.delivery END AS delivery,
+               a.onss_id, a.onss_validity, a.onss_remarks, r.rejection, a.delivered_wall_ns,
+               a.sent_registration_date, coalesce(a.late, 0) AS late, r.possibly_duplicated,
+               coalesce(a.time_uncertain, 0) AS time_uncertain,
+               u.cause AS unconfirmed_cause, u.wall_ns AS unconfirmed_wall_ns
+        FROM registrations AS r
+            LEFT JOIN acknowledgements AS a ON a.seq = r.seq
+            LEFT JOIN unconfirmed AS u ON u.seq = r.seq;
+    """,
 )
 
 

@@ -41,11 +41,16 @@ class Queries:
         self._conn = conn
         self._guard = guard if guard is not None else nullcontext()
 
-    def last_registration(self, niss: str, declaration: str) -> StoredRegistration | None:
+    def last_registration(
+        self, niss: str | None, declaration: str, *, limosa: str | None = None
+    ) -> StoredRegistration | None:
+        """A person's last registration under this declaration, by NISS or Limosa number."""
+        column, value = ("niss", niss) if niss is not None else ("limosa", limosa)
         with self._guard:
             row = self._conn.execute(
-                REGISTRATIONS + " WHERE niss = ? AND declaration = ? ORDER BY seq DESC LIMIT 1",
-                (niss, declaration),
+                REGISTRATIONS
+                + f" WHERE {column} = ? AND declaration = ? ORDER BY seq DESC LIMIT 1",
+                (value, declaration),
             ).fetchone()
             return registration_from_row(row) if row else None
 

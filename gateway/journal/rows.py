@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
-from gateway.identifiers import mask_niss
 from gateway.models import (
     Capacity,
     ClockSample,
@@ -22,12 +21,13 @@ from gateway.models import (
     PlaceOfWork,
     Registration,
     Worker,
+    mask,
 )
 
 REGISTRATION_COLUMNS = (
-    "id, badge_uid, reader, niss, enterprise_number, foreign_vat, worker_name, language,"
-    " capacity, declaration, place, direction, wall_ns, monotonic_ns, boot_id, clock_synced,"
-    " delivery"
+    "id, badge_uid, reader, niss, limosa, enterprise_number, foreign_vat, worker_name,"
+    " language, capacity, declaration, place, direction, wall_ns, monotonic_ns, boot_id,"
+    " clock_synced, delivery"
 )
 DELIVERY_COLUMNS = (
     "onss_id, onss_validity, onss_remarks, rejection, delivered_wall_ns,"
@@ -35,7 +35,7 @@ DELIVERY_COLUMNS = (
     " unconfirmed_wall_ns"
 )
 OUTBOUND_COLUMNS = (
-    "seq, id, niss, direction, enterprise_number, foreign_vat, declaration, place,"
+    "seq, id, niss, limosa, direction, enterprise_number, foreign_vat, declaration, place,"
     " wall_ns, monotonic_ns, boot_id, clock_synced"
 )
 INSERT_ATTEMPT = (
@@ -44,7 +44,7 @@ INSERT_ATTEMPT = (
 )
 INSERT_REGISTRATION = (
     f"INSERT INTO registrations ({REGISTRATION_COLUMNS}, ev_seq, ev_prev, ev_hash)"
-    f" VALUES ({', '.join('?' * 20)})"
+    f" VALUES ({', '.join('?' * 21)})"
 )
 
 
@@ -73,12 +73,13 @@ class Outbound:
 
     seq: int
     id: str
-    niss: str
+    niss: str | None
+    limosa: str | None  # a posted worker's, instead of a NISS
     direction: str
     enterprise_number: str | None
     foreign_vat: str | None
     declaration: str
-    place: str  # the place of work as stored (place_json)
+    place: str | None  # the place of work as stored (place_json), None at a Checkinatwork site
     clock: ClockSample
 
 
@@ -155,8 +156,8 @@ def place_json(place: PlaceOfWork) -> str:
 
 
 @lru_cache(maxsize=16)
-def place_from_json(text: str) -> PlaceOfWork:
-    return PlaceOfWork.model_validate(json.loads(text))
+def place_from_json(text: str | None) -> PlaceOfWork | None:
+    return None if text is None else PlaceOfWork.model_validate(json.loads(text))
 
 
 def registration_row(reg: Registration) -> tuple[Any, ...]:
@@ -166,13 +167,14 @@ def registration_row(reg: Registration) -> tuple[Any, ...]:
         reg.badge_uid,
         reg.reader,
         worker.niss,
+        worker.limosa,
         worker.employer.enterprise_number,
         worker.employer.foreign_vat,
         worker.name,
         worker.language,  # StrEnum members bind as their text
         worker.capacity,
         reg.declaration,
-        place_json(reg.place),
+        None if reg.place is None else place_json(reg.place),
         reg.direction,
         reg.clock.wall_ns,
         reg.clock.monotonic_ns,
@@ -186,6 +188,7 @@ def registration_from_row(row: sqlite3.Row) -> StoredRegistration:
     worker = Worker(
         badge_uid=row["badge_uid"],
         niss=row["niss"],
+        limosa=row["limosa"],
         employer=Employer(row["enterprise_number"], row["foreign_vat"]),
         name=row["worker_name"],
         language=Language(row["language"]),
@@ -211,10 +214,12 @@ def registration_from_row(row: sqlite3.Row) -> StoredRegistration:
 
 
 def outbound_from_row(row: sqlite3.Row) -> Outbound:
-    seq, id_, niss, direction, enterprise, vat, declaration, place, *clock = row
+    seq, id_, niss, limosa, direction, enterprise, vat, declaration, place, *clock = row
     wall_ns, monotonic_ns, boot_id, synced = clock  # OUTBOUND_COLUMNS' order
     clock_sample = ClockSample(wall_ns, monotonic_ns, boot_id, bool(synced))
-    return Outbound(seq, id_, niss, direction, enterprise, vat, declaration, place, clock_sample)
+    return Outbound(
+        seq, id_, niss, limosa, direction, enterprise, vat, declaration, place, clock_sample
+    )
 
 
 def delivery_from_row(row: sqlite3.Row) -> DeliveryRecord:
@@ -242,8 +247,15 @@ def captured(reg: Registration) -> dict[str, Any]:
         "reader": reg.reader,
         "badge_uid": reg.badge_uid,
         "worker": reg.worker.name,
-        "niss": mask_niss(reg.worker.niss),
+        **person_evidence(reg.worker),
     }
+
+
+def person_evidence(worker: Worker) -> dict[str, str]:
+    """Who, as the evidence names them (the view `evidence_chain` reads a row the same way)."""
+    if worker.niss is not None:
+        return {"niss": mask(worker.niss)}
+    return {"limosa": mask(worker.limosa or "")}
 
 
 def attempt_row(attempt: TapAttempt) -> tuple[Any, ...]:

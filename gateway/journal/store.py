@@ -64,7 +64,7 @@ from gateway.journal.rows import (
     storable_onss_id,
 )
 from gateway.journal.writer import Writer
-from gateway.models import ClockSample, DeliveryState, Registration, UplinkState
+from gateway.models import ClockSample, DeliveryState, Registration, UplinkState, Worker
 
 SET_FLEET_VALUE = "INSERT OR REPLACE INTO fleet_state (key, value) VALUES (?, ?)"
 
@@ -90,7 +90,7 @@ class Journal:
         self._lock = self._writer.lock
         self._evidence = self._writer.evidence
         self._reads = Queries(self._writer.conn, self._lock)
-        self._last: dict[tuple[str, str], Registration | None] = {}
+        self._last: dict[tuple[str | None, str | None, str], Registration | None] = {}
         self._pending_from = self._reads.oldest_pending_seq()  # where the uplink's queue starts
         # The uplink reads its queue on a connection of its own: a snapshot of what was
         # committed, without the journal's lock, which a tap may be waiting for (the rows
@@ -102,9 +102,9 @@ class Journal:
 
     # --- the tap path (views.TapJournal) ---------------------------------------------------
 
-    def previous_registration(self, niss: str, declaration: str) -> Registration | None:
-        """The registration a new tap of this worker at this site follows, if any."""
-        key = (niss, declaration)
+    def previous_registration(self, worker: Worker, declaration: str) -> Registration | None:
+        """The registration a new tap of this worker under this declaration follows, if any."""
+        key = (worker.niss, worker.limosa, declaration)
         # Known already (every tap but a worker's first since start): answered without the
         # journal's lock, which the uplink may hold for milliseconds while it settles a
         # batch. Taps are serialised by the pipeline, and only append_registration (a tap)
@@ -113,7 +113,9 @@ class Journal:
             return self._last[key]
         with self._lock:
             if key not in self._last:
-                stored = self._reads.last_registration(niss, declaration)
+                stored = self._reads.last_registration(
+                    worker.niss, declaration, limosa=worker.limosa
+                )
                 self._last[key] = stored.registration if stored else None
             return self._last[key]
 
@@ -124,7 +126,7 @@ class Journal:
             entry = self._evidence.stage(reg.clock, Kind.REGISTRATION, captured(reg))
             row = (*registration_row(reg), entry.seq, entry.prev_hash, entry.hash)
             seq = self._writer.insert(INSERT_REGISTRATION, row)  # one statement: atomic
-            self._last[(reg.worker.niss, reg.declaration)] = reg
+            self._last[(reg.worker.niss, reg.worker.limosa, reg.declaration)] = reg
             return seq
 
     def append_attempt(self, attempt: TapAttempt) -> int:
@@ -406,8 +408,10 @@ class Journal:
 
     # --- reads (views.RegistrationReads, views.StatusReads) --------------------------------
 
-    def last_registration(self, niss: str, declaration: str) -> StoredRegistration | None:
-        return self._reads.last_registration(niss, declaration)
+    def last_registration(
+        self, niss: str | None, declaration: str, *, limosa: str | None = None
+    ) -> StoredRegistration | None:
+        return self._reads.last_registration(niss, declaration, limosa=limosa)
 
     def registrations_since(self, wall_ns: int, limit: int = 10_000) -> list[StoredRegistration]:
         return self._reads.registrations_since(wall_ns, limit)

@@ -23,14 +23,14 @@ from gateway.journal.rows import (
     StoredRegistration,
     TapAttempt,
 )
-from gateway.models import ClockSample, DeliveryState, Registration, UplinkState
+from gateway.models import ClockSample, DeliveryState, Registration, UplinkState, Worker
 
 
 @runtime_checkable
 class TapJournal(Protocol):
     """The tap path (gateway.tap): the toggle's previous registration, and each tap stored."""
 
-    def previous_registration(self, niss: str, declaration: str) -> Registration | None: ...
+    def previous_registration(self, worker: Worker, declaration: str) -> Registration | None: ...
 
     def append_registration(self, reg: Registration) -> int: ...
 

@@ -3,8 +3,9 @@ service (CIaO's REST API, docs/onss-api.md).
 
 Modules: `sender` (the loop: batches, backoff, settling each item in the journal),
 `client` (one registerInBulk call and its answer, classified), `answers` (an exchange
-read without trusting it: streamed, capped, one deadline), `token` (OAuth2 with a signed
-JWT), `payload` (a registration as the ONSS reads it), `timing` (what date and time
+read without trusting it: streamed, capped, one deadline), `failures` (a call without an
+answer, named and classified; the Checkinatwork client's too), `token` (OAuth2 with a
+signed JWT), `payload` (a registration as the ONSS reads it), `timing` (what date and time
 a registration is sent with), `connectivity` (online or not, and why; the states are
 `gateway.models.UplinkState`), `tls` (the one TLS context, always verified), `factory`
 (`open_uplink`, the uplink built from the configuration), `check` (`badge-gateway uplink

@@ -22,7 +22,6 @@ just before the request (the sender marks the items in flight there).
 from __future__ import annotations
 
 import json
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +40,9 @@ from gateway.errors import (
     UnreadableAnswerError,
 )
 from gateway.uplink.answers import ANSWER_HEADERS, Answer, AnswerLimits, Progress, exchange
+from gateway.uplink.failures import cause as _cause
+from gateway.uplink.failures import describe as _describe
+from gateway.uplink.failures import network_failure as _network_failure
 from gateway.uplink.token import TokenProvider
 
 INT64 = range(-(2**63), 2**63)
@@ -218,33 +220,3 @@ def _excerpt(answer: Answer) -> str:
 def _detail(answer: Answer, problem: dict[str, Any] | None = None) -> str:
     problem = answer.json_object() if problem is None else problem
     return str(problem.get("detail") or problem.get("title") or answer.reason)[:300]
-
-
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {str(error)[:300]}" if str(error) else type(error).__name__
-
-
-def _network_failure(error: httpx.HTTPError | TimeoutError, sent: bool) -> RetryableError:
-    """Name the cause (for the outage evidence) and whether the ONSS may have the request:
-    yes once it was written in full (or the failure is one that only follows sending)."""
-    after_sending = httpx.ReadTimeout | httpx.RemoteProtocolError | httpx.ReadError
-    kind = AmbiguousError if sent or isinstance(error, after_sending) else RetryableError
-    return kind(_cause(error), _describe(error))
-
-
-def _cause(error: BaseException) -> str:
-    if isinstance(error, httpx.TimeoutException | TimeoutError):
-        return "timeout"
-    chain: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and len(chain) < 10:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    if any(isinstance(e, ssl.SSLError) for e in chain):
-        return "tls"
-    text = " ".join(str(e) for e in chain).lower()
-    if "name or service not known" in text or "name resolution" in text or "nodename" in text:
-        return "dns"
-    if isinstance(error, httpx.ConnectError):
-        return "tcp"
-    return "connection"

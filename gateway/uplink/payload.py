@@ -31,6 +31,8 @@ def wire_type(direction: str, type_values: TypeValues) -> str:
 
 
 def item(out: Outbound, registration_date: str, type_values: TypeValues) -> dict[str, Any]:
+    """The item of a registration `local_problems` found nothing wrong with."""
+    assert out.place is not None  # a CIaO site has one, checked by local_problems
     return {
         "registrationDate": registration_date,
         "ssin": out.niss,
@@ -49,6 +51,7 @@ def item(out: Outbound, registration_date: str, type_values: TypeValues) -> dict
 def place_of_work(stored: str) -> dict[str, Any]:
     """The item's placeOfWork for a stored place (one per site: shared, never modified)."""
     place = place_from_json(stored)
+    assert place is not None  # a stored place is never null JSON
     if place.coordinates:
         return {"coordinates": place.coordinates.model_dump()}
     address = place.address
@@ -73,6 +76,10 @@ _CHECKS = {
 
 def local_problems(out: Outbound) -> list[dict[str, str]]:
     """Why the ONSS could not accept this registration, in its own codes; empty if none."""
+    unfit = _not_for_ciao(out)
+    if unfit:
+        return [{"code": "local", "description": unfit}]
+    assert out.niss is not None  # _not_for_ciao checked it
     values = [("ssin", out.niss), ("declaration", out.declaration)]
     if out.enterprise_number is not None:
         values.append(("enterprise", out.enterprise_number))
@@ -83,6 +90,18 @@ def local_problems(out: Outbound) -> list[dict[str, str]]:
             code, description, _ = _CHECKS[check]
             problems.append({"code": code, "description": f"{description}: {reason}"})
     return problems
+
+
+def _not_for_ciao(out: Outbound) -> str | None:
+    """What makes a registration one the REST service cannot take at all: one made while
+    the site registered with Checkinatwork (`queue retry` it after switching back)."""
+    if out.direction not in ("IN", "OUT"):
+        return f"a {out.direction} registration (Checkinatwork) cannot be sent to CIaO"
+    if out.niss is None:
+        return "a posted worker known only by a Limosa number: CIaO's service takes an ssin"
+    if out.place is None:
+        return "no place of work: the site's [site] place_of_work is required for CIaO"
+    return None
 
 
 @lru_cache(maxsize=4096)

@@ -49,9 +49,8 @@ from gateway.errors import (
 )
 from gateway.journal import Acknowledgement, Outbound, Rejection, UplinkQueue
 from gateway.models import ClockSample, UplinkState
-from gateway.uplink import payload
-from gateway.uplink.client import Created, ItemResult, OnssClient
 from gateway.uplink.connectivity import Connectivity
+from gateway.uplink.service import Created, ItemResult, Service, Unsendable
 from gateway.uplink.timing import SendTime, send_time
 
 log = structlog.get_logger("uplink")
@@ -63,8 +62,8 @@ MAX_RETRY_AFTER = 3600.0
 class Outgoing:
     registration: Outbound
     time: SendTime
-    registration_date: str  # the time sent, as sent
-    item: dict[str, object]
+    registration_date: str  # the time (or day) sent, as sent
+    item: object
 
     @property
     def seq(self) -> int:
@@ -75,7 +74,7 @@ class Outgoing:
 class Batch:
     """The oldest pending registrations ready to go (empty: the oldest is held back)."""
 
-    outgoing: list[Outgoing]  # in journal order, locally invalid ones already rejected
+    outgoing: list[Outgoing]  # in journal order, unsendable ones already rejected
     last_seq: int  # the last registration looked at; the read-ahead starts after it
     held: bool = False  # the oldest pending one waits for the clock: nothing to send
 
@@ -87,18 +86,17 @@ class UplinkPolicy:
     backoff_initial: float = 1.0
     backoff_max: float = 300.0
     idle_poll: float = 0.5
-    type_values: payload.TypeValues = "lower"
 
 
 class Uplink:
     def __init__(
-        self, *, journal: UplinkQueue, clock: Clock, client: OnssClient, policy: UplinkPolicy
+        self, *, journal: UplinkQueue, clock: Clock, service: Service, policy: UplinkPolicy
     ) -> None:
         self._journal = journal
         self._clock = clock
-        self._client = client
+        self._service = service
         self._policy = policy
-        self._batch_size = policy.batch_size
+        self._batch_size = min(policy.batch_size, service.max_items)
         self._failures = 0  # consecutive ones, across batches: the backoff grows with them
         self._settled: set[int] = set()
         self._read_ahead: asyncio.Task[Batch | None] | None = None
@@ -136,7 +134,7 @@ class Uplink:
         batch = await self._next_batch()
         if batch is None or batch.held:
             return False
-        if not batch.outgoing:  # all rejected locally: look again at once
+        if not batch.outgoing:  # all unsendable: look again at once
             return True
         self._read_ahead = asyncio.create_task(self._prepare(after_seq=batch.last_seq))
         await self._send_until_settled(batch.outgoing)
@@ -151,58 +149,64 @@ class Uplink:
         return await self._prepare(after_seq=0)  # from the oldest pending one
 
     async def _prepare(self, after_seq: int) -> Batch | None:
-        """The next batch after `after_seq`, locally invalid ones rejected; None if none."""
+        """The next batch after `after_seq`, unsendable ones rejected; None if none."""
         pending = await asyncio.to_thread(self._journal.pending, self._batch_size, after_seq)
         if not pending:
             return None
         ready = self._ready(pending, self._clock.sample())
         if not ready:
             return Batch([], after_seq, held=True)
-        return Batch(await self._reject_locally_invalid(ready), ready[-1].seq)
+        rejections = [
+            Rejection(registration.seq, "local", made.errors)
+            for registration, made in ready
+            if isinstance(made, Unsendable)
+        ]
+        if rejections:
+            await self._record((), rejections)
+        outgoing = [made for _, made in ready if isinstance(made, Outgoing)]
+        return Batch(outgoing, ready[-1][0].seq)
 
-    def _ready(self, pending: Sequence[Outbound], now: ClockSample) -> list[Outgoing]:
-        """The oldest registrations up to the first one held for the clock (keeps order)."""
+    def _ready(
+        self, pending: Sequence[Outbound], now: ClockSample
+    ) -> list[tuple[Outbound, Outgoing | Unsendable]]:
+        """The oldest registrations up to the first one held for the clock (keeps order),
+        each made into its item or found unsendable."""
         ready = []
         for registration in pending:
             time_to_send = send_time(registration.clock, now)
             if time_to_send is None:
                 break
-            date = payload.registration_date(time_to_send.wall_ns)
-            if time_to_send.rederived:
-                log.info(
-                    "time re-derived from the monotonic clock",
-                    registration=registration.id,
-                    recorded=registration.clock.wall_time.isoformat(),
-                    sent=date,
-                )
-            elif time_to_send.uncertain:
-                log.warning(
-                    "clock never synchronised during that boot: best known time sent",
-                    registration=registration.id,
-                )
-            item = payload.item(registration, date, self._policy.type_values)
-            ready.append(Outgoing(registration, time_to_send, date, item))
+            ready.append((registration, self._make(registration, time_to_send, now)))
         held = len(pending) - len(ready)
         if held and held != self.connectivity.held_for_clock:
             log.warning("registrations held until the clock is synchronised", held=held)
         self.connectivity.held_for_clock = held
         return ready
 
-    async def _reject_locally_invalid(self, outgoing: list[Outgoing]) -> list[Outgoing]:
-        rejections = []
-        for out in outgoing:
-            problems = payload.local_problems(out.registration)
-            if problems:
-                log.warning(
-                    "registration cannot be valid: rejected without sending",
-                    registration=out.registration.id,
-                    errors=problems,
-                )
-                rejections.append(Rejection(out.seq, "local", tuple(problems)))
-        if rejections:
-            await self._record((), rejections)
-        rejected = {r.seq for r in rejections}
-        return [out for out in outgoing if out.seq not in rejected]
+    def _make(
+        self, registration: Outbound, time_to_send: SendTime, now: ClockSample
+    ) -> Outgoing | Unsendable:
+        item = self._service.prepare(registration, time_to_send, now)
+        if isinstance(item, Unsendable):
+            log.warning(
+                "registration cannot be accepted: rejected without sending",
+                registration=registration.id,
+                errors=item.errors,
+            )
+            return item
+        if time_to_send.rederived:
+            log.info(
+                "time re-derived from the monotonic clock",
+                registration=registration.id,
+                recorded=registration.clock.wall_time.isoformat(),
+                sent=item.sent_as,
+            )
+        elif time_to_send.uncertain:
+            log.warning(
+                "clock never synchronised during that boot: best known time sent",
+                registration=registration.id,
+            )
+        return Outgoing(registration, time_to_send, item.sent_as, item.payload)
 
     async def _send_until_settled(self, outgoing: list[Outgoing]) -> None:
         self._settled.clear()  # filled as parts settle, so that a retry never resends them
@@ -228,9 +232,7 @@ class Uplink:
             marked = True
 
         try:
-            results = await self._client.register_in_bulk(
-                [out.item for out in chunk], before_sending=mark_in_flight
-            )
+            results = await self._service.send([out.item for out in chunk], mark_in_flight)
         except UnreadableAnswerError as error:
             await self._hold_unconfirmed(chunk, str(error))
             raise  # backs off before anything else is sent

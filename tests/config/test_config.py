@@ -229,7 +229,7 @@ BAD_INPUTS: list[tuple[str, str, str]] = [
     (
         "no place of work",
         variant({COORDINATES: ""}),
-        "site.place_of_work: required, but missing",
+        "site.place_of_work: required for channel 'ciao' (sent with every registration)",
     ),
     (
         "bad time zone",

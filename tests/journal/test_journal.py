@@ -23,11 +23,20 @@ from gateway.errors import (
     StorageError,
 )
 from gateway.journal.file import MIGRATIONS, PAGE_SIZE, connect, migrate, statements
-from gateway.journal.rows import INSERT_REGISTRATION, TapAttempt, registration_row
+from gateway.journal.rows import TapAttempt
 from gateway.journal.store import Journal, JournalReader
 from gateway.journal.writer import CHECKPOINT_EVERY
 from gateway.models import ClockSample, DeliveryState, Direction
-from tests.support import REPO, SITE, WORKER, a_registration, clock_at, read, registered
+from tests.support import (
+    REPO,
+    SITE,
+    WORKER,
+    a_registration,
+    clock_at,
+    insert_before_version_8,
+    read,
+    registered,
+)
 
 
 def test_fresh_journal_is_wal_full_and_at_the_latest_schema(tmp_path: Path) -> None:
@@ -43,7 +52,7 @@ def test_version_3_in_flight_marks_move_to_their_table(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     conn = _journal_at_version(path, 3)
     reg = a_registration()
-    conn.execute(INSERT_REGISTRATION, (*registration_row(reg), None, None, None))
+    insert_before_version_8(conn, reg)
     conn.execute("UPDATE registrations SET in_flight = 1")  # sent, then the box stopped
     conn.close()
     journal = Journal(path)
@@ -60,7 +69,7 @@ def test_version_4_acknowledgements_move_to_their_table(tmp_path: Path) -> None:
     conn = _journal_at_version(path, 4)
     delivered, rejected, pending = a_registration(), a_registration(), a_registration()
     for reg in (delivered, rejected, pending):
-        conn.execute(INSERT_REGISTRATION, (*registration_row(reg), None, None, None))
+        insert_before_version_8(conn, reg)
     conn.execute(
         "UPDATE registrations SET delivery = 'delivered', onss_id = 77, onss_validity = 'valid',"
         " onss_remarks = '[\"LATE REGISTRATION\"]', delivered_wall_ns = 5, late = 1,"
@@ -104,7 +113,7 @@ def test_a_failed_migration_rolls_every_migration_back(tmp_path: Path) -> None:
     file is byte for byte what the old release left, still at its old version."""
     path = tmp_path / "j.db"
     conn = _journal_at_version(path, 3)
-    conn.execute(INSERT_REGISTRATION, (*registration_row(a_registration()), None, None, None))
+    insert_before_version_8(conn, a_registration())
     conn.execute("CREATE TABLE acknowledgements (conflict INTEGER)")  # migration 5 makes it
     conn.close()
     before = path.read_bytes()

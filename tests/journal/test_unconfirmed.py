@@ -9,10 +9,10 @@ from pathlib import Path
 
 from gateway.evidence import Entry, entries, verify_journal
 from gateway.journal.file import MIGRATIONS, connect, statements
-from gateway.journal.rows import INSERT_REGISTRATION, Acknowledgement, registration_row
+from gateway.journal.rows import Acknowledgement
 from gateway.journal.store import Journal, JournalReader
 from gateway.models import DeliveryState
-from tests.support import a_registration, clock_at
+from tests.support import a_registration, clock_at, insert_before_version_8
 
 BIG = 2**70  # an id past 64 bits: SQLite's "int too large" if bound as a number
 MINUTE = 60 * 1_000_000_000
@@ -187,7 +187,7 @@ def test_a_journal_of_schema_5_migrates_keeping_every_row(tmp_path: Path) -> Non
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
     regs = [a_registration(f"2026-11-22T07:{n:02d}") for n in range(4)]
     for reg in regs:
-        conn.execute(INSERT_REGISTRATION, (*registration_row(reg), None, None, None))
+        insert_before_version_8(conn, reg)
     conn.execute(
         "INSERT INTO acknowledgements VALUES (1, 77, 'valid', '[\"LATE\"]', 5, 'd', 1, 0),"
         f" (2, {2**63 - 1}, 'valid', '[]', 6, 'd', 0, 1)"

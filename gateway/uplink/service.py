@@ -1,0 +1,57 @@
+"""The one interface between the sender and an ONSS web service: what an item is, how a
+batch of items is sent, what each item's answer was.
+
+The sender (gateway.uplink.sender) knows the rules every delivery obeys (order, backoff,
+in-flight marks, flags, settling); a `Service` knows one protocol: CIaO's REST
+registerInBulk (gateway.uplink.ciao) or Checkinatwork's SOAP registerPresences
+(gateway.checkinatwork.service). How a call can end is the same for both: a list of
+`ItemResult`s in the items' order, or one of gateway.errors' `UplinkError`s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.journal import Outbound
+from gateway.models import ClockSample
+from gateway.uplink.client import BeforeSending, Created, ItemResult, NotCreated
+from gateway.uplink.timing import SendTime
+
+__all__ = ["BeforeSending", "Created", "Item", "ItemResult", "NotCreated", "Service", "Unsendable"]
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A registration as the service receives it, and the date it is sent with (stored with
+    the acknowledgement as `sent_registration_date`)."""
+
+    payload: object
+    sent_as: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unsendable:
+    """Why the service could never accept this registration: rejected without sending,
+    in the service's own codes where it has one."""
+
+    errors: tuple[dict[str, str], ...]
+
+
+class Service(Protocol):
+    name: str  # for logs and status: "ciao", "checkinatwork"
+    max_items: int  # the most one request may carry
+
+    def prepare(
+        self, registration: Outbound, time: SendTime, now: ClockSample
+    ) -> Item | Unsendable:
+        """The item for a registration ready to go, sent with `time`; `now` is the clock."""
+        ...
+
+    async def send(
+        self, payloads: Sequence[object], before_sending: BeforeSending
+    ) -> list[ItemResult]:
+        """One request; `before_sending` is awaited once nothing but the network stands
+        between the request and the service (the sender marks the items in flight)."""
+        ...

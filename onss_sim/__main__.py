@@ -27,6 +27,8 @@ from onss_sim.server import SimulatorServer, create_server
 
 DEFAULT_DECLARATION = "1Y1002V9KLZ6Z"
 DEFAULT_EMPLOYER = "0450905686"
+# Checkinatwork: the WorkPlaceId is the declaration of works' number, the same site.
+DEFAULT_WORKPLACE = DEFAULT_DECLARATION
 INFO_FILE = "simulator.json"
 CLIENT_ID_FILE = "client_id"
 
@@ -39,6 +41,13 @@ def _declaration(text: str) -> tuple[str, list[str]]:
     if not declaration.strip() or not listed:
         raise argparse.ArgumentTypeError("expected DECLARATION:EMPLOYER[,EMPLOYER...]")
     return declaration.strip(), listed
+
+
+def _workplace(text: str) -> tuple[str, list[str]]:
+    try:
+        return _declaration(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError("expected WORKPLACE:COMPANY[,COMPANY...]") from None
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -55,6 +64,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=[],
         metavar="DECL:EMPLOYER[,EMPLOYER]",
         help=f"a known declaration of works (besides {DEFAULT_DECLARATION}); repeatable",
+    )
+    parser.add_argument(
+        "--workplace",
+        type=_workplace,
+        action="append",
+        default=[],
+        metavar="WORKPLACE:COMPANY[,COMPANY]",
+        help=f"a Checkinatwork WorkPlaceId known (besides {DEFAULT_WORKPLACE}) and the"
+        " KBO/BCE numbers working there; repeatable",
     )
     parser.add_argument(
         "--type-values",
@@ -85,6 +103,10 @@ def configure(server: SimulatorServer, pki: PkiFiles, client_id: str, args: Any)
         for declaration, employers in args.declaration:
             known = sim.book.declarations.get(declaration, frozenset())
             sim.book.set_declaration(declaration, known | set(employers))
+        sim.presences.set_workplace(DEFAULT_WORKPLACE, [DEFAULT_EMPLOYER])
+        for workplace, companies in args.workplace:
+            known = sim.presences.workplaces.get(workplace, frozenset())
+            sim.presences.set_workplace(workplace, known | set(companies))
 
 
 def info(server: SimulatorServer, pki: PkiFiles, client_id: str) -> dict[str, Any]:
@@ -92,15 +114,18 @@ def info(server: SimulatorServer, pki: PkiFiles, client_id: str) -> dict[str, An
     with sim.lock:
         declarations = {key: sorted(value) for key, value in sim.book.declarations.items()}
         type_values = sim.config.type_values
+        workplaces = {key: sorted(value) for key, value in sim.presences.workplaces.items()}
     return {
         "base_url": sim.urls.base,
         "token_url": sim.urls.token,
+        "soap_url": sim.urls.soap,
         "admin_url": sim.urls.admin,
         "ca_file": str(pki.ca_cert.resolve()),
         "client_id": client_id,
         "client_key_file": str(pki.client_key.resolve()),
         "client_cert_file": str(pki.client_cert.resolve()),
         "declarations": declarations,
+        "workplaces": workplaces,
         "type_values": type_values,
         "pid": os.getpid(),
     }

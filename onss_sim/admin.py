@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 from onss_sim.checks import TYPE_VALUES
 from onss_sim.faults import FaultSpecError
 from onss_sim.messages import Reply, Request, json_reply, problem
+from onss_sim.soap_book import real_now
 from onss_sim.state import Config, Simulator
 
 PREFIX = "/_sim"
@@ -56,6 +58,17 @@ def get_registrations(sim: Simulator, request: Request) -> Reply:
     with sim.lock:
         created = sim.book.created(after_id)
     return json_reply(200, {"registrations": created})
+
+
+def get_presences(sim: Simulator, request: Request) -> Reply:
+    after = request.query.get("after_id", [])
+    try:
+        after_id = int(after[0]) if after else None
+    except ValueError:
+        raise InputError("after_id must be an integer") from None
+    with sim.lock:
+        listed = sim.presences.listed(real_now(), after_id)
+    return json_reply(200, {"presences": listed})
 
 
 def get_requests(sim: Simulator, request: Request) -> Reply:
@@ -137,6 +150,49 @@ def post_declarations(sim: Simulator, request: Request) -> Reply:
     return json_reply(200, {"declaration": declaration, "employers": sorted(set(employers))})
 
 
+def get_workplaces(sim: Simulator, request: Request) -> Reply:
+    with sim.lock:
+        known = {key: sorted(value) for key, value in sim.presences.workplaces.items()}
+    return json_reply(200, {"workplaces": known})
+
+
+def post_workplaces(sim: Simulator, request: Request) -> Reply:
+    body = _object_body(request, {"workplace", "companies"})
+    workplace = _string(body, "workplace")
+    companies = body.get("companies")
+    if not isinstance(companies, list) or not all(isinstance(c, str) and c for c in companies):
+        raise InputError("companies must be a list of non-empty strings")
+    with sim.lock:
+        sim.presences.set_workplace(workplace, companies)
+    return json_reply(200, {"workplace": workplace, "companies": sorted(set(companies))})
+
+
+def _clock(sim: Simulator) -> Reply:
+    now = real_now()
+    book = sim.presences
+    return json_reply(200, {"today": book.today(now).isoformat(), "offset_days": book.offset_days})
+
+
+def get_clock(sim: Simulator, request: Request) -> Reply:
+    with sim.lock:
+        return _clock(sim)
+
+
+def post_clock(sim: Simulator, request: Request) -> Reply:
+    body = _object_body(request, {"date"})
+    given = body.get("date")
+    try:
+        day = None if given is None else date.fromisoformat(given)
+    except (TypeError, ValueError):
+        raise InputError("date must be YYYY-MM-DD, or null for the real date") from None
+    with sim.lock:
+        try:
+            sim.presences.set_today(day, real_now())
+        except ValueError as error:
+            raise InputError(str(error)) from None
+        return _clock(sim)
+
+
 def get_config(sim: Simulator, request: Request) -> Reply:
     with sim.lock:
         return json_reply(200, sim.config.as_json())
@@ -156,7 +212,9 @@ def _setting(name: str, value: Any) -> float | str:
         if not isinstance(value, str) or value not in TYPE_VALUES:
             raise InputError(f"type_values must be one of {', '.join(TYPE_VALUES)}")
         return str(value)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(f"{name} must be a number of seconds")
+    if value < 0 or (value == 0 and name != "validation_delay_s"):
         raise InputError(f"{name} must be a positive number of seconds")
     return float(value)
 
@@ -178,6 +236,9 @@ ROUTES: dict[str, dict[str, Endpoint]] = {
     f"{PREFIX}/{name}": {method: _guarded(endpoint) for method, endpoint in methods.items()}
     for name, methods in {
         "registrations": {"GET": get_registrations},
+        "presences": {"GET": get_presences},
+        "workplaces": {"GET": get_workplaces, "POST": post_workplaces},
+        "clock": {"GET": get_clock, "POST": post_clock},
         "requests": {"GET": get_requests},
         "reset": {"POST": post_reset},
         "faults": {"GET": get_faults, "POST": post_faults, "DELETE": delete_faults},

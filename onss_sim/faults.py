@@ -1,21 +1,28 @@
 """Fault injection: rules queued in order, each consumed by the requests it targets.
 
-A rule targets registerInBulk (the default) or the token endpoint (`"target": "token"`) and
-applies to its next `times` requests (default 1). An outage is not queued: it is a window
-that starts when posted (or `start_in_seconds` later) and, while it lasts, every
-registerInBulk and token request answers 503 without consuming queued rules. Not
-thread-safe: the caller holds the simulator's lock. Times are `time.monotonic()` seconds.
+A rule targets registerInBulk (the default), the token endpoint (`"target": "token"`) or
+an operation of the Checkinatwork SOAP endpoint (`registerPresences`, the default of the
+SOAP kinds, or `getPresenceRegistration`), and applies to its next `times` requests
+(default 1). An outage is not queued: it is a window that starts when posted (or
+`start_in_seconds` later) and, while it lasts, every registerInBulk, token and SOAP request
+answers 503 without consuming queued rules. Not thread-safe: the caller holds the
+simulator's lock. Times are `time.monotonic()` seconds.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 REGISTER = "registerInBulk"
 TOKEN = "token"  # noqa: S105 (a rule target name, not a secret)
-TARGETS = (REGISTER, TOKEN)
+# The Checkinatwork SOAP endpoint's operations, by the request's SOAPAction.
+REGISTER_PRESENCES = "registerPresences"
+GET_PRESENCE = "getPresenceRegistration"
+SOAP_TARGETS = (REGISTER_PRESENCES, GET_PRESENCE)
+TARGETS = (REGISTER, TOKEN, *SOAP_TARGETS)
 
 STATUS, LATENCY, DROP, DROP_AFTER, OUTAGE, REFUSE_SSIN = (
     "status",
@@ -25,7 +32,12 @@ STATUS, LATENCY, DROP, DROP_AFTER, OUTAGE, REFUSE_SSIN = (
     "outage",
     "refuse_ssin",  # a stricter schema than the client's: 400 for calls carrying this ssin
 )
+SOAP_FAULT = "soap_fault"  # a SOAP fault with a given SOA-nnnnn code
+ITEM_ERROR = "item_error"  # a business error forced on the items of one INSS or LimosaId
+SOAP_KINDS = (SOAP_FAULT, ITEM_ERROR)
 MAX_SECONDS = 3600.0
+_SOA_CODE = re.compile(r"SOA-\d{5}")
+_PERSON_KEYS = {"inss": "INSS", "limosa_id": "LimosaId"}
 OUTAGE_RETRY_AFTER = 1
 
 _FIELDS = {
@@ -34,6 +46,8 @@ _FIELDS = {
     DROP: set(),
     DROP_AFTER: set(),
     REFUSE_SSIN: {"ssin"},
+    SOAP_FAULT: {"code"},
+    ITEM_ERROR: {"code", "inss", "limosa_id"},
 }
 _COMMON = {"kind", "times", "target"}
 
@@ -51,6 +65,8 @@ class Fault:
     retry_after: int | None = None
     seconds: float = 0.0
     ssin: str | None = None
+    code: str | None = None  # soap_fault: SOA-nnnnn; item_error: the business error code
+    person: tuple[str, str] | None = None  # item_error: ("INSS", n) or ("LimosaId", id)
 
 
 @dataclass
@@ -129,9 +145,10 @@ def _parse(rule: Any, index: int) -> _Queued | tuple[float, float]:
         kinds = ", ".join([*_FIELDS, OUTAGE])
         raise FaultSpecError(f"rule {index}: kind must be one of {kinds}")
     _only(rule, _COMMON | _FIELDS[kind], index)
-    target = rule.get("target", REGISTER)
+    target = rule.get("target", REGISTER_PRESENCES if kind in SOAP_KINDS else REGISTER)
     if target not in TARGETS:
-        raise FaultSpecError(f"rule {index}: target must be {REGISTER} or {TOKEN}")
+        raise FaultSpecError(f"rule {index}: target must be one of {', '.join(TARGETS)}")
+    _check_target(kind, target, index)
     times = _integer(rule, "times", index, default=1, minimum=1)
     return _Queued(_fault(kind, rule, index), target, times)
 
@@ -152,7 +169,43 @@ def _fault(kind: str, rule: Mapping[str, Any], index: int) -> Fault:
         if not isinstance(ssin, str) or not ssin:
             raise FaultSpecError(f"rule {index}: ssin must be a non-empty string")
         return Fault(REFUSE_SSIN, ssin=ssin)
+    if kind == SOAP_FAULT:
+        return Fault(SOAP_FAULT, 500, code=_soa_code(rule, index))
+    if kind == ITEM_ERROR:
+        return Fault(ITEM_ERROR, code=_item_code(rule, index), person=_person(rule, index))
     return Fault(kind)
+
+
+def _check_target(kind: str, target: str, index: int) -> None:
+    """SOAP kinds on SOAP operations only, item errors on registerPresences; refuse_ssin
+    is a REST (JSON) rule."""
+    if kind == ITEM_ERROR and target != REGISTER_PRESENCES:
+        raise FaultSpecError(f"rule {index}: {ITEM_ERROR} targets {REGISTER_PRESENCES} only")
+    if kind == SOAP_FAULT and target not in SOAP_TARGETS:
+        raise FaultSpecError(f"rule {index}: {SOAP_FAULT} targets a SOAP operation only")
+    if kind == REFUSE_SSIN and target in SOAP_TARGETS:
+        raise FaultSpecError(f"rule {index}: {REFUSE_SSIN} is for registerInBulk")
+
+
+def _soa_code(rule: Mapping[str, Any], index: int) -> str:
+    code = rule.get("code")
+    if not isinstance(code, str) or not _SOA_CODE.fullmatch(code):
+        raise FaultSpecError(f"rule {index}: code must be a system error code SOA-nnnnn")
+    return code
+
+
+def _item_code(rule: Mapping[str, Any], index: int) -> str:
+    code = rule.get("code")
+    if not isinstance(code, str) or not 0 < len(code.strip()) <= 20:
+        raise FaultSpecError(f"rule {index}: code must be a non-empty string (at most 20)")
+    return code.strip()
+
+
+def _person(rule: Mapping[str, Any], index: int) -> tuple[str, str]:
+    given = [(name, rule[key]) for key, name in _PERSON_KEYS.items() if key in rule]
+    if len(given) != 1 or not isinstance(given[0][1], str) or not given[0][1]:
+        raise FaultSpecError(f"rule {index}: give one of inss, limosa_id, a non-empty string")
+    return given[0]
 
 
 def _only(rule: Mapping[str, Any], allowed: set[str], index: int) -> None:

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
-from onss_sim import admin, api
+from onss_sim import admin, api, soap
 from onss_sim.checks import item_count
 from onss_sim.messages import Reply, Request, problem
 from onss_sim.pki import PkiFiles
@@ -32,6 +32,7 @@ IDLE_TIMEOUT_S = 30.0
 API_ROUTES: dict[str, dict[str, api.Endpoint]] = {
     api.TOKEN_PATH: {"POST": api.token},
     api.REGISTER_PATH: {"POST": api.register_in_bulk},
+    soap.PATH: {"POST": soap.presence_registration},
 }
 ROUTES = {**API_ROUTES, **admin.ROUTES}
 
@@ -160,6 +161,9 @@ class Handler(BaseHTTPRequestHandler):
         if request.path not in API_ROUTES:
             return
         items = _items(request) if request.path == api.REGISTER_PATH else None
+        more = {}
+        if request.path == soap.PATH:
+            items, more = soap.item_count(request), {"operation": soap.operation_of(request)}
         processed = reply.status if reply.drop and reply.status else None
         with self.simulator.lock:
             self.simulator.log_request(
@@ -171,6 +175,7 @@ class Handler(BaseHTTPRequestHandler):
                 client_id=reply.client_id,
                 fault=reply.fault,
                 processed_status=processed,
+                **more,
             )
 
 

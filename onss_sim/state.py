@@ -13,6 +13,7 @@ from typing import Any
 from onss_sim.checks import DEFAULT_TYPE_VALUES
 from onss_sim.faults import FaultPlan
 from onss_sim.registrations import RegistrationBook, Rules
+from onss_sim.soap_book import DEFAULT_VALIDATION_DELAY_S, PresenceBook
 from onss_sim.tokens import TokenService
 
 
@@ -24,6 +25,8 @@ class Config:
     late_threshold_s: float = 900.0
     future_tolerance_s: float = 300.0
     type_values: str = DEFAULT_TYPE_VALUES  # the case of `type` accepted: lower or upper
+    # Checkinatwork: a presence is validated (VALIDATED or FAILED) this long after creation
+    validation_delay_s: float = DEFAULT_VALIDATION_DELAY_S
 
     def rules(self) -> Rules:
         return Rules(self.late_threshold_s, self.future_tolerance_s)
@@ -47,12 +50,18 @@ class Urls:
         return f"{self.origin}/REST/oauth/v5/token"
 
     @property
+    def soap(self) -> str:
+        """The Checkinatwork SOAP endpoint (the WSDL's address path)."""
+        return f"{self.origin}/PresenceRegistration/v1"
+
+    @property
     def admin(self) -> str:
         return f"{self.origin}/_sim"
 
 
 class Simulator:
-    """The simulated ONSS: clients and tokens, registrations, faults, the request log."""
+    """The simulated ONSS: clients and tokens, registrations (REST) and presences (SOAP),
+    faults, the request log."""
 
     def __init__(self, urls: Urls) -> None:
         self.lock = threading.Lock()
@@ -60,6 +69,7 @@ class Simulator:
         self.config = Config()
         self.tokens = TokenService(urls.token)
         self.book = RegistrationBook()
+        self.presences = PresenceBook()
         self.faults = FaultPlan()
         self.requests: list[dict[str, Any]] = []
         self.generation = 0  # reset() counts up: a request held across it is dropped
@@ -86,10 +96,12 @@ class Simulator:
         self.requests.append(entry)
 
     def reset(self) -> None:
-        """Forget registrations, the request log and faults (caller holds the lock). A
+        """Forget registrations, presences, the simulated date, the request log and faults
+        (caller holds the lock). A
         request still held by a latency fault is dropped when it wakes, not recorded in
         the fresh state: it belongs to the test that injected the fault."""
         self.generation += 1
         self.book.forget()
+        self.presences.forget()
         self.requests.clear()
         self.faults.clear()

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -49,15 +50,18 @@ class SimulatorProcess:
         directory: Path,
         *,
         declarations: Sequence[str] = (),
+        workplaces: Sequence[str] = (),
         type_values: str = DEFAULT_TYPE_VALUES,
         startup_timeout_s: float = STARTUP_TIMEOUT_S,
     ) -> None:
         """`declarations` are extra `DECL:EMPLOYER[,EMPLOYER]` arguments; `type_values`
         the case of `type` it accepts ("lower": in/out, "upper": IN/OUT), which a gateway
-        pointed at it must send (`[uplink] type_values`, see `type_values` below)."""
+        pointed at it must send (`[uplink] type_values`, see `type_values` below);
+        `workplaces` extra Checkinatwork `WORKPLACE:COMPANY[,COMPANY]` arguments."""
         self.directory = Path(directory)
         self.log_file = self.directory / "simulator.log"
         self._declarations = list(declarations)
+        self._workplaces = list(workplaces)
         self._type_values = type_values
         self._startup_timeout_s = startup_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
@@ -87,6 +91,8 @@ class SimulatorProcess:
         command += ["--type-values", self._type_values]
         for declaration in self._declarations:
             command += ["--declaration", declaration]
+        for workplace in self._workplaces:
+            command += ["--workplace", workplace]
         with self.log_file.open("ab") as log:
             self._process = subprocess.Popen(command, stdout=log, stderr=log)
         try:
@@ -148,6 +154,11 @@ class SimulatorProcess:
         return str(self.info["token_url"])
 
     @property
+    def soap_url(self) -> str:
+        """The Checkinatwork SOAP endpoint, PresenceRegistration v1."""
+        return str(self.info["soap_url"])
+
+    @property
     def admin_url(self) -> str:
         return str(self.info["admin_url"])
 
@@ -203,6 +214,24 @@ class SimulatorProcess:
         path = "/registrations" if after_id is None else f"/registrations?after_id={after_id}"
         return list(self.admin("GET", path)["registrations"])
 
+    def presences(self, after_id: int | None = None) -> list[dict[str, Any]]:
+        """Every Checkinatwork presence created, in order (those with an id above `after_id`)."""
+        path = "/presences" if after_id is None else f"/presences?after_id={after_id}"
+        return list(self.admin("GET", path)["presences"])
+
+    def add_workplace(self, workplace: str, companies: Sequence[str]) -> None:
+        self.admin("POST", "/workplaces", {"workplace": workplace, "companies": companies})
+
+    def set_today(self, day: date | None) -> date:
+        """Make `day` the simulator's Checkinatwork today (None: the real one); it turns at
+        real midnight in Brussels. Returns the simulated today."""
+        body = {"date": None if day is None else day.isoformat()}
+        return date.fromisoformat(self.admin("POST", "/clock", body)["today"])
+
+    def today(self) -> date:
+        """The simulator's Checkinatwork today (Europe/Brussels, with any offset)."""
+        return date.fromisoformat(self.admin("GET", "/clock")["today"])
+
     def requests(self) -> list[dict[str, Any]]:
         """The log of token and registerInBulk requests, in order."""
         return list(self.admin("GET", "/requests")["requests"])
@@ -214,7 +243,8 @@ class SimulatorProcess:
         self.admin("DELETE", "/faults")
 
     def configure(self, **settings: float | str) -> dict[str, Any]:
-        """token_lifetime_s, late_threshold_s, future_tolerance_s, type_values."""
+        """token_lifetime_s, late_threshold_s, future_tolerance_s, type_values,
+        validation_delay_s."""
         return dict(self.admin("POST", "/config", settings))
 
     def add_client(self, client_id: str, certificate_pem: str, permitted: bool = True) -> None:
@@ -225,7 +255,8 @@ class SimulatorProcess:
         self.admin("POST", "/declarations", {"declaration": declaration, "employers": employers})
 
     def reset(self) -> None:
-        """Forget registrations, the request log and faults (clients, declarations stay)."""
+        """Forget registrations, presences, the simulated date, the request log and faults
+        (clients, declarations, workplaces, configuration stay)."""
         self.admin("POST", "/reset")
 
 

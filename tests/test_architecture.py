@@ -46,8 +46,9 @@ TOP_LEVEL: dict[str, tuple[str, ...] | str] = {
     "__main__": ("cli",),
 }
 # Outside gateway: the readers know nothing of the gateway, and the simulator is a separate
-# program (tests, benchmarks and the demo start it as a process).
-OTHER_PACKAGES: dict[str, tuple[str, ...]] = {"drivers": (), "onss_sim": ()}
+# program (tests, benchmarks and the demo start it as a process); it checks Checkinatwork
+# signatures with checkinatwork.security.verify, the receiving side's half of WS-Security.
+OTHER_PACKAGES: dict[str, tuple[str, ...]] = {"drivers": (), "onss_sim": ("checkinatwork",)}
 
 
 @dataclass(frozen=True)

@@ -230,7 +230,9 @@ def _check_columns(path: Path, number: int, columns: tuple[str, ...]) -> None:
     duplicated = sorted({column for column in named if named.count(column) > 1})
     if duplicated:
         raise BadgeFileError(f"{path}:{number}: column named twice: {', '.join(duplicated)}")
-    missing = [column for column in REQUIRED_COLUMNS if column not in columns]
+    # a register of posted workers only may name a limosa column instead of a niss one
+    given = {*columns, "niss"} if "limosa" in columns else set(columns)
+    missing = [column for column in REQUIRED_COLUMNS if column not in given]
     if missing:
         raise BadgeFileError(
             f"{path}:{number}: missing required column(s) {', '.join(missing)}"

@@ -43,6 +43,7 @@ from gateway.errors import (
     ControlError,
     CredentialError,
     FleetError,
+    NoLookupError,
     StartupError,
     StorageError,
 )
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from gateway.uplink.connectivity import Connectivity
     from gateway.uplink.factory import ServiceFactory
     from gateway.uplink.sender import Uplink
+    from gateway.uplink.service import Held
 
 log = structlog.get_logger("daemon")
 
@@ -289,6 +291,11 @@ class Daemon:
             log.error("evidence: retention summaries will not be signed", error=str(error))
             return None
         return lambda summary: signed(summary, key)
+
+    async def held_at_the_onss(self, onss_id: int | str) -> Held | None:
+        if self.uplink is None or self._background is None:
+            raise NoLookupError("no uplink delivers: nothing can be asked of the ONSS")
+        return await asyncio.wrap_future(self._background.submit(self.uplink.held(onss_id)))
 
     def _uplink_online(self) -> bool | None:
         """For the worker's display, on the tap's thread: reads one attribute the loop sets."""

@@ -34,7 +34,9 @@ One tree, rooted at `GatewayError`; a caller catches the family it can handle:
         ├── BadRequestError          400: some item is bad
         ├── PayloadTooLargeError     413: the batch must be smaller
         ├── ForbiddenError           403: scope or permission, a configuration matter
-        └── TokenError               the token endpoint refused us or answered nonsense
+        ├── TokenError               the token endpoint refused us or answered nonsense
+        └── NoLookupError            the service cannot say what it holds (CIaO's REST API),
+                                     or nothing delivers: a confirmation stays unchecked
 
 The second bases are kept where code relies on them: `BootIdError` is an OSError (reading a
 file of /proc failed), `JournalMigrationError` a sqlite3.DatabaseError (a caller that
@@ -191,6 +193,11 @@ class PayloadTooLargeError(UplinkError):
 
 class ForbiddenError(UplinkError):
     """A configuration problem at the ONSS (scope or permission): sending stops."""
+
+
+class NoLookupError(UplinkError):
+    """What the ONSS holds under an id cannot be asked: CIaO's REST service has no such
+    call, or the uplink is not running."""
 
 
 class TokenError(UplinkError):

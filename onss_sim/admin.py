@@ -142,9 +142,7 @@ def get_declarations(sim: Simulator, request: Request) -> Reply:
 def post_declarations(sim: Simulator, request: Request) -> Reply:
     body = _object_body(request, {"declaration", "employers"})
     declaration = _string(body, "declaration")
-    employers = body.get("employers")
-    if not isinstance(employers, list) or not all(isinstance(e, str) and e for e in employers):
-        raise InputError("employers must be a list of non-empty strings")
+    employers = _strings(body, "employers")
     with sim.lock:
         sim.book.set_declaration(declaration, employers)
     return json_reply(200, {"declaration": declaration, "employers": sorted(set(employers))})
@@ -159,12 +157,17 @@ def get_workplaces(sim: Simulator, request: Request) -> Reply:
 def post_workplaces(sim: Simulator, request: Request) -> Reply:
     body = _object_body(request, {"workplace", "companies"})
     workplace = _string(body, "workplace")
-    companies = body.get("companies")
-    if not isinstance(companies, list) or not all(isinstance(c, str) and c for c in companies):
-        raise InputError("companies must be a list of non-empty strings")
+    companies = _strings(body, "companies")
     with sim.lock:
         sim.presences.set_workplace(workplace, companies)
     return json_reply(200, {"workplace": workplace, "companies": sorted(set(companies))})
+
+
+def _strings(body: dict[str, Any], name: str) -> list[str]:
+    values = body.get(name)
+    if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+        raise InputError(f"{name} must be a list of non-empty strings")
+    return values
 
 
 def _clock(sim: Simulator) -> Reply:

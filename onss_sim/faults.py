@@ -34,7 +34,8 @@ STATUS, LATENCY, DROP, DROP_AFTER, OUTAGE, REFUSE_SSIN = (
 )
 SOAP_FAULT = "soap_fault"  # a SOAP fault with a given SOA-nnnnn code
 ITEM_ERROR = "item_error"  # a business error forced on the items of one INSS or LimosaId
-SOAP_KINDS = (SOAP_FAULT, ITEM_ERROR)
+CUT_AFTER = "cut_after_processing"  # processed, then a 200 whose answer is cut in half
+SOAP_KINDS = (SOAP_FAULT, ITEM_ERROR, CUT_AFTER)
 MAX_SECONDS = 3600.0
 _SOA_CODE = re.compile(r"SOA-\d{5}")
 _PERSON_KEYS = {"inss": "INSS", "limosa_id": "LimosaId"}
@@ -48,6 +49,7 @@ _FIELDS = {
     REFUSE_SSIN: {"ssin"},
     SOAP_FAULT: {"code"},
     ITEM_ERROR: {"code", "inss", "limosa_id"},
+    CUT_AFTER: set(),
 }
 _COMMON = {"kind", "times", "target"}
 
@@ -181,6 +183,8 @@ def _check_target(kind: str, target: str, index: int) -> None:
     is a REST (JSON) rule."""
     if kind == ITEM_ERROR and target != REGISTER_PRESENCES:
         raise FaultSpecError(f"rule {index}: {ITEM_ERROR} targets {REGISTER_PRESENCES} only")
+    if kind == CUT_AFTER and target != REGISTER_PRESENCES:
+        raise FaultSpecError(f"rule {index}: {CUT_AFTER} targets {REGISTER_PRESENCES} only")
     if kind == SOAP_FAULT and target not in SOAP_TARGETS:
         raise FaultSpecError(f"rule {index}: {SOAP_FAULT} targets a SOAP operation only")
     if kind == REFUSE_SSIN and target in SOAP_TARGETS:

@@ -87,6 +87,8 @@ def _faulty(sim: Simulator, request: Request, fault: faults.Fault, generation: i
         forced = {fault.person: (str(fault.code), "injected business error")}
         return _process(sim, request, forced)
     processed = _process(sim, request, {})
+    if fault.kind == faults.CUT_AFTER:  # stored, answered 200 with half of its answer
+        return replace(processed, body=processed.body[: len(processed.body) // 2])
     if fault.kind != faults.DROP_AFTER:
         return processed
     # drop_after_processing: the ambiguous case

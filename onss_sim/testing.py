@@ -17,7 +17,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from types import TracebackType
@@ -53,17 +53,21 @@ class SimulatorProcess:
         workplaces: Sequence[str] = (),
         type_values: str = DEFAULT_TYPE_VALUES,
         startup_timeout_s: float = STARTUP_TIMEOUT_S,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         """`declarations` are extra `DECL:EMPLOYER[,EMPLOYER]` arguments; `type_values`
         the case of `type` it accepts ("lower": in/out, "upper": IN/OUT), which a gateway
         pointed at it must send (`[uplink] type_values`, see `type_values` below);
-        `workplaces` extra Checkinatwork `WORKPLACE:COMPANY[,COMPANY]` arguments."""
+        `workplaces` extra Checkinatwork `WORKPLACE:COMPANY[,COMPANY]` arguments;
+        `environment` variables added to the process's (libfaketime's, for a test that
+        crosses midnight with the box)."""
         self.directory = Path(directory)
         self.log_file = self.directory / "simulator.log"
         self._declarations = list(declarations)
         self._workplaces = list(workplaces)
         self._type_values = type_values
         self._startup_timeout_s = startup_timeout_s
+        self._environment = {**os.environ, **(environment or {})}
         self._process: subprocess.Popen[bytes] | None = None
         self._client: httpx.Client | None = None
         self.info: dict[str, Any] = {}
@@ -94,7 +98,7 @@ class SimulatorProcess:
         for workplace in self._workplaces:
             command += ["--workplace", workplace]
         with self.log_file.open("ab") as log:
-            self._process = subprocess.Popen(command, stdout=log, stderr=log)
+            self._process = subprocess.Popen(command, stdout=log, stderr=log, env=self._environment)
         try:
             self.info = self._wait_for_info()
         except BaseException:

@@ -26,6 +26,7 @@ from gateway.identifiers import make_niss
 from gateway.journal.rows import REGISTRATION_COLUMNS, registration_row
 from gateway.models import (
     Capacity,
+    Channel,
     ClockSample,
     Coordinates,
     Employer,
@@ -229,6 +230,17 @@ def daemon_process(state: Path, config_path: Path) -> Iterator[DaemonProcess]:
             daemon.kill()
 
 
+def wait_for(condition: Callable[[], Any], timeout: float = 15.0) -> Any:
+    """The condition's first true value, polled every 0.1 s; fails after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout} s")
+
+
 def wait_until_delivered(daemon: DaemonProcess, deadline: float) -> None:
     while time.monotonic() < deadline:
         if daemon.request({"cmd": "status"})["status"]["journal"]["queue_depth"] == 0:
@@ -257,6 +269,23 @@ WORKER = Worker(
 SECOND = 1_000_000_000
 
 
+# Checkinatwork (issue 16): a construction site, known by its WorkPlaceId, with no place of
+# work, and a posted worker known by the Limosa number of the specification's example
+# (PresenceRegistration v1, 5.1.1.1, p. 10).
+WORKPLACE = "1Y1000NF9KCQZ"
+CHECKINATWORK_SITE = Site(WORKPLACE, None, BRUSSELS, Channel.CHECKINATWORK)
+LIMOSA = "24910158641968060"
+POSTED_WORKER = Worker(
+    badge_uid="04B0C0DE",
+    niss=None,
+    employer=Employer(foreign_vat="FR40303265045"),
+    name="Ana",
+    language=Language.EN,
+    capacity=Capacity.POSTED_WORKER,
+    limosa=LIMOSA,
+)
+
+
 def clock_at(local: str, monotonic_s: float = 1000.0, boot: str = "boot-a") -> ClockSample:
     wall = datetime.fromisoformat(local).replace(tzinfo=BRUSSELS)
     return ClockSample(int(wall.timestamp() * 1e9), int(monotonic_s * SECOND), boot, True)
@@ -275,6 +304,14 @@ def a_registration(local: str = "2026-11-22T07:02", monotonic_s: float = 100.0) 
     return registered(
         AttendanceRules(SITE).decide(read(), WORKER, None, clock_at(local, monotonic_s))
     )
+
+
+def a_presence(
+    local: str = "2026-11-23T07:02", worker: Worker = WORKER, monotonic_s: float = 100.0
+) -> Registration:
+    """A PRESENCE registration at CHECKINATWORK_SITE, tapped at `local` (Brussels time)."""
+    rules = AttendanceRules(CHECKINATWORK_SITE)
+    return registered(rules.decide(read(), worker, None, clock_at(local, monotonic_s)))
 
 
 async def with_daemon(

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -10,12 +12,15 @@ import pytest
 from gateway.badges import (
     BadgeRegister,
     BadgeRegisterWatcher,
+    BadgeSite,
     LineError,
     load_badge_register,
 )
+from gateway.config import DEFAULT_CONFIG_PATH
 from gateway.errors import BadgeFileError
 from gateway.identifiers import make_niss
-from gateway.models import Capacity, Employer, Language
+from gateway.models import Capacity, Channel, Employer, Language
+from tests.support import MINIMAL_CONFIG_TOML
 
 HEADER = "badge_uid,niss,employer,name,language,capacity,valid_from,valid_until"
 NISS_A = make_niss("850730", 33)  # 85073003328
@@ -552,3 +557,249 @@ def test_a_utf8_file_with_accents_stays_utf8(tmp_path: Path) -> None:
 
     assert register.encoding == "utf-8"
     assert register.workers["11223344"].name == "Zoë Peeters"
+
+
+# --- Checkinatwork: the limosa and declaration columns (issue 16) ------------------------------
+
+POSTED_HEADER = "badge_uid,niss,limosa,employer,name,language,capacity,declaration"
+LIMOSA = "24910158641968060"  # the specification's example (PresenceRegistration v1, p. 10)
+WORKPLACE_A, WORKPLACE_B = "1Y1000NF9KCQZ", "1Y1000003EQCZ"
+CAW_SITE = BadgeSite(Channel.CHECKINATWORK, (WORKPLACE_A, WORKPLACE_B))
+CIAO_SITE = BadgeSite(Channel.CIAO, ("A1B2C3D4E5F6G",))
+POSTED_LINE = f"AABBCCDD,,{LIMOSA},FR40303265045,Ana Silva,en,posted-worker,"
+NISS_LINE = f"04A23B9C,{NISS_A},,{ENTERPRISE},Marie Dupont,fr,employee,"
+
+
+def load_for(tmp_path: Path, site: BadgeSite | None, *lines: str) -> BadgeRegister:
+    return load_badge_register(write(tmp_path, POSTED_HEADER, *lines), site)
+
+
+def test_a_posted_worker_row_by_limosa_number(tmp_path: Path) -> None:
+    register = load_for(tmp_path, CAW_SITE, POSTED_LINE, NISS_LINE)
+
+    assert register.errors == ()
+    ana = register.workers["AABBCCDD"]
+    assert (ana.niss, ana.limosa, ana.declaration) == (None, LIMOSA, None)
+    assert ana.employer == Employer(foreign_vat="FR40303265045")
+    assert ana.person == "Limosa **************060"
+    marie = register.workers["04A23B9C"]
+    assert (marie.niss, marie.limosa) == (NISS_A, None)
+
+
+def test_a_limosa_number_is_normalised_to_upper_case(tmp_path: Path) -> None:
+    register = load_for(tmp_path, None, POSTED_LINE.replace(LIMOSA, " ab-2491-0158 "))
+
+    assert register.errors == ()
+    assert register.workers["AABBCCDD"].limosa == "AB-2491-0158"
+
+
+@pytest.mark.parametrize(
+    ("limosa", "message"),
+    [
+        ("2491 0158/641968060", "only letters, digits and '-'"),
+        ("-24910158641968060", "only letters, digits and '-'"),
+        ("9" * 65, "is longer than 64 characters"),
+    ],
+)
+def test_a_bad_limosa_number_is_named_by_its_field_and_masked(
+    tmp_path: Path, limosa: str, message: str
+) -> None:
+    path = write(tmp_path, POSTED_HEADER, POSTED_LINE.replace(LIMOSA, limosa), NISS_LINE)
+
+    register = load_badge_register(path, CAW_SITE)
+
+    (error,) = register.errors
+    assert (error.line, error.field) == (2, "limosa")
+    assert str(error) == (
+        f"{path}:2: limosa: {message} (got '{'*' * (len(limosa) - 3)}{limosa[-3:]}')"
+    )
+    assert sorted(register.workers) == ["04A23B9C"]
+
+
+def test_a_row_with_both_niss_and_limosa_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, POSTED_HEADER, POSTED_LINE.replace(",,", f",{NISS_B},", 1), NISS_LINE)
+
+    register = load_badge_register(path, CAW_SITE)
+
+    (error,) = register.errors
+    assert str(error) == f"{path}:2: limosa: give a NISS or a Limosa number, not both"
+    assert NISS_B not in str(error) and LIMOSA not in str(error)
+    assert sorted(register.workers) == ["04A23B9C"]
+
+
+def test_a_row_with_neither_niss_nor_limosa_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, POSTED_HEADER, POSTED_LINE.replace(LIMOSA, ""), NISS_LINE)
+
+    register = load_badge_register(path, CAW_SITE)
+
+    (error,) = register.errors
+    assert str(error) == (
+        f"{path}:2: niss: is empty (a posted worker without one: the limosa column)"
+    )
+    assert sorted(register.workers) == ["04A23B9C"]
+
+
+def test_a_limosa_row_is_refused_on_a_ciao_site_and_loads_without_a_site(tmp_path: Path) -> None:
+    path = write(tmp_path, POSTED_HEADER, POSTED_LINE, NISS_LINE)
+
+    on_ciao = load_badge_register(path, CIAO_SITE)
+    (error,) = on_ciao.errors
+    assert str(error) == (
+        f"{path}:2: limosa: CIaO registers a person by NISS: give this worker's NISS"
+    )
+    assert sorted(on_ciao.workers) == ["04A23B9C"]
+    assert sorted(load_badge_register(path).workers) == ["04A23B9C", "AABBCCDD"]
+    assert sorted(load_badge_register(path, CAW_SITE).workers) == ["04A23B9C", "AABBCCDD"]
+
+
+def test_a_row_of_one_of_the_sites_declarations(tmp_path: Path) -> None:
+    register = load_for(
+        tmp_path,
+        CAW_SITE,
+        POSTED_LINE + WORKPLACE_B.lower(),
+        NISS_LINE + f" {WORKPLACE_A} ",
+    )
+
+    assert register.errors == ()
+    assert register.workers["AABBCCDD"].declaration == WORKPLACE_B
+    assert register.workers["04A23B9C"].declaration == WORKPLACE_A
+
+
+def test_a_declaration_not_of_the_site_is_refused_naming_the_sites(tmp_path: Path) -> None:
+    path = write(tmp_path, POSTED_HEADER, POSTED_LINE + "1Y1000000000Z", NISS_LINE)
+
+    register = load_badge_register(path, CAW_SITE)
+
+    (error,) = register.errors
+    assert str(error) == (
+        f"{path}:2: declaration: not one of this site's: {WORKPLACE_A}, {WORKPLACE_B}"
+        " (got '1Y1000000000Z')"
+    )
+    assert sorted(register.workers) == ["04A23B9C"]
+    ciao = write(tmp_path, POSTED_HEADER, NISS_LINE + WORKPLACE_A, name="ciao.csv")
+    (error,) = load_badge_register(ciao, CIAO_SITE).errors
+    assert error.field == "declaration"
+    assert error.message.startswith("not one of this site's: A1B2C3D4E5F6G")
+
+
+def test_without_a_site_a_declaration_is_checked_for_its_format_only(tmp_path: Path) -> None:
+    register = load_for(
+        tmp_path,
+        None,
+        POSTED_LINE + "1Y1000000000Z",
+        NISS_LINE + "1Y-1000",
+        f"11223344,{NISS_B},,{ENTERPRISE},Jan,nl,employee," + "1" * 14,
+    )
+
+    assert register.workers["AABBCCDD"].declaration == "1Y1000000000Z"
+    assert [(e.line, e.field, e.message) for e in register.errors] == [
+        (3, "declaration", "only letters and digits (got '1Y-1000')"),
+        (4, "declaration", f"must be 1 to 13 characters (got '{'1' * 14}')"),
+    ]
+
+
+def test_a_register_without_the_new_columns_loads_against_either_site(tmp_path: Path) -> None:
+    for site in (None, CIAO_SITE, CAW_SITE):
+        register = load_badge_register(write(tmp_path, HEADER, LINE_A, LINE_B, LINE_C), site)
+
+        assert register.errors == ()
+        assert sorted(register.workers) == ["04A23B9C", "11223344", "AABBCCDD"]
+        assert all(w.limosa is None and w.declaration is None for w in register.workers.values())
+
+
+def test_the_watcher_checks_reloads_against_its_site(tmp_path: Path) -> None:
+    path = write(tmp_path, POSTED_HEADER, NISS_LINE)
+    watcher = BadgeRegisterWatcher(path, CIAO_SITE)
+
+    rewrite(path, POSTED_HEADER, NISS_LINE, POSTED_LINE, mtime_ns=path.stat().st_mtime_ns + 10**9)
+    register = watcher.refresh()
+
+    assert register is not None
+    assert where(register.errors) == [(3, "limosa")]
+    assert sorted(register.workers) == ["04A23B9C"]
+
+
+# --- `badges check`, with and without the site of a configuration -------------------------
+
+CAW_CONFIG = f"""\
+[site]
+name = "Chantier"
+channel = "checkinatwork"
+declaration = "{WORKPLACE_A}"
+declarations = ["{WORKPLACE_B}"]
+
+[badges]
+file = "/srv/badges.csv"
+"""
+
+
+def badges_check(path: Path, config: Path | None) -> subprocess.CompletedProcess[str]:
+    prefix = ["--config", str(config)] if config is not None else []
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *prefix, "badges", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_badges_check_checks_rows_against_the_site_of_the_configuration(tmp_path: Path) -> None:
+    path = write(tmp_path, POSTED_HEADER, POSTED_LINE + WORKPLACE_B, NISS_LINE)
+    caw = tmp_path / "caw.toml"
+    caw.write_text(CAW_CONFIG, encoding="utf-8")
+    ciao = tmp_path / "ciao.toml"
+    ciao.write_text(MINIMAL_CONFIG_TOML, encoding="utf-8")
+
+    fits = badges_check(path, caw)
+    assert fits.returncode == 0, fits.stderr
+    assert f"{path}: checked against the site of {caw}" in fits.stdout
+    assert f"{path}: 2 badge(s) loaded, 0 refused" in fits.stdout
+
+    refused = badges_check(path, ciao)
+    assert refused.returncode == 1
+    assert f"{path}:2: limosa: CIaO registers a person by NISS" in refused.stderr
+    assert f"{path}:2: declaration: not one of this site's: A1B2C3D4E5F6G" in refused.stderr
+    assert LIMOSA not in refused.stderr + refused.stdout
+    assert f"{path}: 1 badge(s) loaded," in refused.stdout
+
+
+def test_badges_check_without_a_configuration_checks_the_rows_alone(tmp_path: Path) -> None:
+    path = write(tmp_path, POSTED_HEADER, POSTED_LINE + WORKPLACE_B, NISS_LINE)
+
+    alone = badges_check(path, tmp_path / "no-such.toml")
+
+    assert alone.returncode == 0, alone.stderr
+    assert "checked against the site" not in alone.stdout
+    assert f"{path}: 2 badge(s) loaded, 0 refused" in alone.stdout
+    if not DEFAULT_CONFIG_PATH.exists():  # no --config: the default file, absent here
+        assert badges_check(path, None).stdout == alone.stdout
+
+
+def test_badges_check_with_a_bad_configuration_exits_1_naming_it(tmp_path: Path) -> None:
+    path = write(tmp_path, POSTED_HEADER, NISS_LINE)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(CAW_CONFIG.replace(WORKPLACE_B, "1Y-B"), encoding="utf-8")
+
+    checked = badges_check(path, bad)
+
+    assert checked.returncode == 1
+    assert "site.declarations" in checked.stderr
+
+
+def test_a_register_of_posted_workers_only_needs_no_niss_column(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "badge_uid,limosa,employer,name,language,capacity",
+        f"AABBCCDD,{LIMOSA},FR40303265045,Ana Silva,en,posted-worker",
+        "11223344,,FR40303265045,Piotr,en,posted-worker",
+    )
+
+    register = load_badge_register(path, CAW_SITE)
+
+    assert sorted(register.workers) == ["AABBCCDD"]
+    assert [(e.line, e.field, e.message) for e in register.errors] == [
+        (3, "niss", "is empty (a posted worker without one: the limosa column)")
+    ]
+    with pytest.raises(BadgeFileError, match="missing required column"):
+        load_badge_register(write(tmp_path, "badge_uid,employer,name,language,capacity", "x"))

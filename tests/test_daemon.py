@@ -173,5 +173,11 @@ def test_an_uplink_that_cannot_start_is_shown_misconfigured_and_taps_are_stored(
     outcome, uplink = run(with_daemon(config, tap_then_status))
     assert outcome.kind is OutcomeKind.REGISTERED
     assert outcome.uplink_online is False  # the worker's display says it is not sent yet
-    assert uplink == {"enabled": True, "state": "misconfigured", "cause": uplink["cause"]}
+    assert uplink == {
+        "enabled": True,
+        "service": "ciao",
+        "endpoint": config.uplink.base_url,
+        "state": "misconfigured",
+        "cause": uplink["cause"],
+    }
     assert str(key) in uplink["cause"]

@@ -239,8 +239,10 @@ def _error(error: ItemError) -> dict[str, str]:
 
 
 def _issue(name: str, detail: str) -> dict[str, str]:
-    """Shaped as the REST service's issues (the sender reads `name` and `detail`)."""
-    return {"in": "body", "name": name, "detail": detail}
+    """Shaped as the REST service's issues (the sender reads `name` and `detail`), with the
+    service's code, which the rejection keeps."""
+    code = name if name.startswith("SOA-") else "400"
+    return {"in": "body", "name": name, "detail": detail, "code": code}
 
 
 def _excerpt(answer: Answer) -> str:

@@ -20,7 +20,7 @@ from gateway.checkinatwork.messages import MAX_ITEMS, PresenceItem, date_accepte
 from gateway.errors import InvalidIdentifier
 from gateway.journal import Outbound
 from gateway.models import ClockSample, Direction
-from gateway.uplink.service import BeforeSending, Item, ItemResult, Unsendable
+from gateway.uplink.service import BeforeSending, Held, Item, ItemResult, Unsendable
 from gateway.uplink.timing import SendTime
 
 DAY_PASSED = "day-passed"  # the code of a presence not delivered on its day
@@ -60,6 +60,18 @@ class CheckinatworkService:
     ) -> list[ItemResult]:
         items = cast("Sequence[PresenceItem]", payloads)
         return await self._client.register_presences(items, before_sending)
+
+    async def held(self, onss_id: int | str) -> Held | None:
+        """getPresenceRegistration: the presence the ONSS holds under that id, if any."""
+        try:
+            presence_id = int(onss_id)
+        except ValueError:
+            return None  # not a PresenceRegistrationId: nothing can be held under it
+        registered = await self._client.get_presence_registration(presence_id)
+        if registered is None:
+            return None
+        ours = registered.registration_id
+        return Held(str(ours) if ours else None, registered.status, registered.remarks)
 
 
 def _item(registration: Outbound, day: date) -> PresenceItem:

@@ -8,11 +8,13 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.cli.options import load_or_report
 from gateway.errors import CredentialError
+from gateway.models import Channel
 
 if TYPE_CHECKING:
     from gateway.badges import BadgeSite
@@ -38,7 +40,7 @@ def _config_check(args: argparse.Namespace) -> int:
     config = load_or_report(path)
     if config is None:
         return 1
-    problems = [*_key_problems(config), *_badge_problems(config)]
+    problems = [*_key_problems(config), *_certificate_problems(config), *_badge_problems(config)]
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
@@ -68,6 +70,29 @@ def _key_problems(config: GatewayConfig) -> Iterator[str]:
             load(key_path(name))
         except CredentialError as error:
             yield f"{field}: {error}"
+
+
+def _certificate_problems(config: GatewayConfig) -> Iterator[str]:
+    """Checkinatwork signs with `[uplink] certificate`: it must be the key's and valid now, or
+    the service refuses every request (checked once the key itself loads)."""
+    from gateway.system.credentials import key_path, load_private_key
+
+    uplink = config.uplink
+    if not uplink.enabled or uplink.certificate is None:
+        return
+    if config.site.channel is not Channel.CHECKINATWORK:
+        return
+    try:
+        key = key_path(uplink.private_key)
+        load_private_key(key)
+    except CredentialError:
+        return  # named by _key_problems, or a credential checked when the daemon starts
+    from gateway.checkinatwork.security import load_identity  # lxml, signxml: only here
+
+    try:
+        load_identity(key, uplink.certificate, datetime.now(UTC))
+    except CredentialError as error:
+        yield f"[uplink] certificate: {error}"
 
 
 def _badge_problems(config: GatewayConfig) -> Iterator[str]:

@@ -14,6 +14,10 @@ A short working day at a site's entrance, told for someone who has never seen th
 4. The employer's evidence for the day, the same export as `badge-gateway evidence
    export`: the log verified, and report.html (with the outage, the taps it held back and
    when the ONSS acknowledged them) written to a directory the demo names.
+5. A construction site next door, where the law asks for something else (Checkinatwork):
+   each person is registered once a day, before work, over the ONSS's SOAP service. A
+   posted worker is known by his Limosa number; a second tap the same day is answered
+   "already registered today" and registers nothing.
 
 The ONSS simulator (onss_sim) runs as its own process, never imported here; the demo
 talks to it over HTTPS (its /_sim/ endpoints) like any test. The daemon runs in this
@@ -49,7 +53,7 @@ from gateway.daemon import Daemon
 from gateway.errors import DemoError, GatewayError
 from gateway.evidence import entries, verify_journal
 from gateway.feedback import TapOutcome, display_lines
-from gateway.identifiers import make_niss
+from gateway.identifiers import make_niss, mask_niss
 from gateway.journal import DeliveryRecord, connect
 from gateway.models import UplinkState
 from gateway.report import (
@@ -65,6 +69,7 @@ from gateway.system import logs
 from gateway.uplink.payload import registration_date
 
 MARIE, JAN, OLGA, UNKNOWN = "04A23B9C", "04:5E:11:7F", "04C0FFEE", "DEADBEEF"
+SOFIE, PIOTR = "04B0B0B0", "04D1D1D1"  # at the construction site
 READER = "entrance"
 DEBOUNCE_SECONDS = 2.0  # a second tap of the same badge within this is the same tap
 PAUSE_SECONDS = 0.8  # between two taps: time to read what the door said
@@ -83,6 +88,39 @@ def sample_badges() -> str:
             "2024-01-01,2024-12-31",
         ]
     )
+
+
+def construction_badges() -> str:
+    return "\n".join(
+        [
+            "badge_uid,niss,limosa,employer,name,language,capacity",
+            f"{SOFIE},{make_niss('880512', 41)},,0450905686,Sofie Janssens,nl,employee",
+            f"{PIOTR},,LIM-2026-004711,PL5260001246,Piotr Kowalski,en,posted-worker",
+        ]
+    )
+
+
+def construction_config(state: Path, onss: dict[str, Any]) -> dict[str, Any]:
+    """The same box at a construction site: Checkinatwork, with the employer's certificate
+    (the simulator registered it for its technical user)."""
+    base = demo_config(state, onss)
+    return {
+        **base,
+        "site": {
+            "name": "Demo construction site, Wavre",
+            "channel": "checkinatwork",
+            "declaration": "1Y1002V9KLZ6Z",  # the declaration of works: the WorkPlaceId
+            "language": "en",
+        },
+        "uplink": {
+            "enabled": True,
+            "presence_url": onss["soap_url"],
+            "private_key": onss["client_key_file"],
+            "certificate": onss["client_cert_file"],
+            "ca_file": onss["ca_file"],
+            "backoff_max_seconds": 2.0,
+        },
+    }
 
 
 def demo_config(state: Path, onss: dict[str, Any]) -> dict[str, Any]:
@@ -155,6 +193,35 @@ async def _run(state: Path, out: Path, log_file: TextIO, stack: ExitStack) -> No
         await runner
     _show_evidence(config.storage.journal)
     _write_report(config, first_day, out, outage, records)
+    await _construction_site(state / "construction", onss)
+
+
+async def _construction_site(state: Path, onss: Onss) -> None:
+    _heading(5, "Next door, a construction site: one registration a day (Checkinatwork)")
+    state.mkdir()
+    (state / "badges.csv").write_text(construction_badges() + "\n", encoding="utf-8")
+    (state / "badges.csv").chmod(0o600)
+    (state / "synchronized").touch()
+    config = config_from_dict(construction_config(state, onss.info), source="embedded demo")
+    daemon = Daemon(config)
+    runner = asyncio.create_task(daemon.run())
+    try:
+        door = await Door.ready(daemon, runner)
+        await door.present(SOFIE, "Sofie Janssens arrives on site")
+        await door.present(PIOTR, "Piotr Kowalski, posted from Poland (a Limosa number)")
+        await door.present(SOFIE, "Sofie comes back from lunch")
+        await _until(lambda: _pending(daemon), "the presences to be delivered")
+    finally:
+        daemon.stop()
+        await runner
+    presences = (await onss.call("GET", "/presences"))["presences"]
+    print("  -> what the ONSS holds for today: one presence per person\n")
+    for presence in presences:
+        inss, limosa = presence["inss"], presence["limosa_id"]
+        who = f"NISS {mask_niss(inss)}" if inss else f"Limosa {mask_niss(limosa)}"
+        print(f"     {presence['date']}  workplace {presence['workplace']}  {who}")
+    if len(presences) != 2:
+        raise DemoError(f"{len(presences)} presences at the ONSS, 2 expected")
 
 
 def _introduce(out: Path) -> None:
@@ -248,7 +315,8 @@ class Door:
         outcome = await self._daemon.tap(read)
         self._last_tap[uid] = time.monotonic()
         shown = " | ".join(f'"{line}"' for line in display_lines(outcome))
-        print(f"  {outcome.local_time:%H:%M:%S}  {who}\n            door shows: {shown}")
+        tapped = datetime.now(self._daemon.config.site.tz)  # a repeat shows the first's time
+        print(f"  {tapped:%H:%M:%S}  {who}\n            door shows: {shown}")
         return outcome
 
     async def _pause(self, uid: str) -> None:
@@ -300,17 +368,17 @@ class Onss:
     async def go_down(self) -> None:
         """Every token and registerInBulk request answered 503 until come_back (at most
         a minute, should the demo be interrupted)."""
-        await self._call("POST", "/faults", [{"kind": "outage", "seconds": 60}])
+        await self.call("POST", "/faults", [{"kind": "outage", "seconds": 60}])
 
     async def come_back(self) -> None:
-        await self._call("DELETE", "/faults")
+        await self.call("DELETE", "/faults")
 
     async def registrations(self) -> dict[str, dict[str, Any]]:
         """What the ONSS created, by id (as text, as the journal may store it)."""
-        answer = await self._call("GET", "/registrations")
+        answer = await self.call("GET", "/registrations")
         return {str(reg["id"]): reg for reg in answer["registrations"]}
 
-    async def _call(self, method: str, path: str, body: Any = None) -> Any:
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
         url = f"{self.info['admin_url']}{path}"
         response = await asyncio.to_thread(self._admin.request, method, url, json=body)
         if not response.is_success:

@@ -169,7 +169,11 @@ def evidence_export(args: argparse.Namespace) -> int:
             conn,
             args.out,
             period,
-            site={"name": site.name, "declaration": site.declaration},
+            site={
+                "name": site.name,
+                "channel": site.channel.value,
+                "declaration": ", ".join(site.all_declarations),
+            },
             render=report_renderer(site, period),
             signing_key=key,
             full_niss=args.full_niss,
@@ -193,15 +197,17 @@ def report_renderer(site: SiteConfig, period: Period) -> Renderer:
     ) -> str:
         context = ReportContext(
             site_name=site.name,
-            declaration=site.declaration,
+            declaration=", ".join(site.all_declarations),
             language=site.language,
             tz=site.tz,
             period_from_ns=period.from_ns,
             period_to_ns=period.to_ns,
             check=summary["check"],
             head=summary["head"],
+            channel=site.channel,
         )
-        return render_report(chosen, context, full_niss=niss)
+        declarations = summary.get("declarations")
+        return render_report(chosen, context, full_niss=niss, declarations=declarations)
 
     return render
 

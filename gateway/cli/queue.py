@@ -30,14 +30,14 @@ from gateway.cli.options import (
     site_timezone,
     socket_path,
 )
-from gateway.cli.render import shown_time
+from gateway.cli.render import person, shown_time
 from gateway.control.status import QUEUE_MAX, delivery_json
 from gateway.feedback.outcome import printable
 from gateway.models import DeliveryState
 
 PERSONAL_DATA_NOTE = (
-    "badge-gateway: note: this output holds national numbers (NISS) in full:"
-    " personal data, keep it to the employer"
+    "badge-gateway: note: this output holds national numbers (NISS) and Limosa numbers in"
+    " full: personal data, keep it to the employer"
 )
 EXPORT_COLUMNS = (
     "id",
@@ -46,6 +46,7 @@ EXPORT_COLUMNS = (
     "type",
     "name",
     "niss",
+    "limosa",
     "employer",
     "capacity",
     "badge_uid",
@@ -113,7 +114,9 @@ def _add_queue_source(parser: argparse.ArgumentParser) -> None:
         "--state", choices=[state.value for state in DeliveryState], help="only this delivery state"
     )
     parser.add_argument(
-        "--show-niss", action="store_true", help="national numbers in full (personal data)"
+        "--show-niss",
+        action="store_true",
+        help="national (and Limosa) numbers in full (personal data)",
     )
     parser.add_argument(
         "--journal", type=Path, help="read this journal file directly (read-only, daemon or not)"
@@ -159,8 +162,8 @@ def _queue_lines(record: dict[str, Any], zone: ZoneInfo | None) -> str:
     onss_id = record["onss_id"] if record["onss_id"] is not None else "-"
     line = (
         f"{shown_time(record['time_utc'], zone)}  {record['type']:<3}"
-        f"  {printable(record['name']):<20}"
-        f" {record['niss']}  {record['delivery']:<11}  onss {onss_id}  {record['id']}"
+        f"  {printable(record['name']):<20} {person(record)}  {record['declaration']}"
+        f"  {record['delivery']:<11}  onss {onss_id}  {record['id']}"
     )
     flags = [label for key, label in _FLAGS if record[key]]
     if flags:
@@ -194,6 +197,9 @@ def _queue_confirm(args: argparse.Namespace) -> int:
     message = {"cmd": "confirm", "id": args.id, "onss_id": args.onss_id}
     reply = control.request(socket_path(args), message)
     print(f"confirmed: {reply['id']} delivered, ONSS id {reply['onss_id']}")
+    if reply.get("checked"):  # Checkinatwork: the ONSS said it holds this very one
+        remarks = "; ".join(reply.get("remarks") or []) or "no remark"
+        print(f"  checked at the ONSS: {reply['status']} ({remarks})")
     return 0
 
 

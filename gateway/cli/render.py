@@ -38,8 +38,7 @@ def render_status(status: dict[str, Any], zone: ZoneInfo | None = None) -> str:
     journal, clock, badges = status["journal"], status["clock"], status["badges"]
     oldest = journal["oldest_pending"]
     lines = [
-        f"site        {status['site']['name']} (declaration {status['site']['declaration']}),"
-        f" times in {zone_name(zone)}",
+        f"site        {_site_text(status['site'])}, times in {zone_name(zone)}",
         f"clock       {'synchronised' if clock['synced'] else 'NOT synchronised'},"
         f" {shown_time(clock['now'], zone)}"
         + "".join(f"; {_source_text(source)}" for source in clock.get("sources", [])),
@@ -81,8 +80,24 @@ def registration_line(reg: dict[str, Any], zone: ZoneInfo | None = None) -> str:
     synced = "" if reg["clock_synced"] else "  (clock not synced)"
     return (
         f"{shown_time(reg['time_utc'], zone)}  {reg['type']:<3}  {printable(reg['name']):<20}"
-        f" {reg['niss']}  {reg['delivery']:<11}  {reg['id']}{synced}"
+        f" {person(reg)}  {reg['declaration']}  {reg['delivery']:<11}  {reg['id']}{synced}"
     )
+
+
+def person(reg: dict[str, Any]) -> str:
+    """The worker's NISS, or 'Limosa ' and a posted worker's Limosa number (as the JSON
+    gives them: masked unless asked in full)."""
+    if reg.get("limosa") is not None:
+        return f"Limosa {reg['limosa']}"
+    return str(reg.get("niss", ""))
+
+
+def _site_text(site: dict[str, Any]) -> str:
+    """`Name (ciao, declaration X)`, or every declaration when the site serves several."""
+    declarations = site.get("declarations") or [site["declaration"]]
+    label = "declarations" if len(declarations) > 1 else "declaration"
+    channel = f"{site['channel']}, " if site.get("channel") else ""
+    return f"{site['name']} ({channel}{label} {', '.join(declarations)})"
 
 
 def _source_text(source: dict[str, Any]) -> str:
@@ -116,8 +131,10 @@ def _fleet_line(fleet: dict[str, Any]) -> str:
 def _uplink_line(uplink: dict[str, Any], zone: ZoneInfo | None) -> str:
     """State (and cause), since when, last acknowledgement (or never), next retry."""
     if not uplink["enabled"]:
-        return "disabled"
+        return f"disabled ({uplink['service']})" if uplink.get("service") else "disabled"
     line = str(uplink["state"]) + (f" ({uplink['cause']})" if uplink.get("cause") else "")
+    if uplink.get("service"):
+        line = f"{uplink['service']} {uplink.get('endpoint', '')}: {line}"
     if uplink.get("since"):
         line += f" since {shown_time(uplink['since'], zone)}"
     if uplink["state"] != "misconfigured":

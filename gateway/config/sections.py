@@ -52,6 +52,11 @@ class Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
+def _fits_the_site_channel(value: str, info: ValidationInfo) -> str:
+    """One of `declarations`, checked alone: an error names its index and value."""
+    return _declaration_for(info.data.get("channel"), value)
+
+
 class SiteConfig(Section):
     """The building this box stands in, as declared to the ONSS.
 
@@ -64,7 +69,7 @@ class SiteConfig(Section):
     name: NonEmptyStr
     channel: Channel = Channel.CIAO
     declaration: str
-    declarations: tuple[str, ...] = ()
+    declarations: tuple[Annotated[str, AfterValidator(_fits_the_site_channel)], ...] = ()
     place_of_work: PlaceOfWork | None = Field(default=None, validate_default=True)
     timezone: str = DEFAULT_TIMEZONE
     language: Language = Language.FR
@@ -76,11 +81,11 @@ class SiteConfig(Section):
 
     @field_validator("declarations")
     @classmethod
-    def _each_fits_once(cls, values: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
-        checked = tuple(_declaration_for(info.data.get("channel"), value) for value in values)
-        if len(set(checked)) != len(checked):
-            raise ValueError("a declaration is listed twice")
-        return checked
+    def _each_once(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        twice = sorted({value for value in values if values.count(value) > 1})
+        if twice:
+            raise ValueError(f"listed twice: {', '.join(twice)}")
+        return values
 
     @field_validator("place_of_work")
     @classmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -25,9 +25,18 @@ from gateway.control.status import (
     registration_json,
 )
 from gateway.control.view import ControlJournal, DaemonView
-from gateway.errors import ControlError, InvalidIdentifier, StorageError
+from gateway.errors import (
+    ControlError,
+    InvalidIdentifier,
+    NoLookupError,
+    StorageError,
+    UplinkError,
+)
 from gateway.identifiers import check_reader_name, normalise_uid
 from gateway.models import DeliveryState
+
+if TYPE_CHECKING:
+    from gateway.uplink.service import Held
 
 log = structlog.get_logger("control")
 
@@ -121,6 +130,7 @@ class _Commands:
         id the ONSS gave it."""
         registration_id = _registration_id(request)
         onss_id = _onss_id(request)
+        checked = await self._checked_at_the_onss(registration_id, onss_id)
         late_after_ns = int(self._daemon.config.uplink.late_after_minutes * 60e9)
         try:
             stored = await asyncio.to_thread(
@@ -133,8 +143,40 @@ class _Commands:
                 f"no unconfirmed registration {registration_id}: unknown id, or not"
                 " unconfirmed (only those `queue list --state unconfirmed` shows)"
             )
-        log.info("unconfirmed registration confirmed", registration=registration_id, onss_id=stored)
-        return {"id": registration_id, "onss_id": stored}
+        log.info(
+            "unconfirmed registration confirmed",
+            registration=registration_id,
+            onss_id=stored,
+            checked_at_the_onss=checked is not None,
+        )
+        reply: dict[str, Any] = {"id": registration_id, "onss_id": stored, "checked": False}
+        if checked is not None:
+            reply |= {"checked": True, "status": checked.status, "remarks": list(checked.remarks)}
+        return reply
+
+    async def _checked_at_the_onss(self, registration_id: str, onss_id: int | str) -> Held | None:
+        """Where the service can say (Checkinatwork's getPresenceRegistration), the id must
+        name this very registration; None where it cannot (CIaO): taken on the employer's
+        word, as before."""
+        try:
+            held = await self._daemon.held_at_the_onss(onss_id)
+        except NoLookupError:
+            return None
+        except UplinkError as error:
+            raise ControlError(
+                f"could not ask the ONSS about id {onss_id} ({error}): not confirmed; try again"
+            ) from error
+        if held is None:
+            raise ControlError(
+                f"the ONSS holds nothing of ours under id {onss_id}: not confirmed (check the id;"
+                " or send it again, flagged: queue retry)"
+            )
+        if held.registration_id != registration_id:
+            raise ControlError(
+                f"ONSS id {onss_id} is registration {held.registration_id}, not"
+                f" {registration_id}: not confirmed"
+            )
+        return held
 
 
 def _tap_read(request: dict[str, Any]) -> BadgeRead:

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from drivers.base import ReaderHealth
 from gateway.identifiers import mask_niss
 from gateway.journal import DeliveryRecord, StoredRegistration
-from gateway.models import ClockSample, UplinkState, Worker, iso_utc
+from gateway.models import Channel, ClockSample, UplinkState, Worker, iso_utc
 
 if TYPE_CHECKING:
     from gateway.control.view import DaemonView
@@ -123,7 +123,7 @@ def collect(daemon: DaemonView) -> dict[str, Any]:
     return {
         "pid": os.getpid(),
         "uptime_seconds": round(time.time() - daemon.started_at, 1),
-        "site": {"name": daemon.config.site.name, "declaration": daemon.config.site.declaration},
+        "site": _site(daemon),
         "clock": {
             "synced": clock.synced,
             "boot_id": clock.boot_id,
@@ -204,10 +204,29 @@ def _health(health: ReaderHealth, now: ClockSample) -> dict[str, Any]:
     }
 
 
+def _site(daemon: DaemonView) -> dict[str, Any]:
+    """The site, its channel and every declaration it serves (the default one first)."""
+    site = daemon.config.site
+    return {
+        "name": site.name,
+        "channel": site.channel.value,
+        "declaration": site.declaration,
+        "declarations": list(site.all_declarations),
+    }
+
+
 def _uplink(daemon: DaemonView) -> dict[str, Any]:
+    service = _service(daemon)
     if daemon.connectivity is not None:
-        return {"enabled": True, **daemon.connectivity.as_json()}
+        return {"enabled": True, **service, **daemon.connectivity.as_json()}
     if daemon.uplink_error is not None:
         state = UplinkState.MISCONFIGURED.value
-        return {"enabled": True, "state": state, "cause": daemon.uplink_error}
-    return {"enabled": False}
+        return {"enabled": True, **service, "state": state, "cause": daemon.uplink_error}
+    return {"enabled": False, **service}
+
+
+def _service(daemon: DaemonView) -> dict[str, str]:
+    """Which ONSS service the uplink delivers to, and where."""
+    channel, uplink = daemon.config.site.channel, daemon.config.uplink
+    endpoint = uplink.presence_url if channel is Channel.CHECKINATWORK else uplink.base_url
+    return {"service": channel.value, "endpoint": str(endpoint)}

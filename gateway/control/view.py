@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from gateway.feedback import TapOutcome
     from gateway.tap import TapPipeline
     from gateway.uplink.connectivity import Connectivity
+    from gateway.uplink.service import Held
 
 
 class ControlJournal(StatusReads, RegistrationReads, Protocol):
@@ -61,6 +62,11 @@ class DaemonView(Protocol):
     def uplink_error(self) -> str | None: ...  # why the uplink could not start
 
     def fleet_status(self) -> dict[str, Any]: ...  # the fleet link: enabled, state, cause...
+
+    async def held_at_the_onss(self, onss_id: int | str) -> Held | None:
+        """What the ONSS holds under its id, asked by the uplink; NoLookupError when it
+        cannot be asked (CIaO, or no uplink), another UplinkError when the call failed."""
+        ...
 
     async def tap(self, read: BadgeRead) -> TapOutcome:
         """Run a read down the tap pipeline as a reader would; ControlError while the daemon

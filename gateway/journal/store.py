@@ -133,7 +133,7 @@ class Journal:
         """Store a tap that registered nothing; a refused one is evidence, a repeat is not."""
         with self._writer.transaction() as conn:
             cursor = conn.execute(INSERT_ATTEMPT, attempt_row(attempt))
-            if attempt.outcome != "repeat":
+            if attempt.outcome not in ("repeat", "already-today"):  # nothing was refused
                 refused = {
                     "outcome": attempt.outcome,
                     "badge_uid": attempt.badge_uid,

@@ -19,7 +19,7 @@ from string import Template
 from zoneinfo import ZoneInfo
 
 from gateway.evidence import ChainCheck, Entry
-from gateway.models import Language
+from gateway.models import Channel, Language
 from gateway.report.outages import (
     Analysis,
     Duplicate,
@@ -47,16 +47,24 @@ class ReportContext:
     check: ChainCheck  # of the exported entries
     head: Entry | None  # the chain head when exporting (may lie after the period)
     created_ns: int | None = None
+    channel: Channel = Channel.CIAO
 
 
 def render_report(
-    entries: Iterable[Entry], context: ReportContext, *, full_niss: Mapping[str, str] | None = None
+    entries: Iterable[Entry],
+    context: ReportContext,
+    *,
+    full_niss: Mapping[str, str] | None = None,
+    declarations: Mapping[str, str] | None = None,
 ) -> str:
-    """The whole report as one HTML document. `full_niss` (registration id -> NISS) is the
-    employer's explicit choice to show NISS numbers in full."""
+    """The whole report as one HTML document. `full_niss` (registration id -> NISS or
+    Limosa number) is the employer's explicit choice to show them in full; `declarations`
+    (registration id -> declaration, from the journal: the entries do not carry it) names
+    each force-majeure presence's workplace."""
     ordered = list(entries)
     analysis = analyse(ordered)
-    out = _Writer(context, full_niss, ordered[-1].wall_ns if ordered else context.period_to_ns)
+    last_ns = ordered[-1].wall_ns if ordered else context.period_to_ns
+    out = _Writer(context, full_niss, last_ns, declarations or {})
     numbered = list(enumerate(analysis.outages, start=1))
     sections = [
         _header(out),
@@ -64,11 +72,13 @@ def render_report(
         _timeline(out, analysis, numbered),
         _outage_table(out, numbered),
         *(_held_table(out, number, outage) for number, outage in numbered if outage.held),
+        _force_majeure_table(out, analysis, numbered),
         _late_table(out, analysis),
         _duplicated_table(out, analysis),
         _unconfirmed_table(out, analysis),
         _rejected_table(out, analysis),
         _clock_table(out, analysis),
+        _per_day_table(out, analysis),
         _verification(out, ordered),
         _notes(out, analysis),
         f"<footer>{out.t('footer')}</footer>",
@@ -80,12 +90,18 @@ class _Writer:
     """Texts and values of one report, as escaped HTML."""
 
     def __init__(
-        self, context: ReportContext, full_niss: Mapping[str, str] | None, last_ns: int
+        self,
+        context: ReportContext,
+        full_niss: Mapping[str, str] | None,
+        last_ns: int,
+        declarations: Mapping[str, str],
     ) -> None:
         self.context = context
         self.texts = TEXTS[context.language]
         self.full_niss = full_niss
         self.last_ns = last_ns  # an ongoing outage lasted at least until the last entry
+        self.declarations = declarations
+        self.presence = context.channel is Channel.CHECKINATWORK
 
     def t(self, key: str, **values: object) -> str:
         template = Template(html.escape(self.texts[key]))
@@ -123,9 +139,14 @@ class _Writer:
         return text.replace(" ", _NBSP)
 
     def niss(self, record: RegistrationRecord) -> str:
-        if self.full_niss and record.id in self.full_niss:
-            return html.escape(self.full_niss[record.id])
-        return html.escape(record.captured.niss) if record.captured else ""
+        """The NISS, or 'Limosa ' and a posted worker's number: masked, unless in full."""
+        captured = record.captured
+        number = captured.limosa or captured.niss if captured else ""
+        if self.full_niss and self.full_niss.get(record.id):
+            number = self.full_niss[record.id]
+        if captured and captured.limosa:
+            return self.t("limosa_person", number=number)
+        return html.escape(number)
 
     def direction(self, value: str) -> str:
         key = f"dir_{value}"
@@ -166,12 +187,17 @@ def _header(out: _Writer) -> str:
     context = out.context
     facts = [
         (out.t("site"), html.escape(context.site_name)),
-        (out.t("declaration"), f"<code>{html.escape(context.declaration) or '—'}</code>"),
+        (
+            out.t("declaration_checkinatwork" if out.presence else "declaration"),
+            f"<code>{html.escape(context.declaration) or '—'}</code>",
+        ),
+        (out.t("service"), out.t(f"channel_{context.channel.value}")),
         (out.t("period"), _period(out)),
     ]
     if context.created_ns is not None:
         facts.append((out.t("created"), out.when(context.created_ns)))
-    niss_note = out.t("niss_full" if out.full_niss else "niss_masked")
+    personal = "personal" if out.presence else "niss"  # Checkinatwork: Limosa numbers too
+    niss_note = out.t(f"{personal}_full" if out.full_niss else f"{personal}_masked")
     return (
         f'<header>\n<h1>{out.t("title")}</h1>\n<p class="subtitle">{out.t("subtitle")}</p>\n'
         f"{_facts(facts)}\n"
@@ -214,12 +240,16 @@ def _summary(out: _Writer, analysis: Analysis) -> str:
         (out.t("sum_unconfirmed"), analysis.still_unconfirmed),
         (out.t("sum_rejected"), len(analysis.rejected)),
     ]
+    if out.presence or analysis.force_majeure:
+        figures.append((out.t("sum_force_majeure"), len(analysis.force_majeure)))
     tiles = "".join(
         f'<div class="tile{" zero" if not n else ""}"><b>{n}</b><span>{name}</span></div>'
         for name, n in figures
     )
     chain_tile = f'<div class="tile chain"><span>{out.t("sum_chain")}</span>{chain}</div>'
-    return _section(out.t("summary"), f'<div class="tiles">{tiles}{chain_tile}</div>')
+    service = out.t(f"channel_{out.context.channel.value}")
+    channel = f'<p class="small">{out.t("service")}: <b>{service}</b></p>'
+    return _section(out.t("summary"), f'{channel}<div class="tiles">{tiles}{chain_tile}</div>')
 
 
 def _count(outages: Sequence[Outage], kind: OutageKind) -> int:
@@ -487,14 +517,18 @@ def _acknowledged_text(out: _Writer, outage: Outage) -> str:
     times = [r.acknowledgement.wall_ns for r in held if r.acknowledgement]
     if len(times) == len(held):
         return out.t("ack_all", time=out.when(max(times)))
+    day_passed = sum(r.acknowledgement is None and _day_passed(r) for r in held)
     rejected = sum(r.acknowledgement is None and r.rejection is not None for r in held)
+    rejected -= day_passed
     unconfirmed = sum(r.acknowledgement is None and r.unconfirmed for r in held)
-    waiting = len(held) - len(times) - rejected - unconfirmed
+    waiting = len(held) - len(times) - rejected - day_passed - unconfirmed
     parts = [
         out.t("ack_some", done=len(times), total=len(held), time=out.when(max(times)))
         if times
         else out.t("ack_none")
     ]
+    if day_passed:
+        parts.append(out.t("n_day_passed", count=day_passed))
     if rejected:
         parts.append(out.t("n_rejected", count=rejected))
     if unconfirmed:
@@ -504,7 +538,14 @@ def _acknowledged_text(out: _Writer, outage: Outage) -> str:
     return "; ".join(parts)
 
 
-_REGISTRATION_COLUMNS = ("col_tap", "col_type", "col_worker", "col_niss")
+def _day_passed(record: RegistrationRecord) -> bool:
+    return record.rejection is not None and record.rejection.day_passed
+
+
+def _registration_columns(out: _Writer) -> tuple[str, ...]:
+    if out.presence:
+        return ("col_tap", "col_type_presence", "col_worker", "col_person")
+    return ("col_tap", "col_type", "col_worker", "col_niss")
 
 
 def _registration_cells(out: _Writer, record: RegistrationRecord) -> list[str]:
@@ -526,7 +567,7 @@ def _registrations_table(
     columns: Sequence[str],
     cells: Callable[[RegistrationRecord], list[str]],
 ) -> str:
-    headers = [out.t(key) for key in (*_REGISTRATION_COLUMNS, *columns)]
+    headers = [out.t(key) for key in (*_registration_columns(out), *columns)]
     rows = [[*_registration_cells(out, record), *cells(record)] for record in records]
     return _table(headers, rows, out, "registrations")
 
@@ -547,6 +588,8 @@ def _delivery_cells(out: _Writer, record: RegistrationRecord) -> list[str]:
     if ack is not None:
         late = f'<b class="late">{out.t("yes")}</b>' if ack.late else out.t("no")
         return [reader, out.when(ack.wall_ns), _onss_id(out, record), late]
+    if _day_passed(record):
+        return [reader, f'<b class="late">{out.t("day_passed_cell")}</b>', "", ""]
     if record.rejection is not None:
         return [reader, f'<span class="bad">{out.t("rejected_cell")}</span>', "", ""]
     if record.unconfirmed:
@@ -643,6 +686,86 @@ def _resolution(out: _Writer, episode: Episode) -> str:
     if episode.resolution == Resolution.SENT_AGAIN:
         return text
     return f'{text} <code class="id">{html.escape(episode.onss_id)}</code>'
+
+
+def _force_majeure_table(
+    out: _Writer, analysis: Analysis, numbered: Sequence[tuple[int, Outage]]
+) -> str:
+    """Checkinatwork presences rejected on the box as `day-passed`, each with the outages
+    that kept it there: those that held it (tapped during), or that went on between its
+    tap and its rejection (tapped before, or a power cut)."""
+    if not (out.presence or analysis.force_majeure):
+        return ""
+
+    def cells(record: RegistrationRecord) -> list[str]:
+        declaration = out.declarations.get(record.id, "")
+        outages = _keeping(record, numbered)
+        links = "<br>".join(_outage_link(out, number, outage) for number, outage in outages)
+        rejected_at = out.when(record.rejection.wall_ns) if record.rejection else ""
+        held = links or f'<span class="muted">{out.t("held_by_none")}</span>'
+        return [f"<code>{html.escape(declaration) or '—'}</code>", held, rejected_at]
+
+    table = _registrations_table(
+        out,
+        analysis.force_majeure,
+        ("col_declaration", "col_held_by", "col_rejected_at"),
+        cells,
+    )
+    return _section(out.t("force_majeure_title"), table, out.t("force_majeure_intro"))
+
+
+_KEEPING_KINDS = (OutageKind.UPLINK, OutageKind.POWER_CUT, OutageKind.CRASH, OutageKind.CLOCK)
+
+
+def _keeping(
+    record: RegistrationRecord, numbered: Sequence[tuple[int, Outage]]
+) -> list[tuple[int, Outage]]:
+    held = [(n, o) for n, o in numbered if any(r.id == record.id for r in o.held)]
+    if held or record.captured is None or record.rejection is None:
+        return held
+    start, end = record.captured.wall_ns, record.rejection.wall_ns
+    return [
+        (n, o)
+        for n, o in numbered
+        if o.kind in _KEEPING_KINDS and o.start_ns <= end and (o.end_ns or end) >= start
+    ]
+
+
+def _outage_link(out: _Writer, number: int, outage: Outage) -> str:
+    kind = out.t(f"kind_{outage.kind.value}")
+    return f'<a href="#outage-{number}">#{number}</a> {kind}: {_span_text(out, outage)}'
+
+
+def _per_day_table(out: _Writer, analysis: Analysis) -> str:
+    """For each local day: registrations by type, how many the ONSS acknowledged, and (at
+    a Checkinatwork site) how many were presences not delivered on their day."""
+    days: dict[str, list[RegistrationRecord]] = {}
+    for record in analysis.records:
+        if record.captured is not None:
+            days.setdefault(out.day(record.captured.wall_ns), []).append(record)
+    if not days:
+        return ""
+    columns = ["col_day", "col_registrations", "col_acknowledged"]
+    if out.presence or analysis.force_majeure:
+        columns.append("col_force_majeure")
+    rows = [_day_row(out, day, records, len(columns)) for day, records in days.items()]
+    table = _table([out.t(key) for key in columns], rows, out, "per-day")
+    return _section(out.t("perday_title"), table)
+
+
+def _day_row(
+    out: _Writer, day: str, records: Sequence[RegistrationRecord], width: int
+) -> list[str]:
+    types: dict[str, int] = {}
+    for record in records:
+        if record.captured is not None:
+            types[record.captured.direction] = types.get(record.captured.direction, 0) + 1
+    by_type = ", ".join(f"{count} {out.direction(kind)}" for kind, count in types.items())
+    acknowledged = sum(record.acknowledgement is not None for record in records)
+    row = [day, f"{len(records)} ({by_type})", str(acknowledged)]
+    if width > len(row):
+        row.append(str(sum(map(_day_passed, records))))
+    return row
 
 
 def _rejected_table(out: _Writer, analysis: Analysis) -> str:

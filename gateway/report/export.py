@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -34,7 +34,6 @@ from gateway.evidence import (
     verify_journal,
 )
 from gateway.evidence.signing import signature_problems, signed
-from gateway.journal import registration_values
 
 ENTRIES, MANIFEST, REPORT = "entries.jsonl", "manifest.json", "report.html"
 FORMAT = "badge-gateway evidence export 1"
@@ -69,6 +68,7 @@ def export(
         "check": check,
         "whole": whole,
         "head": entry_at(conn, last_head(conn).seq),
+        "declarations": _column(conn, chosen, "declaration"),
     }
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
     lines = [entry.as_json() for entry in ([before] if before else []) + chosen]
@@ -86,9 +86,10 @@ def export(
 
 def _period_entries(conn: sqlite3.Connection, period: Period) -> tuple[Entry | None, list[Entry]]:
     """The contiguous run of entries from the first made in the period to the last (wall
-    clocks can step back; the chain cannot have holes), and the entry before it."""
+    clocks can step back; the chain cannot have holes), and the entry before it. Taps are
+    entries too (`evidence_chain`): a period may begin or end with one."""
     row = conn.execute(
-        "SELECT MIN(seq), MAX(seq) FROM evidence WHERE wall_ns >= ? AND wall_ns < ?",
+        "SELECT MIN(seq), MAX(seq) FROM evidence_chain WHERE wall_ns >= ? AND wall_ns < ?",
         (period.from_ns, period.to_ns),
     ).fetchone()
     if row is None or row[0] is None:
@@ -111,8 +112,25 @@ def _links_within(conn: sqlite3.Connection, chosen: Sequence[Entry]) -> Pruned:
 
 
 def _full_niss(conn: sqlite3.Connection, chosen: Sequence[Entry]) -> dict[str, str]:
+    """Registration id -> the NISS, or a posted worker's Limosa number, in full."""
+    return _column(conn, chosen, "coalesce(niss, limosa)")
+
+
+def _column(
+    conn: sqlite3.Connection,
+    chosen: Sequence[Entry],
+    column: Literal["coalesce(niss, limosa)", "declaration"],  # never a caller's text
+) -> dict[str, str]:
+    """Registration id -> one of its journal row's values (one the entries do not hold),
+    for the registrations captured in `chosen`."""
     ids = [str(e.details.get("id")) for e in chosen if e.kind == Kind.REGISTRATION.value]
-    return registration_values(conn, "id", "niss", ids)
+    found: dict[str, str] = {}
+    for start in range(0, len(ids), 500):  # SQLite bounds a statement's parameters
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT id, {column} FROM registrations WHERE id IN ({marks})"  # noqa: S608
+        found.update((row[0], row[1]) for row in conn.execute(sql, chunk) if row[1] is not None)
+    return found
 
 
 def _manifest(

@@ -17,6 +17,8 @@ from typing import Any
 
 from gateway.evidence import Entry, Kind
 
+DAY_PASSED = "day-passed"  # gateway.checkinatwork.service's code (no import: the layers)
+
 
 class OutageKind(enum.StrEnum):
     UPLINK = "uplink"  # the internet or the ONSS service
@@ -30,11 +32,12 @@ class OutageKind(enum.StrEnum):
 class Captured:
     """A `registration` entry: a tap the box stored."""
 
-    direction: str
+    direction: str  # IN, OUT (CIaO) or PRESENCE (Checkinatwork)
     wall_ns: int
     worker: str
-    niss: str  # masked
+    niss: str  # masked; "" for a posted worker
     reader: str
+    limosa: str = ""  # a posted worker's Limosa number, masked
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,13 @@ class Rejected:
     wall_ns: int
     source: str
     errors: tuple[str, ...]
+    codes: tuple[str, ...] = ()  # each error's code, where it has one
+
+    @property
+    def day_passed(self) -> bool:
+        """A Checkinatwork presence the box could not deliver on its day (an outage kept it):
+        a case of force majeure, not a refusal."""
+        return self.source == "local" and DAY_PASSED in self.codes
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +189,8 @@ class Analysis:
     late: tuple[RegistrationRecord, ...]
     duplicated: tuple[Duplicate, ...]  # one per registration, in capture order
     unconfirmed: tuple[Unconfirmed, ...]  # one per registration, in capture order
-    rejected: tuple[RegistrationRecord, ...]
+    rejected: tuple[RegistrationRecord, ...]  # refused, not counting force majeure
+    force_majeure: tuple[RegistrationRecord, ...]  # presences not delivered on their day
     readers: tuple[str, ...]  # every reader named, in order of appearance
     notes: tuple[Note, ...]
 
@@ -277,7 +288,8 @@ def analyse(entries: Iterable[Entry]) -> Analysis:
         late=tuple(r for r in records if r.acknowledgement and r.acknowledgement.late),
         duplicated=tuple(index.duplicates()),
         unconfirmed=tuple(index.unconfirmed_records()),
-        rejected=tuple(r for r in records if r.rejection),
+        rejected=tuple(r for r in records if r.rejection and not r.rejection.day_passed),
+        force_majeure=tuple(r for r in records if r.rejection and r.rejection.day_passed),
         readers=tuple(index.readers),
         notes=tuple(index.notes),
     )
@@ -332,6 +344,7 @@ class _Index:
             worker=fields.optional_text("worker"),
             niss=fields.optional_text("niss"),
             reader=fields.optional_text("reader"),
+            limosa=fields.optional_text("limosa"),
         )
         self.captured[fields.text("id")] = captured
         if captured.reader:
@@ -376,9 +389,11 @@ class _Index:
         return True
 
     def _rejected(self, entry: Entry, fields: _Fields) -> None:
-        errors = tuple(_error_text(error) for error in fields.items("errors"))
+        items = fields.items("errors")
+        errors = tuple(_error_text(error) for error in items)
+        codes = tuple(str(e["code"]) for e in items if isinstance(e, Mapping) and e.get("code"))
         source = fields.optional_text("source")
-        self.rejections[fields.text("id")] = Rejected(entry.wall_ns, source, errors)
+        self.rejections[fields.text("id")] = Rejected(entry.wall_ns, source, errors, codes)
 
     def _possibly_duplicated(self, entry: Entry, fields: _Fields) -> None:
         cause = fields.optional_text("cause")

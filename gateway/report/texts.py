@@ -165,6 +165,33 @@ _EN: Mapping[str, str] = {
     "date": "%d/%m/%Y",
     "day_month": "%d/%m",
     "unit_day": "d",
+    # Checkinatwork (docs/checkinatwork.md): daily presences, posted workers, force majeure
+    "service": "ONSS service",
+    "channel_ciao": "CIaO: each entry and exit registered",
+    "channel_checkinatwork": "Checkinatwork: one presence a day per worker and workplace",
+    "declaration_checkinatwork": "Workplaces (WorkPlaceId)",
+    "col_type_presence": "Type",
+    "col_person": "NISS / Limosa",
+    "limosa_person": "Limosa $number",
+    "dir_PRESENCE": "PRESENCE",
+    "sum_force_majeure": "Presences not delivered on their day (force majeure)",
+    "force_majeure_title": "Presences not delivered on their day (force majeure)",
+    "force_majeure_intro": "Presences the box captured on the day shown but could not deliver"
+    " to the ONSS that day, because of the outage listed. The service accepts a presence only"
+    " for today or tomorrow, so the box did not send it with another date. These were not"
+    " refused by the ONSS: the tap, recorded in this log, is the proof of presence.",
+    "col_declaration": "Declaration",
+    "col_held_by": "Outage",
+    "held_by_none": "no outage recorded in this period",
+    "day_passed_cell": "not delivered on its day (force majeure)",
+    "n_day_passed": "$count not delivered on their day",
+    "perday_title": "Registrations per day",
+    "col_day": "Day",
+    "col_registrations": "Registrations",
+    "col_force_majeure": "Force majeure",
+    "personal_masked": "NISS and Limosa numbers are masked (the last 3 characters are shown).",
+    "personal_full": "NISS and Limosa numbers are shown in full at the employer's explicit"
+    " request. Keep this document confidential.",
 }
 
 _FR: Mapping[str, str] = {
@@ -325,6 +352,35 @@ _FR: Mapping[str, str] = {
     "date": "%d/%m/%Y",
     "day_month": "%d/%m",
     "unit_day": "j",
+    "service": "Service de l'ONSS",
+    "channel_ciao": "CIaO : chaque entrée et sortie enregistrée",
+    "channel_checkinatwork": "Checkinatwork : une présence par jour, par travailleur et lieu"
+    " de travail",
+    "declaration_checkinatwork": "Lieux de travail (WorkPlaceId)",
+    "col_type_presence": "Type",
+    "col_person": "NISS / Limosa",
+    "limosa_person": "Limosa $number",
+    "dir_PRESENCE": "PRÉSENCE",
+    "sum_force_majeure": "Présences non transmises le jour même (force majeure)",
+    "force_majeure_title": "Présences non transmises le jour même (force majeure)",
+    "force_majeure_intro": "Présences enregistrées par le boîtier le jour indiqué mais qui"
+    " n'ont pu être transmises à l'ONSS ce jour-là, à cause de la panne indiquée. Le service"
+    " n'accepte une présence que pour le jour même ou le lendemain : le boîtier ne l'a donc"
+    " pas envoyée avec une autre date. L'ONSS ne les a pas refusées : le badgeage, consigné"
+    " dans ce journal, est la preuve de la présence.",
+    "col_declaration": "Déclaration",
+    "col_held_by": "Panne",
+    "held_by_none": "aucune panne enregistrée dans cette période",
+    "day_passed_cell": "non transmise le jour même (force majeure)",
+    "n_day_passed": "$count non transmise(s) le jour même",
+    "perday_title": "Enregistrements par jour",
+    "col_day": "Jour",
+    "col_registrations": "Enregistrements",
+    "col_force_majeure": "Force majeure",
+    "personal_masked": "Les numéros NISS et Limosa sont masqués (les 3 derniers caractères"
+    " sont visibles).",
+    "personal_full": "Les numéros NISS et Limosa sont affichés en entier à la demande"
+    " explicite de l'employeur. Document confidentiel.",
 }
 
 _NL: Mapping[str, str] = {
@@ -489,6 +545,34 @@ _NL: Mapping[str, str] = {
     "date": "%d-%m-%Y",
     "day_month": "%d-%m",
     "unit_day": "d",
+    "service": "RSZ-dienst",
+    "channel_ciao": "CIaO: elke in- en uitgang geregistreerd",
+    "channel_checkinatwork": "Checkinatwork: één aanwezigheid per dag, per werknemer en werkplaats",
+    "declaration_checkinatwork": "Werkplaatsen (WorkPlaceId)",
+    "col_type_presence": "Soort",
+    "col_person": "INSZ / Limosa",
+    "limosa_person": "Limosa $number",
+    "dir_PRESENCE": "AANWEZIG",
+    "sum_force_majeure": "Aanwezigheden niet op hun dag doorgegeven (overmacht)",
+    "force_majeure_title": "Aanwezigheden niet op hun dag doorgegeven (overmacht)",
+    "force_majeure_intro": "Aanwezigheden die het toestel op de vermelde dag vastlegde maar"
+    " die dag niet aan de RSZ kon doorgeven, door de vermelde storing. De dienst aanvaardt een"
+    " aanwezigheid alleen voor vandaag of morgen; het toestel heeft ze dus niet met een andere"
+    " datum verstuurd. De RSZ heeft ze niet geweigerd: de badgeregistratie in dit logboek is"
+    " het bewijs van de aanwezigheid.",
+    "col_declaration": "Aangifte",
+    "col_held_by": "Storing",
+    "held_by_none": "geen storing vastgelegd in deze periode",
+    "day_passed_cell": "niet op zijn dag doorgegeven (overmacht)",
+    "n_day_passed": "$count niet op hun dag doorgegeven",
+    "perday_title": "Registraties per dag",
+    "col_day": "Dag",
+    "col_registrations": "Registraties",
+    "col_force_majeure": "Overmacht",
+    "personal_masked": "INSZ- en Limosanummers zijn gemaskeerd (de laatste 3 tekens zijn"
+    " zichtbaar).",
+    "personal_full": "INSZ- en Limosanummers staan volledig vermeld op uitdrukkelijk verzoek"
+    " van de werkgever. Vertrouwelijk document.",
 }
 
 _DE: Mapping[str, str] = {
@@ -652,6 +736,35 @@ _DE: Mapping[str, str] = {
     "date": "%d.%m.%Y",
     "day_month": "%d.%m.",
     "unit_day": "T",
+    "service": "LSS-Dienst",
+    "channel_ciao": "CIaO: jeder Ein- und Ausgang registriert",
+    "channel_checkinatwork": "Checkinatwork: eine Anwesenheit pro Tag, je Arbeitnehmer und"
+    " Arbeitsstätte",
+    "declaration_checkinatwork": "Arbeitsstätten (WorkPlaceId)",
+    "col_type_presence": "Art",
+    "col_person": "ENSS / Limosa",
+    "limosa_person": "Limosa $number",
+    "dir_PRESENCE": "ANWESEND",
+    "sum_force_majeure": "Anwesenheiten nicht am selben Tag übermittelt (höhere Gewalt)",
+    "force_majeure_title": "Anwesenheiten nicht am selben Tag übermittelt (höhere Gewalt)",
+    "force_majeure_intro": "Anwesenheiten, die das Gerät am angegebenen Tag erfasst hat, aber"
+    " wegen des angegebenen Ausfalls an diesem Tag nicht an das LSS übermitteln konnte. Der"
+    " Dienst nimmt eine Anwesenheit nur für heute oder morgen an; das Gerät hat sie daher nicht"
+    " mit einem anderen Datum gesendet. Das LSS hat sie nicht abgelehnt: die in diesem"
+    " Protokoll erfasste Badge-Buchung ist der Nachweis der Anwesenheit.",
+    "col_declaration": "Meldung",
+    "col_held_by": "Ausfall",
+    "held_by_none": "kein Ausfall in diesem Zeitraum erfasst",
+    "day_passed_cell": "nicht am selben Tag übermittelt (höhere Gewalt)",
+    "n_day_passed": "$count nicht am selben Tag übermittelt",
+    "perday_title": "Registrierungen pro Tag",
+    "col_day": "Tag",
+    "col_registrations": "Registrierungen",
+    "col_force_majeure": "Höhere Gewalt",
+    "personal_masked": "ENSS- und Limosa-Nummern sind maskiert (die letzten 3 Zeichen sind"
+    " sichtbar).",
+    "personal_full": "ENSS- und Limosa-Nummern werden auf ausdrücklichen Wunsch des"
+    " Arbeitgebers vollständig angezeigt. Vertrauliches Dokument.",
 }
 
 TEXTS: Mapping[Language, Mapping[str, str]] = {

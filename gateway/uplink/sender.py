@@ -42,6 +42,7 @@ from gateway.errors import (
     AmbiguousError,
     BadRequestError,
     ForbiddenError,
+    NoLookupError,
     PayloadTooLargeError,
     RetryableError,
     UnauthorizedError,
@@ -50,7 +51,7 @@ from gateway.errors import (
 from gateway.journal import Acknowledgement, Outbound, Rejection, UplinkQueue
 from gateway.models import ClockSample, UplinkState
 from gateway.uplink.connectivity import Connectivity
-from gateway.uplink.service import Created, ItemResult, Service, Unsendable
+from gateway.uplink.service import Created, Held, ItemResult, LooksUp, Service, Unsendable
 from gateway.uplink.timing import SendTime, send_time
 
 log = structlog.get_logger("uplink")
@@ -129,6 +130,13 @@ class Uplink:
                 registrations=recovered,
             )
 
+    async def held(self, onss_id: int | str) -> Held | None:
+        """What the ONSS holds under its id `onss_id`, for `queue confirm` to check against
+        (on the uplink's loop). NoLookupError when the service cannot say (CIaO)."""
+        if not isinstance(self._service, LooksUp):
+            raise NoLookupError(f"the {self._service.name} service cannot be asked what it holds")
+        return await self._service.held(onss_id)
+
     async def deliver_once(self) -> bool:
         """Send one batch (retrying until it is settled); False when nothing could be sent."""
         batch = await self._next_batch()
@@ -156,15 +164,7 @@ class Uplink:
         ready = self._ready(pending, self._clock.sample())
         if not ready:
             return Batch([], after_seq, held=True)
-        rejections = [
-            Rejection(registration.seq, "local", made.errors)
-            for registration, made in ready
-            if isinstance(made, Unsendable)
-        ]
-        if rejections:
-            await self._record((), rejections)
-        outgoing = [made for _, made in ready if isinstance(made, Outgoing)]
-        return Batch(outgoing, ready[-1][0].seq)
+        return Batch(await self._without_unsendable(ready), ready[-1][0].seq)
 
     def _ready(
         self, pending: Sequence[Outbound], now: ClockSample
@@ -219,8 +219,32 @@ class Uplink:
         ):
             with attempt:
                 remaining = [out for out in outgoing if out.seq not in self._settled]
+                if attempt.retry_state.attempt_number > 1:
+                    remaining = await self._made_again(remaining)
                 for chunk in _chunks(remaining, self._batch_size):
                     await self._send_checked(chunk)
+
+    async def _made_again(self, outgoing: list[Outgoing]) -> list[Outgoing]:
+        """After a wait, each item made again for the clock as it is now: what could be sent
+        before may not be any more (a Checkinatwork presence whose day has passed)."""
+        now = self._clock.sample()
+        again = [
+            (out.registration, self._make(out.registration, out.time, now)) for out in outgoing
+        ]
+        return await self._without_unsendable(again)
+
+    async def _without_unsendable(
+        self, made: list[tuple[Outbound, Outgoing | Unsendable]]
+    ) -> list[Outgoing]:
+        """The items to send; the unsendable ones rejected (in the journal) first."""
+        rejections = [
+            Rejection(registration.seq, "local", item.errors)
+            for registration, item in made
+            if isinstance(item, Unsendable)
+        ]
+        if rejections:
+            await self._record((), rejections)
+        return [item for _, item in made if isinstance(item, Outgoing)]
 
     async def _send_chunk(self, chunk: list[Outgoing]) -> None:
         seqs = [out.seq for out in chunk]
@@ -453,4 +477,5 @@ def _issue_error(issue: object) -> dict[str, str]:
     if not isinstance(issue, dict):
         return {"code": "400", "description": str(issue)[:300]}
     where = issue.get("name") or issue.get("in") or ""
-    return {"code": "400", "description": f"{where}: {issue.get('detail') or issue.get('title')}"}
+    detail = issue.get("detail") or issue.get("title")
+    return {"code": str(issue.get("code") or "400"), "description": f"{where}: {detail}"}

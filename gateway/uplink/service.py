@@ -12,14 +12,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from gateway.journal import Outbound
 from gateway.models import ClockSample
 from gateway.uplink.client import BeforeSending, Created, ItemResult, NotCreated
 from gateway.uplink.timing import SendTime
 
-__all__ = ["BeforeSending", "Created", "Item", "ItemResult", "NotCreated", "Service", "Unsendable"]
+__all__ = [
+    "BeforeSending",
+    "Created",
+    "Held",
+    "Item",
+    "ItemResult",
+    "LooksUp",
+    "NotCreated",
+    "Service",
+    "Unsendable",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +47,24 @@ class Unsendable:
     in the service's own codes where it has one."""
 
     errors: tuple[dict[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """What the service holds under one of its ids, as it says (a reconciliation)."""
+
+    registration_id: str | None  # ours, as its answer echoes it
+    status: str
+    remarks: tuple[str, ...]
+
+
+@runtime_checkable
+class LooksUp(Protocol):
+    """A service that can say what it holds under one of its ids (Checkinatwork)."""
+
+    async def held(self, onss_id: int | str) -> Held | None:
+        """None: nothing the service lets us see under that id."""
+        ...
 
 
 class Service(Protocol):

@@ -66,6 +66,7 @@ from tests.checkinatwork.test_messages import (
     registered,
 )
 from tests.support import run
+from tests.uplink.odd_onss import read_request
 
 CAP = 64 * 1024
 DEADLINE = 1.5  # seconds, for a whole exchange
@@ -220,26 +221,10 @@ class SoapServer:
 
 
 def _read_request(conn: ssl.SSLSocket) -> Received | None:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk or len(data) > 1 << 20:
-            return None
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    request_line, *lines = head.decode("latin-1").split("\r\n")
-    method, path, _ = request_line.split(" ", 2)
-    headers = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0"))
-    while len(body) < length:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return None
-        body += chunk
-    return Received(time.monotonic(), method, path, headers, body[:length])
+    request = read_request(conn)
+    if request is None:
+        return None
+    return Received(time.monotonic(), request.method, request.path, request.headers, request.body)
 
 
 # --- answers, as the ONSS writes them --------------------------------------------------------

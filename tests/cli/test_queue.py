@@ -14,6 +14,7 @@ from gateway.cli.render import render_status
 from gateway.journal import Acknowledgement, Journal, Rejection
 from gateway.models import Registration
 from tests.support import (
+    DECLARATION,
     SITE,
     WORKER,
     badges,
@@ -26,7 +27,7 @@ from tests.support import (
 )
 from tests.test_process import cli, raw_exchange
 
-NISS = WORKER.niss
+NISS = WORKER.niss or "no NISS"  # WORKER has one; typed as a text
 MASKED = "********" + NISS[-3:]
 
 
@@ -86,10 +87,10 @@ def test_queue_list_newest_first_masked_with_flags_and_errors(state: Path) -> No
     assert NISS not in listed.stdout + listed.stderr
     lines = listed.stdout.splitlines()
     assert lines[0].startswith("2026-11-22T13:15:00+01:00  IN   Marie")
-    assert lines[0].endswith(f"{MASKED}  pending      onss -  {ids['pending']}")
-    assert f"{MASKED}  rejected     onss -  {ids['rejected']}" in lines[1]
+    assert lines[0].endswith(f"{MASKED}  {DECLARATION}  pending      onss -  {ids['pending']}")
+    assert f"{MASKED}  {DECLARATION}  rejected     onss -  {ids['rejected']}" in lines[1]
     assert lines[2] == f"    onss error 4: x {MASKED}"
-    assert f"{MASKED}  delivered    onss 4242  {ids['delivered']}  [late]" in lines[3]
+    assert f"{DECLARATION}  delivered    onss 4242  {ids['delivered']}  [late]" in lines[3]
     assert lines[3].startswith("2026-11-22T07:02:05+01:00  IN ")
 
 
@@ -286,7 +287,10 @@ def test_unconfirmed_registrations_are_listed_counted_and_exported(
     assert (status["journal"]["unconfirmed"], status["journal"]["queue_depth"]) == (2, 1)
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
-    assert len(lines) == 4 and f"{MASKED}  unconfirmed  onss -  {ids['second']}" in lines[0]
+    assert (
+        len(lines) == 4
+        and f"{MASKED}  {DECLARATION}  unconfirmed  onss -  {ids['second']}" in lines[0]
+    )
     assert UNREADABLE in lines[1] and f"queue confirm {ids['second']} ONSS_ID" in lines[1]
     records = json_lines(as_json.stdout)
     assert [r["id"] for r in records] == [ids["second"], ids["first"]]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,7 +22,8 @@ from gateway.config import (
     load_config,
 )
 from gateway.config.problems import describe
-from gateway.models import Language
+from gateway.models import Channel, Language
+from onss_sim.pki import ensure_pki
 from tests.support import MINIMAL_CONFIG_TOML, REPO
 
 EXAMPLE = REPO / "config" / "gateway.example.toml"
@@ -83,7 +86,7 @@ def test_the_example_file_loads() -> None:
     cfg = load_config(EXAMPLE)
 
     assert cfg.site.declaration == "A1B2C3D4E5F6G"
-    assert cfg.site.place_of_work.coordinates is not None
+    assert cfg.site.place_of_work is not None and cfg.site.place_of_work.coordinates is not None
     assert cfg.site.tz == ZoneInfo("Europe/Brussels")
     reader = cfg.readers[0]
     assert isinstance(reader, SimulatedReaderConfig)
@@ -135,9 +138,10 @@ def test_a_minimal_file_gets_the_defaults(tmp_path: Path) -> None:
 def test_an_address_instead_of_coordinates(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, variant({COORDINATES: ADDRESS})))
 
-    address = cfg.site.place_of_work.address
-    assert address is not None and address.municipality == "Bruxelles"
-    assert cfg.site.place_of_work.coordinates is None
+    place = cfg.site.place_of_work
+    assert place is not None and place.address is not None
+    assert place.address.municipality == "Bruxelles"
+    assert place.coordinates is None
 
 
 def test_the_declaration_number_is_normalised(tmp_path: Path) -> None:
@@ -519,6 +523,7 @@ def test_the_environment_wins_over_the_file(
     assert cfg.attendance.mode == "explicit"  # the rest of the section still comes from the file
     assert cfg.site.name == "from env"
     assert cfg.site.declaration == "A1B2C3D4E5F6G"
+    assert cfg.site.place_of_work is not None
     coordinates = cfg.site.place_of_work.coordinates
     assert coordinates is not None and (coordinates.latitude, coordinates.longitude) == (51, 4.35)
 
@@ -644,4 +649,212 @@ def test_a_bad_dict_names_its_source() -> None:
     assert caught.value.errors == [
         "badges.poll_seconds: input should be greater than 0 (got -1)",
         "_env_file: unknown key",
+    ]
+
+
+# --- the channel and the declarations (issue 16, Checkinatwork) ----------------------------
+
+WORKPLACE_A, WORKPLACE_B = "1Y1000NF9KCQZ", "1Y1000003EQCZ"  # the specification's examples
+
+
+def checkinatwork(site_lines: str = "", append: str = "") -> str:
+    """The minimal file as a construction site: its WorkPlaceId, no place of work."""
+    return variant(
+        {
+            COORDINATES: "",
+            '"A1B2C3D4E5F6G"': f'"{WORKPLACE_A}"\nchannel = "checkinatwork"\n{site_lines}',
+        },
+        append=append,
+    )
+
+
+def test_the_channel_is_ciao_unless_said(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, BASE)).site.channel is Channel.CIAO
+    said = variant({'name = "Test site"': 'name = "Test site"\nchannel = "ciao"'})
+    assert load_config(write(tmp_path, said)).site.channel is Channel.CIAO
+
+
+def test_a_checkinatwork_site_needs_no_place_of_work(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, checkinatwork()))
+
+    assert cfg.site.channel is Channel.CHECKINATWORK
+    assert cfg.site.place_of_work is None
+    assert (cfg.site.declaration, cfg.site.declarations) == (WORKPLACE_A, ())
+    assert cfg.site.all_declarations == (WORKPLACE_A,)
+
+
+def test_a_checkinatwork_site_may_still_say_where_it_is(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, checkinatwork(append=COORDINATES)))
+
+    assert cfg.site.place_of_work is not None and cfg.site.place_of_work.coordinates is not None
+
+
+def test_the_declarations_are_normalised_the_default_first(tmp_path: Path) -> None:
+    listed = f'declarations = [" {WORKPLACE_B.lower()} ", "{WORKPLACE_A}", "X1"]'
+
+    cfg = load_config(write(tmp_path, checkinatwork(listed)))
+
+    assert cfg.site.declarations == (WORKPLACE_B, WORKPLACE_A, "X1")
+    assert cfg.site.all_declarations == (WORKPLACE_A, WORKPLACE_B, "X1")
+
+
+def test_a_ciao_site_lists_more_declarations_of_works(tmp_path: Path) -> None:
+    text = variant({'name = "Test site"': 'name = "Test site"\ndeclarations = ["1y1002v9klz6z"]'})
+
+    cfg = load_config(write(tmp_path, text))
+
+    assert cfg.site.all_declarations == ("A1B2C3D4E5F6G", "1Y1002V9KLZ6Z")
+
+
+CHANNEL_ERRORS: list[tuple[str, str, str]] = [
+    (
+        "unknown channel",
+        variant({'name = "Test site"': 'name = "Test site"\nchannel = "soap"'}),
+        "site.channel: input should be 'ciao' or 'checkinatwork' (got 'soap')",
+    ),
+    (
+        "ciao without a place of work",
+        variant({COORDINATES: "", 'name = "Test site"': 'name = "Test site"\nchannel = "ciao"'}),
+        "site.place_of_work: required for channel 'ciao' (sent with every registration)",
+    ),
+    (
+        "a workplace id with a bad character",
+        checkinatwork().replace(f'"{WORKPLACE_A}"', '"1Y1000-NF9KCQ"'),
+        "site.declaration: only letters and digits (got '1Y1000-NF9KCQ')",
+    ),
+    (
+        "a workplace id too long",
+        checkinatwork().replace(f'"{WORKPLACE_A}"', f'"{WORKPLACE_A}Z"'),
+        f"site.declaration: must be 1 to 13 characters (got '{WORKPLACE_A}Z')",
+    ),
+    (
+        "a declaration listed twice",
+        checkinatwork(f'declarations = ["{WORKPLACE_B}", "{WORKPLACE_B.lower()}"]'),
+        f"site.declarations: listed twice: {WORKPLACE_B}",
+    ),
+    (
+        "one of the workplace ids with a bad character",
+        checkinatwork(f'declarations = ["{WORKPLACE_B}", "1Y-B"]'),
+        "site.declarations[1]: only letters and digits (got '1Y-B')",
+    ),
+    (
+        "a ciao declaration of works with a letter never used",
+        variant({'name = "Test site"': 'name = "Test site"\ndeclarations = ["A1B2C3D4E5F6O"]'}),
+        "site.declarations[0]: the letters I and O are never used (got 'A1B2C3D4E5F6O')",
+    ),
+    (
+        "ciao uplink without client_id",
+        variant(append="[uplink]\nenabled = true\n"),
+        "uplink.client_id: required when the uplink is enabled for channel 'ciao'",
+    ),
+    (
+        "checkinatwork uplink without certificate",
+        checkinatwork(append="[uplink]\nenabled = true\nclient_id = 'abc'\n"),
+        "uplink.certificate: required when the uplink is enabled for channel 'checkinatwork'",
+    ),
+    (
+        "relative certificate",
+        checkinatwork(append="[uplink]\nenabled = true\ncertificate = 'client.pem'\n"),
+        "uplink.certificate: must be an absolute path (starting with /) (got 'client.pem')",
+    ),
+    (
+        "presence_url not https",
+        checkinatwork(
+            append="[uplink]\ncertificate = '/c.pem'\npresence_url = 'http://onss.example/v1'\n"
+        ),
+        "uplink.presence_url: string should match pattern '^https://\\S+$'"
+        " (got 'http://onss.example/v1')",  # TLS is never optional
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [case[1:] for case in CHANNEL_ERRORS], ids=[c[0] for c in CHANNEL_ERRORS]
+)
+def test_what_a_channel_needs_is_named_by_its_field(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    assert errors_of(tmp_path, text) == [expected]
+
+
+def test_each_channel_needs_only_its_own_uplink_settings(tmp_path: Path) -> None:
+    caw = checkinatwork(append="[uplink]\nenabled = true\ncertificate = '/etc/bg/client.pem'\n")
+    cfg = load_config(write(tmp_path, caw))
+    assert cfg.uplink.client_id is None
+    assert cfg.uplink.certificate == Path("/etc/bg/client.pem")
+    assert cfg.uplink.presence_url.startswith("https://")
+    ciao = load_config(write(tmp_path, variant(append="[uplink]\nenabled = true\nclient_id = 'x'")))
+    assert ciao.uplink.certificate is None
+    # disabled, nothing is required: the box stores taps until the employer sets it up
+    assert load_config(write(tmp_path, checkinatwork(append="[uplink]\nenabled = false\n")))
+
+
+# --- `config check` reads the badge register against the site --------------------------------
+
+
+def config_check(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "config", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_config_check_names_the_badge_rows_that_do_not_fit_the_site(tmp_path: Path) -> None:
+    badges = tmp_path / "badges.csv"
+    badges.write_text(
+        "badge_uid,niss,limosa,employer,name,language,capacity,declaration\n"
+        "04A23B9C,85073003328,,0450905686,Marie,fr,employee,\n"
+        "AABBCCDD,,24910158641968060,FR40303265045,Ana,en,posted-worker,\n"
+        f"11223344,92011412536,,0450905686,Jan,nl,employee,{WORKPLACE_B}\n",
+        encoding="utf-8",
+    )
+    site = f'file = "{badges}"'
+    ciao = write(tmp_path, variant({'file = "/srv/badges.csv"': site}), name="ciao.toml")
+    caw = checkinatwork(f'declarations = ["{WORKPLACE_B}"]').replace(
+        'file = "/srv/badges.csv"', site
+    )
+    fitting = write(tmp_path, caw, name="caw.toml")
+
+    refused = config_check(ciao)
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines() == [
+        f"{badges}:3: limosa: CIaO registers a person by NISS: give this worker's NISS",
+        f"{badges}:4: declaration: not one of this site's: A1B2C3D4E5F6G (got '{WORKPLACE_B}')",
+    ]
+    checked = config_check(fitting)
+    assert checked.returncode == 0, checked.stderr
+    assert f"{fitting}: valid (site 'Test site'" in checked.stdout
+
+
+def test_config_check_passes_a_badge_file_not_installed_yet(tmp_path: Path) -> None:
+    absent = tmp_path / "later.csv"
+    text = checkinatwork().replace('file = "/srv/badges.csv"', f'file = "{absent}"')
+
+    checked = config_check(write(tmp_path, text))
+
+    assert checked.returncode == 0, checked.stderr
+    assert f"[badges] file {absent}: not there yet, not checked" in checked.stdout
+
+
+def test_config_check_names_a_certificate_that_is_not_the_keys(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    pki = ensure_pki(tmp_path_factory.mktemp("pki"))
+    uplink = f"[uplink]\nenabled = true\nprivate_key = '{pki.client_key}'\n"
+    good = write(
+        tmp_path, checkinatwork(append=uplink + f"certificate = '{pki.client_cert}'\n"), "a.toml"
+    )
+    # the simulator's server certificate: another key's
+    other = write(
+        tmp_path, checkinatwork(append=uplink + f"certificate = '{pki.server_cert}'\n"), "b.toml"
+    )
+
+    assert config_check(good).returncode == 0, config_check(good).stderr
+    refused = config_check(other)
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines() == [
+        f"[uplink] certificate: {pki.server_cert}: not {pki.client_key}'s certificate"
     ]

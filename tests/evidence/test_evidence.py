@@ -32,6 +32,7 @@ from tests.support import (
     badges,
     clock_at,
     daemon_process,
+    wait_for,
     write_badge_file,
     write_config,
 )
@@ -118,7 +119,9 @@ def test_entries_never_hold_a_full_niss(journal_path: Path) -> None:
     registrations = [e for e in read_entries(journal_path) if e.kind == "registration"]
 
     assert {e.details["niss"] for e in registrations} == {"********328"}
-    assert WORKER.niss not in json.dumps([e.as_json() for e in read_entries(journal_path)])
+    assert WORKER.niss and WORKER.niss not in json.dumps(
+        [e.as_json() for e in read_entries(journal_path)]
+    )
 
 
 def test_the_log_refuses_updates_and_deletes(journal_path: Path) -> None:
@@ -242,16 +245,6 @@ def test_verify_exits_1_and_names_the_break(journal_path: Path) -> None:
 
 
 # --- the daemon: what it writes, and a power cut ---------------------------------------------
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s")
 
 
 def noted_alive_after(path: Path, wall_ns: int) -> bool:

@@ -220,7 +220,7 @@ class OddOnss:
         raw.settimeout(SOCKET_TIMEOUT_SECONDS)
         try:
             with self._tls.wrap_socket(raw, server_side=True) as conn:
-                request = _read_request(conn)
+                request = read_request(conn)
                 if request is not None:
                     self._answer(conn, request)
         except (OSError, ssl.SSLError, ValueError):
@@ -285,7 +285,8 @@ class OddOnss:
                 self._closing.wait(reply.interval)
 
 
-def _read_request(conn: ssl.SSLSocket) -> Request | None:
+def read_request(conn: ssl.SSLSocket) -> Request | None:
+    """One HTTP/1.1 request read off the connection; None if it closed or sent too much."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = conn.recv(65536)

@@ -245,7 +245,8 @@ def test_invalid_registrations_are_rejected_without_sending(
     simulator: SimulatorProcess, state: Path
 ) -> None:
     [good] = registrations(1)
-    bad = replace(good, worker=replace(good.worker, niss=good.worker.niss[:-1] + "0"))
+    niss = good.worker.niss or ""
+    bad = replace(good, worker=replace(good.worker, niss=niss[:-1] + "0"))
     journal = journal_with(state, [bad])
     uplink, http = open_uplink(uplink_config(simulator), journal, synced_clock(state))
     run(deliver(uplink, http))

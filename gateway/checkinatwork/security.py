@@ -150,13 +150,19 @@ def load_identity(key_file: Path, certificate_file: Path, now: datetime) -> Sign
         check_key_pair(key, certificate)
     except CredentialError as error:
         raise CredentialError(f"{certificate_file}: not {key_file}'s certificate") from error
-    start, end = certificate.not_valid_before_utc, certificate.not_valid_after_utc
-    if not start <= _utc(now) <= end:
-        raise CredentialError(
-            f"{certificate_file}: valid from {_xsd_time(start)} to {_xsd_time(end)},"
-            f" not now ({_xsd_time(_utc(now))})"
-        )
+    invalid = not_valid_now(certificate, now)
+    if invalid is not None:
+        raise CredentialError(f"{certificate_file}: {invalid}")
     return SigningIdentity(key, certificate)
+
+
+def not_valid_now(certificate: x509.Certificate, now: datetime) -> str | None:
+    """Why the certificate is not valid `now` (the service refuses whatever it signs), or
+    None when it is."""
+    start, end = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+    if start <= _utc(now) <= end:
+        return None
+    return f"valid from {_xsd_time(start)} to {_xsd_time(end)}, not now ({_xsd_time(_utc(now))})"
 
 
 def check_key_pair(key: RSAPrivateKey, certificate: x509.Certificate) -> None:

@@ -1,6 +1,8 @@
 """`badge-gateway config check` and `badges check`: a configuration file (and the key files
 it names) or a badge register validated before it is installed; every problem printed,
-exit 1 on any (a badge register that yields no worker, a header alone, is one)."""
+exit 1 on any (a badge register that yields no worker, a header alone, is one). `config
+check` names the register's rows that do not fit the site as warnings only: the unit runs
+it before every start."""
 
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ def _config_check(args: argparse.Namespace) -> int:
     config = load_or_report(path)
     if config is None:
         return 1
-    problems = [*_key_problems(config), *_certificate_problems(config), *_badge_problems(config)]
+    _warn_about_the_register(config)
+    problems = [*_key_problems(config), *_certificate_problems(config)]
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
@@ -73,9 +76,11 @@ def _key_problems(config: GatewayConfig) -> Iterator[str]:
 
 
 def _certificate_problems(config: GatewayConfig) -> Iterator[str]:
-    """Checkinatwork signs with `[uplink] certificate`: it must be the key's and valid now, or
-    the service refuses every request (checked once the key itself loads)."""
-    from gateway.system.credentials import key_path, load_private_key
+    """Checkinatwork signs with `[uplink] certificate`, which must be its key's (checked
+    once the key itself loads). One that is merely not valid today is a warning: it
+    expires on its own one day, and the daemon must still start then, store the taps and
+    say so in status."""
+    from gateway.system.credentials import key_path, load_certificate, load_private_key
 
     uplink = config.uplink
     if not uplink.enabled or uplink.certificate is None:
@@ -83,21 +88,36 @@ def _certificate_problems(config: GatewayConfig) -> Iterator[str]:
     if config.site.channel is not Channel.CHECKINATWORK:
         return
     try:
-        key = key_path(uplink.private_key)
-        load_private_key(key)
+        key_file = key_path(uplink.private_key)
+        key = load_private_key(key_file)
     except CredentialError:
         return  # named by _key_problems, or a credential checked when the daemon starts
-    from gateway.checkinatwork.security import load_identity  # lxml, signxml: only here
+    from gateway.checkinatwork.security import check_key_pair, not_valid_now  # lxml: here
 
     try:
-        load_identity(key, uplink.certificate, datetime.now(UTC))
+        certificate = load_certificate(uplink.certificate)
     except CredentialError as error:
         yield f"[uplink] certificate: {error}"
+        return
+    try:
+        check_key_pair(key, certificate)
+    except CredentialError:
+        yield f"[uplink] certificate: {uplink.certificate}: not {key_file}'s certificate"
+        return
+    invalid = not_valid_now(certificate, datetime.now(UTC))
+    if invalid is not None:
+        print(
+            f"warning: [uplink] certificate: {uplink.certificate}: {invalid}; the ONSS will"
+            " refuse every presence until it is replaced (taps are still stored)",
+            file=sys.stderr,
+        )
 
 
-def _badge_problems(config: GatewayConfig) -> Iterator[str]:
+def _warn_about_the_register(config: GatewayConfig) -> None:
     """The badge register's rows that do not fit this site (its channel, its declarations),
-    when the file is there to read: it is often installed after the configuration."""
+    as warnings: the unit's ExecStartPre runs this check, and the daemon runs with the rows
+    that load (its status names the others), so a bad row must not keep it from starting.
+    `badges check` is the strict one. The file is often installed after the configuration."""
     from gateway.badges import load_badge_register
     from gateway.errors import BadgeFileError
 
@@ -106,11 +126,11 @@ def _badge_problems(config: GatewayConfig) -> Iterator[str]:
         print(f"[badges] file {path}: not there yet, not checked")
         return
     try:
-        register = load_badge_register(path, _badge_site(config))
-    except BadgeFileError as error:
-        yield f"[badges] file: {error}"
-        return
-    yield from (str(error) for error in register.errors)
+        found = [str(line) for line in load_badge_register(path, _badge_site(config)).errors]
+    except BadgeFileError as unusable:
+        found = [str(unusable)]
+    for problem in found:
+        print(f"warning: [badges] file: {problem}", file=sys.stderr)
 
 
 def _badge_site(config: GatewayConfig) -> BadgeSite:

@@ -1,10 +1,10 @@
 """The codes of gateway.checkinatwork.codes are the specification's, all of them, each where
 the specification lists it, and classified as docs/checkinatwork.md says.
 
-The specification's text comes from the PDF itself, through pdftotext, when both are here
-(the PDF sits beside the checkout, ../shared/reference/...); otherwise from
-spec_excerpt.txt, the same pages as pdftotext gave them, which a test holds to the PDF
-whenever it can.
+The specification's text comes from the PDF itself (docs/reference/, free to circulate
+with its source, SOURCE.md there) through pdftotext (poppler-utils, which ./dev test
+installs); without pdftotext, from spec_excerpt.txt, the same pages as pdftotext gave them,
+which a test holds to the PDF.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import subprocess
 from functools import cache
 from pathlib import Path
 
-import pytest
 from lxml import etree
 
 from gateway.checkinatwork import (
@@ -31,13 +30,7 @@ from gateway.checkinatwork import (
 from gateway.checkinatwork.messages import SCHEMA_DIR
 from tests.support import REPO
 
-PDF = (
-    REPO.parent
-    / "shared"
-    / "reference"
-    / "onss-presenceregistration-soap-v1.11"
-    / "PresenceRegistration_v1.pdf"
-)
+PDF = REPO / "docs/reference/onss-presenceregistration-soap-v1.11/PresenceRegistration_v1.pdf"
 EXCERPT = Path(__file__).with_name("spec_excerpt.txt")
 EXCERPT_PAGES = (12, 14, 28, 29, 30, 33)
 TYPES_XSD = SCHEMA_DIR / "schemas" / "v1" / "PresenceRegistration_types_v1.xsd"
@@ -82,8 +75,8 @@ def page_text(page: int) -> str:
     return _flat(_excerpt_pages()[page])
 
 
-@pytest.mark.skipif(not _pdf_readable(), reason="the PDF or pdftotext is not here")
 def test_the_checked_in_excerpt_is_the_pdfs_own_text() -> None:
+    assert _pdf_readable(), f"{PDF} and pdftotext (poppler-utils: ./dev test installs it)"
     excerpt = _excerpt_pages()
     assert sorted(excerpt) == list(EXCERPT_PAGES)
     for page, text in excerpt.items():

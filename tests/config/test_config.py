@@ -6,12 +6,17 @@ import os
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pydantic
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from gateway.badges import load_badge_register
 from gateway.config import (
@@ -802,7 +807,7 @@ def config_check(path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_config_check_names_the_badge_rows_that_do_not_fit_the_site(tmp_path: Path) -> None:
+def test_config_check_warns_of_the_badge_rows_that_do_not_fit_the_site(tmp_path: Path) -> None:
     badges = tmp_path / "badges.csv"
     badges.write_text(
         "badge_uid,niss,limosa,employer,name,language,capacity,declaration\n"
@@ -818,11 +823,13 @@ def test_config_check_names_the_badge_rows_that_do_not_fit_the_site(tmp_path: Pa
     )
     fitting = write(tmp_path, caw, name="caw.toml")
 
-    refused = config_check(ciao)
-    assert refused.returncode == 1
-    assert refused.stderr.splitlines() == [
-        f"{badges}:3: limosa: CIaO registers a person by NISS: give this worker's NISS",
-        f"{badges}:4: declaration: not one of this site's: A1B2C3D4E5F6G (got '{WORKPLACE_B}')",
+    warned = config_check(ciao)  # warnings: the unit runs config check before each start
+    assert warned.returncode == 0, warned.stderr
+    assert warned.stderr.splitlines() == [
+        f"warning: [badges] file: {badges}:3: limosa: CIaO registers a person by NISS: give"
+        " this worker's NISS",
+        f"warning: [badges] file: {badges}:4: declaration: not one of this site's:"
+        f" A1B2C3D4E5F6G (got '{WORKPLACE_B}')",
     ]
     checked = config_check(fitting)
     assert checked.returncode == 0, checked.stderr
@@ -858,3 +865,35 @@ def test_config_check_names_a_certificate_that_is_not_the_keys(
     assert refused.stderr.splitlines() == [
         f"[uplink] certificate: {pki.server_cert}: not {pki.client_key}'s certificate"
     ]
+
+
+def test_config_check_only_warns_of_a_certificate_that_expired(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A certificate expires on its own one day; the unit runs config check before every
+    start, and the daemon must still start then and store the taps."""
+    pki = ensure_pki(tmp_path_factory.mktemp("pki"))
+    key = serialization.load_pem_private_key(pki.client_key.read_bytes(), None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expired")])
+    expired = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(datetime(2020, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2021, 1, 1, tzinfo=UTC))
+        .sign(key, hashes.SHA256())
+    )
+    certificate = tmp_path / "expired.pem"
+    certificate.write_bytes(expired.public_bytes(serialization.Encoding.PEM))
+    uplink = f"[uplink]\nenabled = true\nprivate_key = '{pki.client_key}'\n"
+    config = write(
+        tmp_path, checkinatwork(append=uplink + f"certificate = '{certificate}'\n"), "c.toml"
+    )
+    checked = config_check(config)
+    assert checked.returncode == 0, checked.stderr
+    [warning] = checked.stderr.splitlines()
+    assert warning.startswith(f"warning: [uplink] certificate: {certificate}: valid from 2020")
+    assert "refuse every presence" in warning

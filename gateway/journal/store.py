@@ -111,7 +111,7 @@ class Journal:
         # changes an entry, so the entry read here is the latest.
         if key in self._last:
             return self._last[key]
-        with self._lock:
+        with self._lock.for_the_door():
             if key not in self._last:
                 stored = self._reads.last_registration(
                     worker.niss, declaration, limosa=worker.limosa
@@ -122,7 +122,7 @@ class Journal:
     def append_registration(self, reg: Registration) -> int:
         """Store a registration, pending delivery, and its evidence entry, in one durable
         transaction."""
-        with self._lock:
+        with self._lock.for_the_door():
             entry = self._evidence.stage(reg.clock, Kind.REGISTRATION, captured(reg))
             row = (*registration_row(reg), entry.seq, entry.prev_hash, entry.hash)
             seq = self._writer.insert(INSERT_REGISTRATION, row)  # one statement: atomic
@@ -131,7 +131,7 @@ class Journal:
 
     def append_attempt(self, attempt: TapAttempt) -> int:
         """Store a tap that registered nothing; a refused one is evidence, a repeat is not."""
-        with self._writer.transaction() as conn:
+        with self._lock.for_the_door(), self._writer.transaction() as conn:
             cursor = conn.execute(INSERT_ATTEMPT, attempt_row(attempt))
             if attempt.outcome not in ("repeat", "already-today"):  # nothing was refused
                 refused = {

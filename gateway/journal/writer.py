@@ -38,6 +38,45 @@ log = structlog.get_logger("journal")
 CHECKPOINT_EVERY = 500  # commits: a WAL of about 2 MiB
 
 
+DOOR_FIRST_MAX_WAIT = 0.05  # seconds another writer yields to the door, at most, each time
+
+
+class DoorFirstLock:
+    """The journal's lock (reentrant), taken by the door first: while a tap waits for it or
+    holds it, another writer (the uplink, the fleet link, the checkpointer) waits to take
+    it, for at most DOOR_FIRST_MAX_WAIT each time. Python's locks are not fair: the
+    uplink's thread, releasing the lock and taking it again for its next transaction while
+    it keeps the GIL, would otherwise come first again and again while a tap waits."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._door = threading.Condition(threading.Lock())
+        self._taps = 0  # taps waiting for the lock or holding it
+
+    def __enter__(self) -> None:
+        if not self._lock._is_owned():  # type: ignore[attr-defined]  # reentry: no wait
+            with self._door:
+                self._door.wait_for(lambda: self._taps == 0, DOOR_FIRST_MAX_WAIT)
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    @contextmanager
+    def for_the_door(self) -> Iterator[None]:
+        """The lock for a tap: ahead of every other writer that has not taken it yet."""
+        with self._door:
+            self._taps += 1
+        try:
+            with self._lock:
+                yield
+        finally:
+            with self._door:
+                self._taps -= 1
+                if not self._taps:
+                    self._door.notify_all()
+
+
 class Writer:
     """The writing connection (`conn`), one per journal for the whole process, and the
     evidence chain's writing end (`evidence`). Every statement runs under `lock`."""
@@ -46,7 +85,7 @@ class Writer:
         self, path: Path, *, max_size_mb: int | None, clock: Callable[[], ClockSample]
     ) -> None:
         self.path = path
-        self.lock = threading.RLock()
+        self.lock = DoorFirstLock()
         self._clock = clock
         self._checkpointer = Checkpointer(path, CHECKPOINT_EVERY, self.lock)
         create_private_file(path)

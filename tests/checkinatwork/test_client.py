@@ -16,15 +16,13 @@ import dataclasses
 import re
 import socket
 import ssl
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
 import httpx
 import pytest
@@ -65,13 +63,12 @@ from tests.checkinatwork.test_messages import (
     refused,
     registered,
 )
+from tests.fake_https import LoopbackHttps, Request
 from tests.support import run
-from tests.uplink.odd_onss import read_request
 
 CAP = 64 * 1024
 DEADLINE = 1.5  # seconds, for a whole exchange
 LIMITS = AnswerLimits(CAP, DEADLINE)
-SOCKET_TIMEOUT = 5.0
 STREAM_SECONDS = 8.0  # an endless answer ends after this even if nobody hangs up
 PATH = "/PresenceRegistration/v1"
 FIRST_ID = 53102  # the specification's example id (p. 11)
@@ -119,40 +116,16 @@ class _Sent:
     bytes: int = 0
 
 
-class SoapServer:
-    """HTTPS on loopback with the certificate of onss_sim's test CA; one request per
-    connection; the next answers are `replies`, in order, then `then`."""
+class SoapServer(LoopbackHttps):
+    """A fake SOAP service; the next answers are `replies`, in order, then `then`."""
 
     def __init__(self, pki: PkiFiles) -> None:
-        self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._tls.load_cert_chain(pki.server_cert, pki.server_key)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.2)
-        self.url = f"https://127.0.0.1:{self._listener.getsockname()[1]}{PATH}"
-        self._lock = threading.Lock()
-        self._closing = threading.Event()
+        super().__init__(pki)
+        self.url = f"https://127.0.0.1:{self.port}{PATH}"
         self._replies: list[Reply] = []
         self._then = Reply(500, b"no answer scripted")
         self._received: list[Received] = []
         self.streamed = _Sent()
-        self._threads: list[threading.Thread] = []
-        self._acceptor = threading.Thread(target=self._accept, daemon=True)
-
-    def __enter__(self) -> Self:
-        self._acceptor.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._closing.set()
-        self._acceptor.join(5)
-        self._listener.close()
-        for thread in list(self._threads):
-            thread.join(SOCKET_TIMEOUT + 1)
 
     def answer(self, *replies: Reply, then: Reply | None = None) -> None:
         with self._lock:
@@ -163,31 +136,8 @@ class SoapServer:
         with self._lock:
             return list(self._received)
 
-    def _accept(self) -> None:
-        while not self._closing.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _serve(self, raw: socket.socket) -> None:
-        raw.settimeout(SOCKET_TIMEOUT)
-        try:
-            with self._tls.wrap_socket(raw, server_side=True) as conn:
-                request = _read_request(conn)
-                if request is not None:
-                    self._answer(conn, request)
-        except (OSError, ValueError):
-            pass  # the client went away (as it should, from an endless answer)
-        finally:
-            raw.close()
-
-    def _answer(self, conn: ssl.SSLSocket, request: Received) -> None:
+    def _answer(self, conn: ssl.SSLSocket, read: Request) -> None:
+        request = Received(time.monotonic(), read.method, read.path, read.headers, read.body)
         with self._lock:
             self._received.append(request)
             reply = self._replies.pop(0) if self._replies else self._then
@@ -218,13 +168,6 @@ class SoapServer:
             self.streamed.bytes += len(piece)
             if pause:
                 self._closing.wait(pause)
-
-
-def _read_request(conn: ssl.SSLSocket) -> Received | None:
-    request = read_request(conn)
-    if request is None:
-        return None
-    return Received(time.monotonic(), request.method, request.path, request.headers, request.body)
 
 
 # --- answers, as the ONSS writes them --------------------------------------------------------

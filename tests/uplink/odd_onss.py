@@ -20,19 +20,16 @@ fake closes, or after `STREAM_LIMIT_SECONDS`; each socket has a timeout.
 from __future__ import annotations
 
 import json
-import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from onss_sim.pki import ensure_pki
+from tests.fake_https import LoopbackHttps, Request
 
-SOCKET_TIMEOUT_SECONDS = 5.0
 STREAM_LIMIT_SECONDS = 10.0  # an endless body ends after this even if nobody hangs up
 STREAM_LIMIT_BYTES = 1 << 31
 CHUNK = b'{"createdPresenceRegistration": {"id": 1, "validity": "pending"}}, ' * 250
@@ -44,20 +41,13 @@ CLIENT_ID = "odd-onss-client"
 Mode = Literal["plain", "endless", "huge", "drop", "hang"]
 
 
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def items(self) -> list[dict[str, Any]]:
-        try:
-            items = json.loads(self.body)["items"]
-        except (ValueError, KeyError, TypeError):
-            return []
-        return items if isinstance(items, list) else []
+def items_of(request: Request) -> list[dict[str, Any]]:
+    """The registerInBulk items a request carries (none if its body is not that)."""
+    try:
+        items = json.loads(request.body)["items"]
+    except (ValueError, KeyError, TypeError):
+        return []
+    return items if isinstance(items, list) else []
 
 
 Body = bytes | Callable[[Request, "OddOnss"], bytes]
@@ -109,41 +99,15 @@ class _Script:
     then: Reply | None = None  # after the queue; None: the normal answer
 
 
-class OddOnss:
+class OddOnss(LoopbackHttps):
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.pki = ensure_pki(directory)
-        self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._tls.load_cert_chain(self.pki.server_cert, self.pki.server_key)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.2)
-        self.port = self._listener.getsockname()[1]
-        self._lock = threading.Lock()
-        self._closing = threading.Event()
+        super().__init__(self.pki)
         self._scripts = {TOKEN_PATH: _Script(), BULK_PATH: _Script()}
         self._received: list[Received] = []
         self._next_id = 17_000
         self._tokens = 0
-        self._threads: list[threading.Thread] = []
-        self._acceptor = threading.Thread(target=self._accept, daemon=True)
-
-    # --- lifetime ------------------------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        self._acceptor.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._closing.set()
-        self._acceptor.join(5)
-        self._listener.close()
-        for thread in list(self._threads):
-            thread.join(SOCKET_TIMEOUT_SECONDS + 1)
 
     # --- what the uplink needs -------------------------------------------------------------
 
@@ -181,10 +145,10 @@ class OddOnss:
     def created(self, request: Request, onss: OddOnss | None = None) -> bytes:
         """Each item created, with a fresh id (the normal answer's body)."""
         with self._lock:
-            first, self._next_id = self._next_id, self._next_id + len(request.items)
+            first, self._next_id = self._next_id, self._next_id + len(items_of(request))
         results = [
             {"createdPresenceRegistration": {"id": first + n, "validity": "pending", "remarks": []}}
-            for n in range(len(request.items))
+            for n in range(len(items_of(request)))
         ]
         return json.dumps({"items": results}).encode()
 
@@ -203,30 +167,6 @@ class OddOnss:
         return [ssin for r in self.bulk_requests() if r.reply.was_processed() for ssin in r.ssins]
 
     # --- serving ---------------------------------------------------------------------------
-
-    def _accept(self) -> None:
-        while not self._closing.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _serve(self, raw: socket.socket) -> None:
-        raw.settimeout(SOCKET_TIMEOUT_SECONDS)
-        try:
-            with self._tls.wrap_socket(raw, server_side=True) as conn:
-                request = read_request(conn)
-                if request is not None:
-                    self._answer(conn, request)
-        except (OSError, ssl.SSLError, ValueError):
-            pass  # the client went away (as it should, from an endless body) or spoke nonsense
-        finally:
-            raw.close()
 
     def _reply_for(self, request: Request) -> Reply:
         script = self._scripts.get(request.path)
@@ -248,7 +188,7 @@ class OddOnss:
             received = Received(
                 time.monotonic(),
                 request.path,
-                request.items,
+                items_of(request),
                 request.headers.get("authorization", ""),
                 reply,
             )
@@ -283,27 +223,3 @@ class OddOnss:
             received.bytes_sent += len(CHUNK)
             if reply.interval:
                 self._closing.wait(reply.interval)
-
-
-def read_request(conn: ssl.SSLSocket) -> Request | None:
-    """One HTTP/1.1 request read off the connection; None if it closed or sent too much."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk or len(data) > 1 << 20:
-            return None
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    request_line, *lines = head.decode("latin-1").split("\r\n")
-    method, path, _ = request_line.split(" ", 2)
-    headers = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0"))
-    while len(body) < length:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return None
-        body += chunk
-    return Request(method, path.split("?")[0], headers, body[:length])

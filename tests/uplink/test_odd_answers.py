@@ -28,8 +28,9 @@ from gateway.config import UplinkConfig
 from gateway.journal import Acknowledgement, Journal, Rejection, connect
 from gateway.models import UplinkState
 from gateway.uplink import Uplink, open_uplink
+from tests.fake_https import Request
 from tests.support import run
-from tests.uplink.odd_onss import OddOnss, Reply, Request
+from tests.uplink.odd_onss import OddOnss, Reply, items_of
 from tests.uplink.test_uplink import evidence_of, journal_with, registrations, synced_clock
 
 CAP = 64 * 1024
@@ -109,7 +110,7 @@ def answer(results: Callable[[int], list[object]]) -> Body:
     """A body made of the results for a request of `count` items (`results(count)`)."""
 
     def body(request: Request, onss: OddOnss) -> bytes:
-        return json.dumps({"items": results(len(request.items))}).encode()
+        return json.dumps({"items": results(len(items_of(request)))}).encode()
 
     return body
 
@@ -118,7 +119,7 @@ def raw_results(entry: bytes) -> Body:
     """A body with `entry`, JSON as written (1e400, NaN...), as each item's result."""
 
     def body(request: Request, onss: OddOnss) -> bytes:
-        return b'{"items": [%s]}' % b", ".join([entry] * len(request.items))
+        return b'{"items": [%s]}' % b", ".join([entry] * len(items_of(request)))
 
     return body
 

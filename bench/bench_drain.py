@@ -163,7 +163,7 @@ class TimedJournal(Journal):
     def append_registration(self, reg: Registration) -> int:
         started = time.perf_counter_ns()
         try:
-            with self._lock:  # re-entrant: the append takes it again without waiting
+            with self._lock.for_the_door():  # as the append takes it, which then re-enters
                 self.last_lock_wait_ns = time.perf_counter_ns() - started
                 return super().append_registration(reg)
         finally:

@@ -1,5 +1,6 @@
 """The journal's reads, on whichever connection is given: the writer's (under its lock) or a
-read-only one of the CLI's. `Journal` and `JournalReader` each hold a `Queries`.
+read-only one (the daemon's views, the CLI's). `Journal` holds two `Queries`, `JournalReader`
+one.
 
 The uplink's queue is the `delivery` column itself: pending rows are found from the oldest
 pending one on (`pending_from`), which the writer keeps track of and a reader looks up.
@@ -32,8 +33,8 @@ OUTBOUND = f"SELECT {OUTBOUND_COLUMNS} FROM registration_rows"
 
 class Queries:
     """Reads on one connection, each under `guard`: the writer's lock on the writer's
-    connection (a read must not step between a transaction's statements), nothing on a
-    read-only connection of its own."""
+    connection (a read must not step between a transaction's statements), a lock of its own
+    on the daemon's read-only connection (shared by its threads), nothing on the CLI's."""
 
     def __init__(
         self, conn: sqlite3.Connection, guard: AbstractContextManager[object] | None = None
@@ -109,6 +110,10 @@ class Queries:
                 " (SELECT count(*) FROM unconfirmed)"
             ).fetchone()  # a partial index holds just the rejected, a table the unconfirmed
             return JournalStats(registrations, pending, oldest, attempts, rejected, unconfirmed)
+
+    def pending_count(self, pending_from: int) -> int:
+        with self._guard:
+            return self.pending_count_and_oldest(pending_from)[0]
 
     def oldest_pending_seq(self, floor: int = 0) -> int:
         """Where the uplink's queue starts, looked for from `floor` on (the caller holds

@@ -1,7 +1,8 @@
 """The journal: one SQLite file, the single source of truth (docs/design.md, "The journal").
 
-`Journal` is the daemon's: the one writer (gateway.journal.writer) and the reads on its
-connection (gateway.journal.queries), with the operations of each of its users, whose
+`Journal` is the daemon's: the one writer (gateway.journal.writer), the reads inside its
+transactions, and the views' reads on a read-only connection, never waiting for the
+writer's lock (gateway.journal.queries), with the operations of each of its users, whose
 narrow views are gateway.journal.views. `JournalReader` is the CLI's: the same reads on a
 read-only connection of its own. The file itself (schema, migrations, lock) is
 gateway.journal.file; the records and their rows gateway.journal.rows; the evidence
@@ -72,9 +73,11 @@ SET_FLEET_VALUE = "INSERT OR REPLACE INTO fleet_state (key, value) VALUES (?, ?)
 class Journal:
     """The daemon's journal; one per file, for the whole process (a file lock says so).
 
-    Thread-safe: every method holds the writer's lock, except the uplink's queue reads,
-    which have a connection of their own. Each worker's last registration is also kept in
-    memory, exact because this is the only writer: a tap reads nothing.
+    Thread-safe: every write holds the writer's lock. The reads (status, reports, the
+    uplink's queue, the fleet link's evidence) have read-only connections of their own: a
+    snapshot of what was committed, never waiting for that lock, which a tap may be waiting
+    for. Each worker's last registration is also kept in memory, exact because this is the
+    only writer: a tap reads nothing.
     """
 
     def __init__(
@@ -89,14 +92,17 @@ class Journal:
         self._writer = Writer(path, max_size_mb=max_size_mb, clock=self._clock)
         self._lock = self._writer.lock
         self._evidence = self._writer.evidence
-        self._reads = Queries(self._writer.conn, self._lock)
+        self._writes = Queries(self._writer.conn, self._lock)  # inside a transaction, a tap
+        self._reads_lock = threading.Lock()
+        self._reads_conn = _reading(path)
+        self._reads = Queries(self._reads_conn, self._reads_lock)
         self._last: dict[tuple[str | None, str | None, str], Registration | None] = {}
-        self._pending_from = self._reads.oldest_pending_seq()  # where the uplink's queue starts
+        self._pending_from = self._writes.oldest_pending_seq()  # where the uplink's queue starts
         # The uplink reads its queue on a connection of its own: a snapshot of what was
         # committed, without the journal's lock, which a tap may be waiting for (the rows
         # come one by one, each step giving the GIL away and waiting to get it back).
         self._queue_lock = threading.Lock()
-        self._queue_conn = connect(path, read_only=True)
+        self._queue_conn = _reading(path)
         self._fleet_lock = threading.Lock()
         self._fleet_conn: sqlite3.Connection | None = None  # opened when the link first reads
 
@@ -113,7 +119,7 @@ class Journal:
             return self._last[key]
         with self._lock.for_the_door():
             if key not in self._last:
-                stored = self._reads.last_registration(
+                stored = self._writes.last_registration(
                     worker.niss, declaration, limosa=worker.limosa
                 )
                 self._last[key] = stored.registration if stored else None
@@ -182,7 +188,7 @@ class Journal:
                 conn.execute(settle_delivered(len(acks)), delivered)
             conn.execute(SETTLE_REJECTED, (rejected,))
             conn.execute(CLEAR_IN_FLIGHT, (settled,))
-            self._pending_from = self._reads.oldest_pending_seq(self._pending_from)
+            self._pending_from = self._writes.oldest_pending_seq(self._pending_from)
             self._settlement_evidence(conn, acks, rejections)
 
     def _settlement_evidence(
@@ -230,7 +236,7 @@ class Journal:
                 row[0] for row in conn.execute(MARK_UNCONFIRMED, (cause, clock.wall_ns, marked))
             ]
             conn.execute(CLEAR_IN_FLIGHT, (marked,))
-            self._pending_from = self._reads.oldest_pending_seq(self._pending_from)
+            self._pending_from = self._writes.oldest_pending_seq(self._pending_from)
             if moved:
                 ids = registration_values(conn, "seq", "id", moved)
                 unconfirmed = {"ids": [ids[seq] for seq in sorted(moved)], "cause": cause}
@@ -298,9 +304,8 @@ class Journal:
     ) -> int:
         """The uplink went online, offline or forbidden: its table, and the evidence (an
         outage starts or ends)."""
+        pending = self._reads.pending_count(self._pending_from)  # before the lock: a scan
         with self._writer.transaction() as conn:
-            # not stats(): the whole history
-            pending, _ = self._reads.pending_count_and_oldest(self._pending_from)
             cursor = conn.execute(
                 "INSERT INTO uplink_transitions (state, cause, detail, pending, wall_ns,"
                 " monotonic_ns, boot_id, clock_synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -432,8 +437,7 @@ class Journal:
         return self._reads.uplink_transitions(limit)
 
     def stats(self) -> JournalStats:
-        with self._lock:
-            return self._reads.stats(self._pending_from)
+        return self._reads.stats(self._pending_from)
 
     # --- the fleet link (views.FleetLog) ----------------------------------------------------
 
@@ -470,6 +474,8 @@ class Journal:
     def close(self) -> None:
         with self._queue_lock:
             self._queue_conn.close()
+        with self._reads_lock:
+            self._reads_conn.close()
         with self._fleet_lock:
             if self._fleet_conn is not None:
                 self._fleet_conn.close()
@@ -497,6 +503,16 @@ class JournalReader:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _reading(path: Path) -> sqlite3.Connection:
+    """A read-only connection of the daemon's, which has read once: SQLite holds the file,
+    its WAL and shared memory open from then on, so that `status` still answers (and says
+    so) once the journal's file has been deleted under the daemon."""
+    conn = connect(path, read_only=True)
+    conn.row_factory = sqlite3.Row
+    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    return conn
 
 
 def _unsynchronised_now() -> ClockSample:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.journal import Journal
-from gateway.models import DeliveryState
+from gateway.models import DeliveryState, UplinkState
 from tests.support import a_registration
 
 HOLD_S = 2.0
@@ -65,7 +65,7 @@ def test_an_uplink_transition_counts_the_backlog_outside_the_lock(journal: Journ
     on_the_writer: list[str] = []
     journal._writer.conn.set_trace_callback(on_the_writer.append)
     try:
-        journal.record_transition("offline", "timeout", None, a_registration().clock)
+        journal.record_transition(UplinkState.OFFLINE, "timeout", None, a_registration().clock)
     finally:
         journal._writer.conn.set_trace_callback(None)
     assert on_the_writer, "the transition was written"

@@ -32,11 +32,17 @@ def previous_release(most: int = 50) -> str:
         return os.environ["BADGE_GATEWAY_UPGRADE_FROM"]
     current = release_id(REPO)
     for back in range(most):
-        ref = f"HEAD~{back}"
+        ref = commit_of(f"HEAD~{back}")  # not relative to HEAD: a commit made meanwhile
         with tempfile.TemporaryDirectory() as directory:
             if release_id(source_tree(ref, Path(directory) / "tree")) != current:
                 return ref
     raise AssertionError(f"no other release in the last {most} commits")
+
+
+def commit_of(ref: str) -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "--verify", ref], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def release_id(tree: Path) -> str:

@@ -3,9 +3,12 @@ marker on every test of the QEMU tier, so that `./dev test --fast` can leave it 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from gateway.journal import Journal
 
 VM_TIER = Path(__file__).resolve().parent / "vm"
 
@@ -21,3 +24,13 @@ def state(tmp_path: Path) -> Path:
     state = tmp_path / "state"
     state.mkdir()
     return state
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    """A journal of its own for the test, closed after it."""
+    opened = Journal(tmp_path / "journal.db")
+    try:
+        yield opened
+    finally:
+        opened.close()

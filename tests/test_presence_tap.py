@@ -7,7 +7,6 @@ contracts at this entrance) is registered under each."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -40,15 +39,6 @@ class Shown:
 
     def show(self, outcome: TapOutcome) -> None:
         self.outcomes.append(outcome)
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    opened = Journal(tmp_path / "journal.db")
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def pipeline(tmp_path: Path, journal: Journal, shown: Shown) -> TapPipeline:

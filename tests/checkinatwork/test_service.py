@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date
-from pathlib import Path
 
 import httpx
 import pytest
@@ -61,15 +60,6 @@ def service(pki: PkiFiles) -> Iterator[Service]:
         yield presence_service(config, http, AnswerLimits())
     finally:
         asyncio.run(http.aclose())
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    opened = Journal(tmp_path / "journal.db")
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def queued(journal: Journal, reg: Registration) -> Outbound:

@@ -5,25 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from gateway.journal import Journal
 from gateway.models import DeliveryState, UplinkState
 from tests.support import a_registration
 
 HOLD_S = 2.0
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    journal = Journal(tmp_path / "journal.db")
-    try:
-        yield journal
-    finally:
-        journal.close()
 
 
 def test_status_reads_answer_while_a_writer_holds_the_lock(journal: Journal) -> None:

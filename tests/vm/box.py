@@ -21,12 +21,12 @@ conn.row_factory = sqlite3.Row
 print(json.dumps([dict(row) for row in conn.execute(sys.argv[1])]))
 """
 
-_SIM_REGISTRATIONS = f"""
-import json, ssl, urllib.request
+_SIM_LIST = f"""
+import json, ssl, sys, urllib.request
 context = ssl.create_default_context(cafile="{SIM_DIR}/ca.pem")
-url = "https://127.0.0.1:{SIM_PORT}/_sim/registrations"
+url = "https://127.0.0.1:{SIM_PORT}/_sim/" + sys.argv[1]
 with urllib.request.urlopen(url, context=context, timeout=20) as answer:
-    print(json.dumps(json.load(answer)["registrations"]))
+    print(json.dumps(json.load(answer)[sys.argv[1]]))
 """
 
 
@@ -74,8 +74,29 @@ def evidence(box: Machine) -> list[dict[str, Any]]:
 
 
 def sim_registrations(box: Machine) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = box.python(_SIM_REGISTRATIONS)
+    """What the simulator's REST service (CIaO) holds."""
+    rows: list[dict[str, Any]] = box.python(_SIM_LIST, "registrations")
     return rows
+
+
+def sim_presences(box: Machine) -> list[dict[str, Any]]:
+    """What the simulator's SOAP service (Checkinatwork) holds."""
+    rows: list[dict[str, Any]] = box.python(_SIM_LIST, "presences")
+    return rows
+
+
+def synchronise_clock(box: Machine, offset: float) -> None:
+    """systemd-timesyncd against the agent's NTP server, which serves the guest's time plus
+    `offset` seconds (the host's true time); until the box says it is synchronised."""
+    box.call("ntp", offset=offset)
+    box.sh("systemctl", "restart", "systemd-timesyncd")
+    box.wait_for(
+        "timesyncd synchronised",
+        lambda: (
+            box.call("run", argv=["test", "-e", "/run/systemd/timesync/synchronized"])["rc"] == 0
+        ),
+        timeout=90,
+    )
 
 
 def tap_over_socket(box: Machine, uids: list[str], pause: float = 0.0) -> list[dict[str, Any]]:

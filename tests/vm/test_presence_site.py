@@ -6,25 +6,13 @@ MemoryDenyWriteExecute) and delivered to the simulator's SOAP service inside the
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from tests.support import DECLARATION, EMPLOYER
 from tests.vm import box as guest
-from tests.vm.image import SIM_DIR, SIM_PORT, WORKERS, Image
+from tests.vm.image import SIM_DIR, SIM_PORT, WORKERS
 from tests.vm.machine import Machine
 
 CONFIG = "/etc/badge-gateway/gateway.toml"
-
-_SIM_PRESENCES = f"""
-import json, ssl, urllib.request
-context = ssl.create_default_context(cafile="{SIM_DIR}/ca.pem")
-url = "https://127.0.0.1:{SIM_PORT}/_sim/presences"
-with urllib.request.urlopen(url, context=context, timeout=20) as answer:
-    print(json.dumps(json.load(answer)["presences"]))
-"""
 
 _REWRITE = """
 import sys
@@ -32,16 +20,6 @@ path, text = sys.argv[1], sys.argv[2]
 with open(path, "w", encoding="utf-8") as file:  # in place: owner and mode kept
     print(file.write(text))
 """
-
-
-@pytest.fixture
-def box(image: Image, vm_workdir: Path) -> Iterator[Machine]:
-    machine = Machine(image, vm_workdir, name="site")  # a short name: sockets live under it
-    try:
-        yield machine
-    finally:
-        if machine.running:
-            machine.power_cut()
 
 
 def as_a_construction_site(config: str) -> str:
@@ -57,43 +35,28 @@ def as_a_construction_site(config: str) -> str:
     return edited
 
 
-def synchronise_the_clock(machine: Machine) -> None:
-    """timesyncd on the host's time (the agent's NTP server): nothing is held for the clock."""
-    offset = time.time() - machine.call("ping")["time"]
-    machine.call("ntp", offset=offset)
-    machine.sh("systemctl", "restart", "systemd-timesyncd")
-    machine.wait_for(
-        "timesyncd synchronised",
-        lambda: (
-            machine.call("run", argv=["test", "-e", "/run/systemd/timesync/synchronized"])["rc"]
-            == 0
-        ),
-        timeout=90,
-    )
-
-
 def test_a_construction_site_registers_each_person_once_a_day_under_the_hardened_unit(
-    box: Machine,
+    machine: Machine,
 ) -> None:
-    box.boot()
-    guest.wait_ready(box)
-    synchronise_the_clock(box)
-    config = box.sh("cat", CONFIG)
+    machine.boot()
+    guest.wait_ready(machine)
+    guest.synchronise_clock(machine, time.time() - machine.call("ping")["time"])  # nothing held
+    config = machine.sh("cat", CONFIG)
     edited = as_a_construction_site(config)
-    assert box.python(_REWRITE, CONFIG, edited) == len(edited)
-    box.sh("systemctl", "restart", guest.UNIT, timeout=240)  # Type=notify: until READY
-    assert box.show(guest.UNIT, "ActiveState")["ActiveState"] == "active"
+    assert machine.python(_REWRITE, CONFIG, edited) == len(edited)
+    machine.sh("systemctl", "restart", guest.UNIT, timeout=240)  # Type=notify: until READY
+    assert machine.show(guest.UNIT, "ActiveState")["ActiveState"] == "active"
 
     first, second = WORKERS[0], WORKERS[1]
-    outcomes = [guest.tap_at_reader(box, badge.uid)["outcome"] for badge in (first, second)]
+    outcomes = [guest.tap_at_reader(machine, badge.uid)["outcome"] for badge in (first, second)]
     time.sleep(1.5)  # past the debounce: a new tap, not a bounce of the first
-    outcomes.append(guest.tap_at_reader(box, first.uid)["outcome"])
+    outcomes.append(guest.tap_at_reader(machine, first.uid)["outcome"])
     assert outcomes == ["registered", "registered", "already-today"]
 
-    rows = box.wait_for(
+    rows = machine.wait_for(
         "both presences delivered",
         lambda: (
-            (rows := guest.registrations(box))
+            (rows := guest.registrations(machine))
             and len(rows) == 2
             and all(row["delivery"] == "delivered" for row in rows)
             and rows
@@ -102,12 +65,12 @@ def test_a_construction_site_registers_each_person_once_a_day_under_the_hardened
         every=2,
     )
     assert [row["direction"] for row in rows] == ["PRESENCE", "PRESENCE"]
-    presences = box.python(_SIM_PRESENCES)
+    presences = guest.sim_presences(machine)
     assert sorted(p["inss"] for p in presences) == sorted([first.niss, second.niss])
     for presence in presences:
         assert presence["workplace"] == DECLARATION
         assert int(presence["company_id"]) == int(EMPLOYER)  # an xs:long: no leading 0
         assert presence["times_received"] == 1
-    state = box.show(guest.UNIT, "ActiveState", "NRestarts", "ExecMainStatus")
+    state = machine.show(guest.UNIT, "ActiveState", "NRestarts")
     assert state["ActiveState"] == "active" and state["NRestarts"] == "0", state
-    assert guest.evidence_verifies(box)
+    assert guest.evidence_verifies(machine)
